@@ -1,0 +1,43 @@
+/*
+ * identity.h — a verified caller as the Kubernetes API server would see it: user, groups, uid, extra.
+ *
+ * An identity is immutable once built and reference-counted, so the token cache can hand the same object to any
+ * number of worker threads without copying or locking: a cache hit is one atomic increment. Everything lives in
+ * one allocation made by identity_build(); identity_release() frees it when the last reference goes.
+ */
+#ifndef KOS_IDENTITY_H
+#define KOS_IDENTITY_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct identity_extra {
+	const char *key;   /* lower-case, as in Impersonate-Extra-<key> before percent-encoding */
+	const char *value;
+} identity_extra;
+
+typedef struct identity {
+	atomic_uint refs;
+	int64_t exp;             /* the token's exp (unix seconds) */
+	const char *user;        /* prefix applied; never NULL */
+	const char *uid;         /* NULL when none */
+	size_t ngroups;
+	const char *const *groups; /* prefix applied */
+	size_t nextra;
+	const identity_extra *extra;
+	uint64_t key_fp;         /* fingerprint of the JWKS key that verified it (cache invalidation) */
+} identity;
+
+/* Copies everything into one block; returns NULL on allocation failure. refs starts at 1. */
+identity *identity_build(const char *user, const char *uid, const char *const *groups, size_t ngroups,
+			 const identity_extra *extra, size_t nextra, int64_t exp, uint64_t key_fp);
+static inline const identity *identity_ref(const identity *id)
+{
+	atomic_fetch_add_explicit(&((identity *)id)->refs, 1, memory_order_relaxed);
+	return id;
+}
+/* Drops one reference; frees on the last. NULL is fine. Any thread. */
+void identity_release(const identity *id);
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * verifier.h — the identity core's one entry point: raw bearer token in, Kubernetes identity or reason out.
+ *
+ * Owns: the OIDC provider (discovery + JWKS, see oidc.h), the claim-mapping configuration and the token cache.
+ * Thread-safe: any number of worker threads call verifier_verify() at once; a cache hit takes no lock and
+ * allocates nothing. The rules are the Kubernetes API server's OIDC authenticator's (see claims.h).
+ */
+#ifndef KOS_VERIFIER_H
+#define KOS_VERIFIER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "identity.h"
+#include "oidc.h"
+
+#define VERIFIER_MAX_REQUIRED_CLAIMS 32
+
+typedef struct verifier_config {
+	oidc_config oidc;               /* issuer URL, CA file, refresh policy */
+	const char *client_id;          /* required: must appear in aud */
+	const char *username_claim;     /* NULL = "sub" */
+	const char *username_prefix;    /* NULL = unset (Kubernetes default rule), "-" = none, else literal */
+	const char *groups_claim;       /* NULL = no groups */
+	const char *groups_prefix;      /* NULL = "" */
+	const char *required_claims[VERIFIER_MAX_REQUIRED_CLAIMS][2]; /* key, value */
+	size_t nrequired_claims;
+	const char *signing_algs;       /* comma list; NULL = "RS256" */
+	size_t max_token_bytes;         /* 0 = 16384 */
+	size_t cache_entries;           /* 0 = 65536; bounded, evicting */
+	unsigned cache_ttl_s;           /* 0 = 600; an entry never outlives its token's exp either */
+	bool allow_reserved;            /* accept system: users/groups (off by default, see SECURITY.md) */
+} verifier_config;
+
+/* Why a token was refused. The strings (verifier_reason()) are short, stable, safe to log and to show in a 401
+ * body: they never contain any part of the token. */
+enum verifier_result {
+	VERIFY_OK = 0,
+	VERIFY_E_MALFORMED = -1,     /* "malformed token" */
+	VERIFY_E_TOO_LARGE = -2,     /* "token too large" */
+	VERIFY_E_ALG = -3,           /* "signing algorithm not allowed" */
+	VERIFY_E_UNKNOWN_KID = -4,   /* "unknown key id" (a refresh has been requested) */
+	VERIFY_E_SIGNATURE = -5,     /* "invalid signature" */
+	VERIFY_E_ISSUER = -6,        /* "issuer mismatch" */
+	VERIFY_E_AUDIENCE = -7,      /* "audience mismatch" */
+	VERIFY_E_EXPIRED = -8,       /* "token expired" */
+	VERIFY_E_NOT_YET = -9,       /* "token not yet valid" */
+	VERIFY_E_CLAIMS = -10,       /* bad or missing claim; detail gives which */
+	VERIFY_E_NOT_READY = -11,    /* "issuer keys not loaded" */
+	VERIFY_E_RESERVED = -12,     /* "reserved identity refused" */
+	VERIFY_E_INTERNAL = -13,     /* "internal error" */
+};
+const char *verifier_reason(int result);
+
+typedef struct verifier verifier;
+
+int verifier_create(const verifier_config *cfg, verifier **out, char *err, size_t errlen);
+/*
+ * Verifies token[0..len) (the bare JWT, without "Bearer ") at time now (unix seconds).
+ * VERIFY_OK: *id holds a reference (release with identity_release()).
+ * Otherwise a negative verifier_result; if detail != NULL it is set to a static or thread-local string with
+ * specifics safe to log (e.g. "missing claim \"email\""), never token bytes.
+ */
+int verifier_verify(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
+		    const char **detail);
+bool verifier_ready(verifier *v);
+void verifier_status(verifier *v, oidc_status *out);
+typedef struct verifier_cache_stats {
+	uint64_t hits, misses, evictions;
+	size_t size;
+} verifier_cache_stats;
+void verifier_cache_stats_get(verifier *v, verifier_cache_stats *out);
+void verifier_destroy(verifier *v);
+
+#endif

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Runs every test suite that `make test` promises and prints one closing `N passed, N failed` line.
+
+Suites (each can be picked with --only, repeatable):
+  unit         build/asan/tests/test_*        cmocka binaries built under ASan+UBSan
+  fuzz         build/fuzz/fuzz_*              libFuzzer targets, KOS_FUZZ_SECONDS each (default 10) on the
+                                              committed corpus tests/fuzz/corpus/<target> (+ <target>.dict)
+  integration  pytest over tests/             real HAProxy, kubectl, agent; junit XML is read for counts
+
+A binary that dies without a summary counts as one failure, so a crash can never look like a pass.
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.chdir(ROOT)
+
+totals = {"passed": 0, "failed": 0, "skipped": 0}
+failures = []
+
+
+def record(suite, name, passed, failed, skipped=0):
+    totals["passed"] += passed
+    totals["failed"] += failed
+    totals["skipped"] += skipped
+    if failed:
+        failures.append(f"{suite}:{name}")
+
+
+def run_unit():
+    d = os.path.join("build", "asan", "tests")
+    bins = sorted(f for f in os.listdir(d) if f.startswith("test_")) if os.path.isdir(d) else []
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+    for b in bins:
+        path = os.path.join(d, b)
+        t0 = time.time()
+        p = subprocess.run([path], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, errors="replace", timeout=600)
+        out = p.stdout
+        ok = sum(int(x) for x in re.findall(r"\[  PASSED  \] (\d+) test", out))
+        bad = sum(int(x) for x in re.findall(r"\[  FAILED  \] (\d+) test", out))
+        if p.returncode != 0 and bad == 0:
+            bad = 1  # crashed, sanitizer report, or exit without a summary
+        if ok == 0 and bad == 0:
+            bad = 1  # ran nothing: that is not a pass
+        sys.stdout.write(f"unit  {b:32s} {ok:4d} passed {bad:3d} failed  ({time.time()-t0:.1f}s)\n")
+        if bad:
+            sys.stdout.write(out[-6000:] + "\n")
+        record("unit", b, ok, bad)
+
+
+def run_fuzz():
+    d = os.path.join("build", "fuzz")
+    bins = sorted(f for f in os.listdir(d) if f.startswith("fuzz_") and os.access(os.path.join(d, f), os.X_OK)) \
+        if os.path.isdir(d) else []
+    secs = int(os.environ.get("KOS_FUZZ_SECONDS", "10"))
+    for b in bins:
+        target = b[len("fuzz_"):]
+        corpus = os.path.join("tests", "fuzz", "corpus", target)
+        work = tempfile.mkdtemp(prefix=f"kos-fuzz-{target}-")
+        args = [os.path.join(d, b), work]
+        if os.path.isdir(corpus):
+            args.append(corpus)
+        dict_path = os.path.join("tests", "fuzz", f"{target}.dict")
+        if os.path.exists(dict_path):
+            args.append(f"-dict={dict_path}")
+        args += [f"-max_total_time={secs}", "-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1",
+                 "-artifact_prefix=" + os.path.join(ROOT, "build", "fuzz", f"crash-{target}-")]
+        t0 = time.time()
+        p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                           timeout=secs + 300)
+        execs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", p.stdout)
+        cov = re.findall(r"cov: (\d+)", p.stdout)
+        ok = p.returncode == 0
+        sys.stdout.write(f"fuzz  {b:32s} {'ok' if ok else 'FAILED'}  execs={execs[-1] if execs else '?'} "
+                         f"cov={cov[-1] if cov else '?'}  ({time.time()-t0:.1f}s)\n")
+        if not ok:
+            sys.stdout.write(p.stdout[-8000:] + "\n")
+        record("fuzz", b, 1 if ok else 0, 0 if ok else 1)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_integration():
+    xml = os.path.join("build", "pytest.xml")
+    if os.path.exists(xml):
+        os.remove(xml)
+    cmd = [sys.executable, "-m", "pytest", "tests", "-p", "no:cacheprovider", "-q", "-rfE",
+           f"--junitxml={xml}"]
+    t0 = time.time()
+    p = subprocess.run(cmd, timeout=3600)
+    if not os.path.exists(xml):
+        record("integration", "pytest", 0, 1)
+        return
+    root = ET.parse(xml).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root)
+    n = sum(int(s.get("tests", 0)) for s in suites)
+    f = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+    sk = sum(int(s.get("skipped", 0)) for s in suites)
+    if p.returncode not in (0, 1, 5) and f == 0:
+        f = 1  # pytest itself broke (internal error, usage error, interrupted)
+    sys.stdout.write(f"pytest {n - f - sk} passed, {f} failed, {sk} skipped ({time.time()-t0:.1f}s)\n")
+    record("integration", "pytest", n - f - sk, f, sk)
+
+
+SUITES = {"unit": run_unit, "fuzz": run_fuzz, "integration": run_integration}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", action="append", choices=sorted(SUITES))
+    a = ap.parse_args()
+    for name in (a.only or ["unit", "fuzz", "integration"]):
+        SUITES[name]()
+    if failures:
+        print("failed: " + " ".join(failures))
+    line = f"{totals['passed']} passed, {totals['failed']} failed"
+    if totals["skipped"]:
+        line += f", {totals['skipped']} skipped"
+    print(line)
+    if totals["passed"] + totals["failed"] == 0:
+        print("no test ran", file=sys.stderr)
+        return 1
+    return 1 if totals["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
