@@ -84,13 +84,25 @@ $(AGENT): $(OBJ)/src/main.o $(LIBKOS) $(LIBSPOA)
 $(BUILD)/%: $(OBJ)/spoa/examples/%.o $(LIBSPOA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Tests and fuzzers of the SPOP library (test_spo*, fuzz_spo*) link libspoa alone: it must not need src/.
+$(BUILD)/tests/test_spo%: $(OBJ)/tests/unit/test_spo%.o $(UNIT_UTIL:%.c=$(OBJ)/%.o) $(LIBSPOA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(UNIT_UTIL:%.c=$(OBJ)/%.o) $(LIBKOS) $(LIBSPOA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+$(BUILD)/bench/spo%: $(OBJ)/tests/bench/spo%.o $(LIBSPOA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/bench/%: $(OBJ)/tests/bench/%.o $(LIBKOS) $(LIBSPOA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fuzz_spo%: $(OBJ)/tests/fuzz/fuzz_spo%.o $(FUZZ_UTIL:%.c=$(OBJ)/%.o) $(LIBSPOA)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
 $(BUILD)/fuzz_%: $(OBJ)/tests/fuzz/fuzz_%.o $(FUZZ_UTIL:%.c=$(OBJ)/%.o) $(LIBKOS) $(LIBSPOA)
 	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
