@@ -1,0 +1,161 @@
+"""Shared helpers for the python test suites: ports, processes, HAProxy binaries, paths.
+
+Every server a test starts listens on loopback, on a port picked at run time, and is stopped by the test (or by
+the fixture that started it) — several test runs may share this machine.
+"""
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Tests run the sanitizer build by default (issue 8); KOS_BUILD=build runs the release build.
+BUILD = os.path.join(ROOT, os.environ.get("KOS_BUILD", "build/asan"))
+PYTHON = "/usr/bin/python3"  # Debian's, with pytest/cryptography/jwcrypto
+
+
+def build_path(*parts):
+    return os.path.join(BUILD, *parts)
+
+
+def free_port(host="127.0.0.1"):
+    """A port that was free a moment ago. Racy by nature; callers retry a start that fails to bind."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
+    """Waits until host:port accepts a TCP connection; raises if proc dies or timeout passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+class Proc:
+    """A child process with its output in a log file; stop() is idempotent and always reaps."""
+
+    def __init__(self, args, env=None, name=None, cwd=None):
+        self.args = [str(a) for a in args]
+        self.name = name or os.path.basename(self.args[0])
+        self.logf = tempfile.NamedTemporaryFile(prefix=f"kos-{self.name}-", suffix=".log", delete=False)
+        full_env = dict(os.environ)
+        full_env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        full_env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        if env:
+            full_env.update(env)
+        self.p = subprocess.Popen(self.args, stdout=self.logf, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
+                                  start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def poll(self):
+        return self.p.poll()
+
+    def log(self):
+        with open(self.logf.name, "r", errors="replace") as f:
+            return f.read()
+
+    def signal(self, sig):
+        if self.p.poll() is None:
+            os.kill(self.p.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        """Stops the process; returns its exit code."""
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait(timeout=10)
+        return self.p.returncode
+
+    def sanitizer_report(self):
+        """The first sanitizer or valgrind report in the log, or None."""
+        text = self.log()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "ERROR: UndefinedBehaviorSanitizer", "Invalid read", "Invalid write"):
+            i = text.find(marker)
+            if i >= 0:
+                return text[max(0, i - 200):i + 3000]
+        return None
+
+    def __repr__(self):
+        return f"Proc({shlex.join(self.args)})"
+
+
+# ---- HAProxy binaries ---------------------------------------------------------------------------------------
+# KOS_HAPROXY_BINS lists the HAProxy commands to test against, "label=command" separated by ';' (a command may be
+# a wrapper script that runs another suite's HAProxy through its own loader). Default: the machine's haproxy.
+
+def haproxy_binaries():
+    spec = os.environ.get("KOS_HAPROXY_BINS", "").strip()
+    if not spec:
+        return [("system", "haproxy")]
+    out = []
+    for item in spec.split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        label, _, cmd = item.partition("=")
+        out.append((label.strip(), cmd.strip() or label.strip()))
+    return out
+
+
+def haproxy_version(cmd):
+    out = subprocess.run([cmd, "-v"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=30).stdout
+    first = out.splitlines()[0] if out else ""
+    parts = first.split()
+    ver = parts[2] if len(parts) > 2 else "?"
+    return ver
+
+
+def haproxy_at_least(cmd, major, minor):
+    v = haproxy_version(cmd).split("-")[0].split(".")
+    try:
+        return (int(v[0]), int(v[1])) >= (major, minor)
+    except (ValueError, IndexError):
+        return False
+
+
+class HAProxy(Proc):
+    """HAProxy in the foreground (-db) with a config written to a temp file."""
+
+    def __init__(self, cmd, cfg_text, env=None, wait_ports=(), name="haproxy"):
+        self.cfg = tempfile.NamedTemporaryFile("w", prefix="kos-haproxy-", suffix=".cfg", delete=False)
+        self.cfg.write(cfg_text)
+        self.cfg.close()
+        super().__init__([cmd, "-db", "-f", self.cfg.name], env=env, name=name)
+        for port in wait_ports:
+            wait_port(port, proc=self.p)
+
+    @staticmethod
+    def check(cmd, cfg_text, env=None):
+        """Runs haproxy -c; returns (ok, output)."""
+        with tempfile.NamedTemporaryFile("w", prefix="kos-haproxy-check-", suffix=".cfg", delete=False) as f:
+            f.write(cfg_text)
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        p = subprocess.run([cmd, "-c", "-f", f.name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env=full_env, timeout=60)
+        os.unlink(f.name)
+        return p.returncode == 0, p.stdout
