@@ -69,7 +69,7 @@ class Proc:
         with open(self.logf.name, "r", errors="replace") as f:
             return f.read()
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         if self.p.poll() is None:
             os.kill(self.p.pid, sig)
 
