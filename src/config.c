@@ -1,0 +1,774 @@
+/* config.c — flags and KOS_* environment variables into struct config; see config.h. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum opt_kind {
+	K_STR,      /* any non-empty string without control bytes */
+	K_OPTSTR,   /* may be empty (prefixes: "" is a meaningful value) */
+	K_URL,      /* https:// URL */
+	K_BOOL,
+	K_UINT,
+	K_SIZE,
+	K_DURATION,
+	K_LEVEL,
+	K_KV,       /* repeatable key=value, comma form accepted */
+	K_ALGS,
+	K_LISTEN,
+	K_IPADDR,
+	K_ACTION,   /* --help, --version: handled before anything else */
+};
+
+typedef struct opt {
+	const char *name;  /* without the leading "--" */
+	const char *env;   /* environment variable, NULL = none */
+	enum opt_kind kind;
+	size_t off;        /* field in struct config */
+	size_t off_n;      /* K_KV: the count field */
+	unsigned long long min, max;
+	const char *def;   /* default as text (applied through the same parser), NULL = none */
+	const char *arg;   /* metavariable in --help */
+	const char *help;
+} opt;
+
+#define F(field) offsetof(config, field)
+
+/* The table is the single source of --help, environment names, defaults and parsing. */
+static const opt opts[] = {
+	{"oidc-issuer-url", "KOS_OIDC_ISSUER_URL", K_URL, F(issuer_url), 0, 0, 0, NULL, "URL",
+	 "Issuer URL (https). Required. Discovery is <URL>/.well-known/openid-configuration."},
+	{"oidc-client-id", "KOS_OIDC_CLIENT_ID", K_STR, F(client_id), 0, 0, 0, NULL, "ID",
+	 "Client ID that must appear in the token's aud. Required."},
+	{"oidc-ca-file", "KOS_OIDC_CA_FILE", K_STR, F(ca_file), 0, 0, 0, NULL, "FILE",
+	 "PEM CA bundle that verifies the issuer (default: system roots)."},
+	{"oidc-username-claim", "KOS_OIDC_USERNAME_CLAIM", K_STR, F(username_claim), 0, 0, 0, "sub", "CLAIM",
+	 "Claim used as the user name."},
+	{"oidc-username-prefix", "KOS_OIDC_USERNAME_PREFIX", K_OPTSTR, F(username_prefix), 0, 0, 0, NULL, "PREFIX",
+	 "Prefix for user names. Unset: the Kubernetes rule (issuer URL + '#' unless the claim is email); '-': none."},
+	{"oidc-groups-claim", "KOS_OIDC_GROUPS_CLAIM", K_STR, F(groups_claim), 0, 0, 0, NULL, "CLAIM",
+	 "Claim holding the groups (string or array of strings). Unset: no groups."},
+	{"oidc-groups-prefix", "KOS_OIDC_GROUPS_PREFIX", K_OPTSTR, F(groups_prefix), 0, 0, 0, NULL, "PREFIX",
+	 "Prefix for group names."},
+	{"oidc-required-claim", "KOS_OIDC_REQUIRED_CLAIM", K_KV, F(required_claims), F(nrequired_claims), 0, 0, NULL,
+	 "KEY=VALUE", "Claim that must be present with this value. Repeatable, or k1=v1,k2=v2."},
+	{"oidc-signing-algs", "KOS_OIDC_SIGNING_ALGS", K_ALGS, F(signing_algs), 0, 0, 0, "RS256", "ALGS",
+	 "Comma list of accepted algorithms: RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA."},
+	{"extra-user-header-client-ip", "KOS_EXTRA_USER_HEADER_CLIENT_IP", K_BOOL, F(extra_client_ip), 0, 0, 0,
+	 "false", NULL, "Add Impersonate-Extra-Remote-Client-Ip with the client's address."},
+	{"extra-user-headers", "KOS_EXTRA_USER_HEADERS", K_KV, F(extra_headers), F(nextra_headers), 0, 0, NULL,
+	 "KEY=VALUE", "Add Impersonate-Extra-KEY: VALUE to every request. Repeatable, or k1=v1,k2=v2."},
+	{"readiness-probe-port", "KOS_READINESS_PROBE_PORT", K_UINT, F(probe_port), 0, 0, 65535, "8080", "PORT",
+	 "Port of the HTTP endpoint serving /ready, /healthz and /metrics; 0 = none."},
+	{"readiness-probe-address", "KOS_READINESS_PROBE_ADDRESS", K_IPADDR, F(probe_address), 0, 0, 0, NULL, "IP",
+	 "Address of that endpoint (default: all addresses, as kubelet probes need)."},
+	{"listen", "KOS_AGENT_LISTEN", K_LISTEN, F(listen), 0, 0, 0, "127.0.0.1:12345", "ADDR",
+	 "SPOP address for HAProxy: HOST:PORT, [IPV6]:PORT, :PORT (all) or unix:/PATH. Its variable is "
+	 "KOS_AGENT_LISTEN, not KOS_LISTEN (that one is HAProxy's frontend in conf/)."},
+	{"service-account-token-file", "KOS_SERVICE_ACCOUNT_TOKEN_FILE", K_STR, F(sa_token_file), 0, 0, 0,
+	 "/var/run/secrets/kubernetes.io/serviceaccount/token", "FILE",
+	 "Token HAProxy sends to the API server; re-read when the file changes."},
+	{"threads", "KOS_THREADS", K_UINT, F(threads), 0, 0, 256, "0", "N", "SPOP worker threads; 0 = one per CPU."},
+	{"log-level", "KOS_LOG_LEVEL", K_LEVEL, F(log_level), 0, 0, 0, "info", "LEVEL",
+	 "error, warn, info or debug. Logs are JSON lines on stderr."},
+	{"max-groups", "KOS_MAX_GROUPS", K_UINT, F(max_groups), 0, 1, CONFIG_MAX_GROUPS_LIMIT, "64", "N",
+	 "Most groups a user may have; more is refused (403), never cut. At most 64 (the HAProxy config's lines)."},
+	{"max-token-bytes", "KOS_MAX_TOKEN_BYTES", K_SIZE, F(max_token_bytes), 0, 256, 1u << 20, "16384", "N",
+	 "Longest bearer token accepted."},
+	{"cache-entries", "KOS_CACHE_ENTRIES", K_SIZE, F(cache_entries), 0, 1, 1u << 24, "65536", "N",
+	 "Verified tokens kept in memory."},
+	{"cache-ttl", "KOS_CACHE_TTL", K_DURATION, F(cache_ttl_s), 0, 1, 86400, "600s", "DURATION",
+	 "How long a verified token is cached (never past its exp): 600, 600s, 10m, 1h."},
+	{"allow-reserved-identities", "KOS_ALLOW_RESERVED_IDENTITIES", K_BOOL, F(allow_reserved), 0, 0, 0, "false",
+	 NULL, "Accept users and groups starting with system: (refused by default)."},
+	{"check-config", "KOS_CHECK_CONFIG", K_BOOL, F(check_config), 0, 0, 0, "false", NULL,
+	 "Validate flags and files, print the effective configuration, exit 0 (valid) or 1."},
+	{"help", NULL, K_ACTION, 0, 0, 0, 0, NULL, NULL, "Print this help and exit."},
+	{"version", NULL, K_ACTION, 0, 0, 0, 0, NULL, NULL, "Print the version and exit."},
+};
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+/* kube-oidc-proxy flags that have no meaning here, and what replaces them. A silent ignore would leave an
+ * operator believing a setting is in force. */
+static const struct {
+	const char *name;
+	const char *instead;
+} replaced[] = {
+	{"secure-port", "HAProxy's frontend bind (KOS_LISTEN in conf/) listens for kubectl"},
+	{"bind-address", "HAProxy's frontend bind (KOS_LISTEN in conf/) listens for kubectl"},
+	{"tls-cert-file", "HAProxy terminates TLS (KOS_TLS_CERT in conf/)"},
+	{"tls-private-key-file", "HAProxy terminates TLS (KOS_TLS_CERT in conf/, certificate and key in one PEM)"},
+	{"tls-cipher-suites", "HAProxy terminates TLS (ssl-default-bind-ciphersuites in conf/haproxy.cfg)"},
+	{"tls-min-version", "HAProxy terminates TLS (ssl-min-ver in conf/haproxy.cfg)"},
+	{"tls-sni-cert-key", "HAProxy terminates TLS (crt lists in conf/haproxy.cfg)"},
+	{"cert-dir", "HAProxy terminates TLS (KOS_TLS_CERT in conf/)"},
+	{"kubeconfig", "HAProxy reaches the API server (KOS_APISERVER, KOS_APISERVER_CA in conf/); the agent only "
+		       "needs --service-account-token-file"},
+	{"token-passthrough", "not supported: every request is impersonated"},
+	{"token-passthrough-audiences", "not supported: every request is impersonated"},
+	{"disable-impersonation", "not supported: every request is impersonated"},
+	{"flush-interval", "HAProxy streams responses as they come; nothing to set"},
+	{"audit-log-path", "use HAProxy's logs and the agent's JSON logs"},
+	{"audit-policy-file", "use HAProxy's logs and the agent's JSON logs"},
+	{"audit-webhook-config-file", "use HAProxy's logs and the agent's JSON logs"},
+	{"http2-max-streams-per-connection", "HAProxy's tune.h2.max-concurrent-streams"},
+	{"v", "use --log-level"},
+	{"vmodule", "use --log-level"},
+	{"logtostderr", "logs always go to stderr as JSON lines"},
+};
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static bool has_ctl(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
+int config_parse_duration(const char *s, unsigned *out)
+{
+	unsigned long long total = 0;
+	bool any = false;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	while (*s) {
+		unsigned long long n = 0, mul = 1;
+
+		if (!isdigit((unsigned char)*s))
+			return -1;
+		while (isdigit((unsigned char)*s)) {
+			n = n * 10 + (unsigned)(*s - '0');
+			if (n > UINT_MAX)
+				return -1;
+			s++;
+		}
+		switch (*s) {
+		case 'h': mul = 3600; s++; break;
+		case 'm': mul = 60; s++; break;
+		case 's': mul = 1; s++; break;
+		case '\0':
+			if (any)
+				return -1; /* "1h30" is ambiguous */
+			break;
+		default: return -1;
+		}
+		total += n * mul;
+		if (total > UINT_MAX)
+			return -1;
+		any = true;
+	}
+	*out = (unsigned)total;
+	return 0;
+}
+
+static int parse_ull(const char *s, unsigned long long *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (*s == '\0' || !isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+	if (strcasecmp(s, "true") == 0 || strcmp(s, "1") == 0 || strcasecmp(s, "yes") == 0) {
+		*out = true;
+		return 0;
+	}
+	if (strcasecmp(s, "false") == 0 || strcmp(s, "0") == 0 || strcasecmp(s, "no") == 0) {
+		*out = false;
+		return 0;
+	}
+	return -1;
+}
+
+static const char *const algs_allowed[] = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+					   "ES256", "ES384", "ES512", "EdDSA"};
+
+static int check_algs(const char *s, char *why, size_t whylen)
+{
+	const char *p = s;
+
+	for (;;) {
+		const char *c = strchr(p, ',');
+		size_t n = c ? (size_t)(c - p) : strlen(p);
+		bool ok = false;
+
+		for (size_t i = 0; i < sizeof(algs_allowed) / sizeof(algs_allowed[0]); i++)
+			if (strlen(algs_allowed[i]) == n && memcmp(algs_allowed[i], p, n) == 0)
+				ok = true;
+		if (!ok) {
+			if (n >= 2 && (strncasecmp(p, "HS", 2) == 0 || (n == 4 && strncasecmp(p, "none", 4) == 0)))
+				seterr(why, whylen, "\"%.*s\" is never accepted for OIDC ID tokens", (int)(n > 16 ? 16 : n), p);
+			else
+				seterr(why, whylen, "unknown algorithm \"%.*s\" (allowed: RS256 RS384 RS512 PS256 PS384 "
+				       "PS512 ES256 ES384 ES512 EdDSA)", (int)(n > 16 ? 16 : n), p);
+			return -1;
+		}
+		if (c == NULL)
+			return 0;
+		p = c + 1;
+	}
+}
+
+static int check_url(const char *s, char *why, size_t whylen)
+{
+	const char *host;
+
+	if (strncmp(s, "https://", 8) != 0) {
+		seterr(why, whylen, "must be an https:// URL");
+		return -1;
+	}
+	host = s + 8;
+	if (*host == '\0' || *host == '/' || *host == ':' || *host == '?' || *host == '#') {
+		seterr(why, whylen, "has no host");
+		return -1;
+	}
+	if (strpbrk(s, " ?#") != NULL) {
+		seterr(why, whylen, "must not contain spaces, a query or a fragment");
+		return -1;
+	}
+	return 0;
+}
+
+static int check_listen(const char *s, char *why, size_t whylen)
+{
+	const char *colon;
+	unsigned long long port;
+
+	if (strncmp(s, "unix:", 5) == 0) {
+		size_t n = strlen(s + 5);
+
+		if (n == 0 || n >= 108) {
+			seterr(why, whylen, "unix socket path must be 1..107 bytes");
+			return -1;
+		}
+		return 0;
+	}
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		char ip[INET6_ADDRSTRLEN];
+		unsigned char buf[16];
+
+		if (close == NULL || close[1] != ':' || (size_t)(close - s - 1) >= sizeof(ip)) {
+			seterr(why, whylen, "expected [IPV6]:PORT");
+			return -1;
+		}
+		memcpy(ip, s + 1, (size_t)(close - s - 1));
+		ip[close - s - 1] = '\0';
+		if (inet_pton(AF_INET6, ip, buf) != 1) {
+			seterr(why, whylen, "\"%s\" is not an IPv6 address", ip);
+			return -1;
+		}
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL) {
+			seterr(why, whylen, "expected HOST:PORT, :PORT or unix:/PATH");
+			return -1;
+		}
+		if (memchr(s, ':', (size_t)(colon - s)) != NULL) {
+			seterr(why, whylen, "put an IPv6 address in brackets: [IPV6]:PORT");
+			return -1;
+		}
+	}
+	if (parse_ull(colon + 1, &port) != 0 || port > 65535) {
+		seterr(why, whylen, "port must be 0..65535");
+		return -1;
+	}
+	return 0;
+}
+
+static void kv_clear(config_kv *kv, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++) {
+		free(kv[i].key);
+		free(kv[i].value);
+		kv[i].key = kv[i].value = NULL;
+	}
+	*n = 0;
+}
+
+/* Adds "k=v" or "k1=v1,k2=v2" to a key=value list; a repeated key replaces the earlier value. */
+static int kv_add(config_kv *kv, size_t *n, const char *s, char *why, size_t whylen)
+{
+	const char *p = s;
+
+	if (*s == '\0') {
+		seterr(why, whylen, "expected KEY=VALUE");
+		return CONFIG_E_USAGE;
+	}
+	for (;;) {
+		const char *c = strchr(p, ',');
+		size_t len = c ? (size_t)(c - p) : strlen(p);
+		const char *eq = memchr(p, '=', len);
+		size_t klen, i;
+		char *k, *v;
+
+		if (eq == NULL || eq == p) {
+			seterr(why, whylen, "expected KEY=VALUE, got \"%.*s\"", (int)(len > 64 ? 64 : len), p);
+			return CONFIG_E_USAGE;
+		}
+		klen = (size_t)(eq - p);
+		k = strndup(p, klen);
+		v = strndup(eq + 1, len - klen - 1);
+		if (k == NULL || v == NULL) {
+			free(k);
+			free(v);
+			return CONFIG_E_NOMEM;
+		}
+		for (i = 0; i < *n; i++)
+			if (strcmp(kv[i].key, k) == 0)
+				break;
+		if (i == *n) {
+			if (*n == CONFIG_MAX_KV) {
+				free(k);
+				free(v);
+				seterr(why, whylen, "more than %d entries", CONFIG_MAX_KV);
+				return CONFIG_E_USAGE;
+			}
+			kv[i].key = k;
+			(*n)++;
+		} else {
+			free(k);
+			free(kv[i].value);
+		}
+		kv[i].value = v;
+		if (c == NULL)
+			return CONFIG_OK;
+		p = c + 1;
+	}
+}
+
+static int set_str(config *c, size_t off, const char *v)
+{
+	char **field = (char **)((char *)c + off);
+	char *dup = strdup(v);
+
+	if (dup == NULL)
+		return CONFIG_E_NOMEM;
+	free(*field);
+	*field = dup;
+	return CONFIG_OK;
+}
+
+/* Applies one value to c. src names where it came from ("--flag" or "KOS_X") for the error line. */
+static int apply(config *c, const opt *o, const char *v, const char *src, char *err, size_t errlen)
+{
+	char why[200] = "";
+	unsigned long long n;
+	int rc;
+
+	if (strlen(v) > CONFIG_MAX_ARG_BYTES) {
+		seterr(err, errlen, "%s: value longer than %d bytes", src, CONFIG_MAX_ARG_BYTES);
+		return CONFIG_E_USAGE;
+	}
+	if (has_ctl(v)) {
+		seterr(err, errlen, "%s: value contains control characters", src);
+		return CONFIG_E_USAGE;
+	}
+	switch (o->kind) {
+	case K_STR:
+	case K_URL:
+	case K_ALGS:
+	case K_LISTEN:
+	case K_IPADDR:
+		if (*v == '\0') {
+			seterr(err, errlen, "%s: must not be empty", src);
+			return CONFIG_E_USAGE;
+		}
+		if (o->kind == K_URL && check_url(v, why, sizeof(why)) != 0)
+			goto bad;
+		if (o->kind == K_ALGS && check_algs(v, why, sizeof(why)) != 0)
+			goto bad;
+		if (o->kind == K_LISTEN && check_listen(v, why, sizeof(why)) != 0)
+			goto bad;
+		if (o->kind == K_IPADDR) {
+			unsigned char buf[16];
+
+			if (inet_pton(AF_INET, v, buf) != 1 && inet_pton(AF_INET6, v, buf) != 1) {
+				seterr(why, sizeof(why), "must be an IPv4 or IPv6 address");
+				goto bad;
+			}
+		}
+		return set_str(c, o->off, v);
+	case K_OPTSTR:
+		return set_str(c, o->off, v);
+	case K_BOOL: {
+		bool b;
+
+		if (parse_bool(v, &b) != 0) {
+			seterr(why, sizeof(why), "must be true or false");
+			goto bad;
+		}
+		*(bool *)((char *)c + o->off) = b;
+		return CONFIG_OK;
+	}
+	case K_UINT:
+	case K_SIZE:
+		if (parse_ull(v, &n) != 0 || n < o->min || n > o->max) {
+			seterr(why, sizeof(why), "must be a number in %llu..%llu", o->min, o->max);
+			goto bad;
+		}
+		if (o->kind == K_UINT)
+			*(unsigned *)((char *)c + o->off) = (unsigned)n;
+		else
+			*(size_t *)((char *)c + o->off) = (size_t)n;
+		return CONFIG_OK;
+	case K_DURATION: {
+		unsigned d;
+
+		if (config_parse_duration(v, &d) != 0 || d < o->min || d > o->max) {
+			seterr(why, sizeof(why), "must be a duration in %llus..%llus (e.g. 600s, 10m, 1h)", o->min,
+			       o->max);
+			goto bad;
+		}
+		*(unsigned *)((char *)c + o->off) = d;
+		return CONFIG_OK;
+	}
+	case K_LEVEL: {
+		enum log_level l;
+
+		if (log_level_parse(v, &l) != 0) {
+			seterr(why, sizeof(why), "must be error, warn, info or debug");
+			goto bad;
+		}
+		*(enum log_level *)((char *)c + o->off) = l;
+		return CONFIG_OK;
+	}
+	case K_KV:
+		rc = kv_add((config_kv *)((char *)c + o->off), (size_t *)((char *)c + o->off_n), v, why, sizeof(why));
+		if (rc == CONFIG_E_USAGE)
+			goto bad;
+		return rc;
+	case K_ACTION:
+		break;
+	}
+	return CONFIG_OK;
+bad:
+	seterr(err, errlen, "%s: %s", src, why);
+	return CONFIG_E_USAGE;
+}
+
+static const opt *find_opt(const char *name, size_t len)
+{
+	for (size_t i = 0; i < NOPTS; i++)
+		if (strlen(opts[i].name) == len && memcmp(opts[i].name, name, len) == 0)
+			return &opts[i];
+	return NULL;
+}
+
+static const char *find_env(char *const *envp, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (envp == NULL)
+		return NULL;
+	for (; *envp; envp++)
+		if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
+			return *envp + n + 1;
+	return NULL;
+}
+
+void config_free(config *c)
+{
+	for (size_t i = 0; i < NOPTS; i++) {
+		const opt *o = &opts[i];
+
+		switch (o->kind) {
+		case K_STR:
+		case K_OPTSTR:
+		case K_URL:
+		case K_ALGS:
+		case K_LISTEN:
+		case K_IPADDR: {
+			char **f = (char **)((char *)c + o->off);
+
+			free(*f);
+			*f = NULL;
+			break;
+		}
+		case K_KV:
+			kv_clear((config_kv *)((char *)c + o->off), (size_t *)((char *)c + o->off_n));
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+int config_parse(int argc, char *const *argv, char *const *envp, config *out, char *err, size_t errlen)
+{
+	bool given[NOPTS] = {false};
+	config c;
+	char src[96];
+	int rc = CONFIG_OK;
+
+	memset(&c, 0, sizeof(c));
+	/* --help and --version win over any error elsewhere on the line, as users expect */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return CONFIG_HELP;
+		if (strcmp(argv[i], "--version") == 0)
+			return CONFIG_VERSION;
+	}
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *name, *eq, *val;
+		size_t nlen;
+		const opt *o;
+
+		if (strncmp(a, "--", 2) != 0 || a[2] == '\0' || a[2] == '-') {
+			if (a[0] == '-' && a[1] != '-' && a[1] != '\0')
+				seterr(err, errlen, "unknown flag %.64s (flags are spelled --name, see --help)", a);
+			else
+				seterr(err, errlen, "unexpected argument \"%.64s\" (see --help)", a);
+			rc = CONFIG_E_USAGE;
+			goto out;
+		}
+		name = a + 2;
+		eq = strchr(name, '=');
+		nlen = eq ? (size_t)(eq - name) : strlen(name);
+		o = find_opt(name, nlen);
+		if (o == NULL) {
+			for (size_t k = 0; k < sizeof(replaced) / sizeof(replaced[0]); k++) {
+				if (strlen(replaced[k].name) == nlen && memcmp(replaced[k].name, name, nlen) == 0) {
+					seterr(err, errlen, "--%s is a kube-oidc-proxy flag with no meaning here: %s",
+					       replaced[k].name, replaced[k].instead);
+					rc = CONFIG_E_USAGE;
+					goto out;
+				}
+			}
+			if (nlen > 6 && strncmp(name, "audit-", 6) == 0)
+				seterr(err, errlen, "--%.*s is a kube-oidc-proxy flag with no meaning here: use HAProxy's "
+				       "logs and the agent's JSON logs", (int)(nlen > 64 ? 64 : nlen), name);
+			else
+				seterr(err, errlen, "unknown flag --%.*s (see --help)", (int)(nlen > 64 ? 64 : nlen), name);
+			rc = CONFIG_E_USAGE;
+			goto out;
+		}
+		if (o->kind == K_ACTION) {
+			seterr(err, errlen, "--%s takes no value", o->name);
+			rc = CONFIG_E_USAGE;
+			goto out;
+		}
+		snprintf(src, sizeof(src), "--%s", o->name);
+		if (eq != NULL) {
+			val = eq + 1;
+		} else if (o->kind == K_BOOL) {
+			val = "true";
+		} else if (i + 1 < argc) {
+			val = argv[++i];
+		} else {
+			seterr(err, errlen, "--%s needs a value (%s)", o->name, o->arg ? o->arg : "VALUE");
+			rc = CONFIG_E_USAGE;
+			goto out;
+		}
+		/* the last of a repeated single-valued flag wins; repeatable ones accumulate */
+		rc = apply(&c, o, val, src, err, errlen);
+		if (rc != CONFIG_OK)
+			goto out;
+		given[o - opts] = true;
+	}
+	for (size_t i = 0; i < NOPTS; i++) {
+		const opt *o = &opts[i];
+		const char *v;
+
+		if (given[i] || o->env == NULL)
+			continue;
+		v = find_env(envp, o->env);
+		if (v != NULL) {
+			/* an empty variable means "not set", as a manifest with value: "" usually intends */
+			if (*v == '\0' && o->kind != K_OPTSTR)
+				v = NULL;
+		}
+		if (v != NULL) {
+			rc = apply(&c, o, v, o->env, err, errlen);
+			if (rc != CONFIG_OK)
+				goto out;
+			given[i] = true;
+		} else if (o->def != NULL) {
+			snprintf(src, sizeof(src), "default of --%s", o->name);
+			rc = apply(&c, o, o->def, src, err, errlen);
+			if (rc != CONFIG_OK)
+				goto out;
+		}
+	}
+	if (c.issuer_url == NULL) {
+		seterr(err, errlen, "--oidc-issuer-url is required (or KOS_OIDC_ISSUER_URL)");
+		rc = CONFIG_E_USAGE;
+		goto out;
+	}
+	if (c.client_id == NULL) {
+		seterr(err, errlen, "--oidc-client-id is required (or KOS_OIDC_CLIENT_ID)");
+		rc = CONFIG_E_USAGE;
+		goto out;
+	}
+	for (size_t i = 0; i < c.nextra_headers; i++) {
+		if (strcasecmp(c.extra_headers[i].key, "remote-client-ip") == 0 && c.extra_client_ip) {
+			seterr(err, errlen, "--extra-user-headers: key remote-client-ip clashes with "
+			       "--extra-user-header-client-ip");
+			rc = CONFIG_E_USAGE;
+			goto out;
+		}
+	}
+	*out = c;
+	return CONFIG_OK;
+out:
+	config_free(&c);
+	return rc;
+}
+
+static int check_readable(const char *what, const char *path, bool need_content, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0) {
+		seterr(err, errlen, "%s %s: %s", what, path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		seterr(err, errlen, "%s %s: not a regular file", what, path);
+		close(fd);
+		return -1;
+	}
+	if (need_content && st.st_size == 0) {
+		seterr(err, errlen, "%s %s: empty", what, path);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+int config_check_files(const config *c, char *err, size_t errlen)
+{
+	if (c->ca_file != NULL && check_readable("--oidc-ca-file", c->ca_file, true, err, errlen) != 0)
+		return -1;
+	if (check_readable("--service-account-token-file", c->sa_token_file, true, err, errlen) != 0)
+		return -1;
+	return 0;
+}
+
+void config_usage(FILE *f)
+{
+	fprintf(f, "Usage: kube-oidc-spoa --oidc-issuer-url=URL --oidc-client-id=ID [flags]\n\n"
+		   "HAProxy SPOE agent: verifies OIDC ID tokens for Kubernetes and returns the identity HAProxy\n"
+		   "impersonates towards the API server. Flags keep kube-oidc-proxy's names.\n\n"
+		   "Every flag can also be set by an environment variable: KOS_ + the flag name in upper snake case\n"
+		   "(--oidc-issuer-url -> KOS_OIDC_ISSUER_URL; one exception: --listen is KOS_AGENT_LISTEN). A flag on\n"
+		   "the command line wins over its variable. Repeatable flags take k1=v1,k2=v2 in their variable.\n"
+		   "Both --flag VALUE and --flag=VALUE work; booleans are --flag or --flag=true|false.\n\n");
+	for (size_t i = 0; i < NOPTS; i++) {
+		const opt *o = &opts[i];
+		char left[96];
+
+		snprintf(left, sizeof(left), "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+		fprintf(f, "  %s\n      %s", left, o->help);
+		if (o->def != NULL && o->kind != K_BOOL)
+			fprintf(f, " Default: %s.", o->def);
+		if (o->env != NULL)
+			fprintf(f, " Env: %s.", o->env);
+		fputc('\n', f);
+	}
+	fprintf(f, "\nkube-oidc-proxy flags about TLS, listening, the API server connection and auditing are\n"
+		   "HAProxy's business here (see conf/); giving one is an error that says what replaces it.\n"
+		   "Exit status: 0 ok, 1 runtime or --check-config failure, 2 wrong flag or value.\n");
+}
+
+static void print_kv(FILE *f, const char *name, const config_kv *kv, size_t n)
+{
+	if (n == 0)
+		fprintf(f, "%s: \n", name);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%s: %s=%s\n", name, kv[i].key, kv[i].value);
+}
+
+void config_print(const config *c, FILE *f)
+{
+#define S(x) ((x) ? (x) : "")
+	fprintf(f, "oidc-issuer-url: %s\n", S(c->issuer_url));
+	fprintf(f, "oidc-client-id: %s\n", S(c->client_id));
+	fprintf(f, "oidc-ca-file: %s\n", S(c->ca_file));
+	fprintf(f, "oidc-username-claim: %s\n", S(c->username_claim));
+	fprintf(f, "oidc-username-prefix: %s\n", c->username_prefix ? c->username_prefix : "(unset)");
+	fprintf(f, "oidc-groups-claim: %s\n", S(c->groups_claim));
+	fprintf(f, "oidc-groups-prefix: %s\n", S(c->groups_prefix));
+	print_kv(f, "oidc-required-claim", c->required_claims, c->nrequired_claims);
+	fprintf(f, "oidc-signing-algs: %s\n", S(c->signing_algs));
+	fprintf(f, "extra-user-header-client-ip: %s\n", c->extra_client_ip ? "true" : "false");
+	print_kv(f, "extra-user-headers", c->extra_headers, c->nextra_headers);
+	fprintf(f, "readiness-probe-port: %u\n", c->probe_port);
+	fprintf(f, "readiness-probe-address: %s\n", c->probe_address ? c->probe_address : "(all)");
+	fprintf(f, "listen: %s\n", S(c->listen));
+	fprintf(f, "service-account-token-file: %s\n", S(c->sa_token_file));
+	fprintf(f, "threads: %u\n", c->threads);
+	fprintf(f, "log-level: %s\n", log_level_name(c->log_level));
+	fprintf(f, "max-groups: %u\n", c->max_groups);
+	fprintf(f, "max-token-bytes: %zu\n", c->max_token_bytes);
+	fprintf(f, "cache-entries: %zu\n", c->cache_entries);
+	fprintf(f, "cache-ttl: %us\n", c->cache_ttl_s);
+	fprintf(f, "allow-reserved-identities: %s\n", c->allow_reserved ? "true" : "false");
+#undef S
+}
+
+void config_log(const config *c)
+{
+	log_line l;
+
+	log_begin(&l, LOG_LEVEL_INFO, "config");
+	log_str(&l, "version", KOS_VERSION);
+	log_str(&l, "oidc_issuer_url", c->issuer_url);
+	log_str(&l, "oidc_client_id", c->client_id);
+	log_str(&l, "oidc_ca_file", c->ca_file);
+	log_str(&l, "oidc_username_claim", c->username_claim);
+	log_str(&l, "oidc_username_prefix", c->username_prefix);
+	log_str(&l, "oidc_groups_claim", c->groups_claim);
+	log_str(&l, "oidc_groups_prefix", c->groups_prefix);
+	log_uint(&l, "oidc_required_claims", c->nrequired_claims);
+	log_str(&l, "oidc_signing_algs", c->signing_algs);
+	log_bool(&l, "extra_user_header_client_ip", c->extra_client_ip);
+	log_uint(&l, "extra_user_headers", c->nextra_headers);
+	log_uint(&l, "readiness_probe_port", c->probe_port);
+	log_str(&l, "readiness_probe_address", c->probe_address);
+	log_str(&l, "listen", c->listen);
+	log_str(&l, "service_account_token_file", c->sa_token_file);
+	log_uint(&l, "threads", c->threads);
+	log_str(&l, "log_level", log_level_name(c->log_level));
+	log_uint(&l, "max_groups", c->max_groups);
+	log_uint(&l, "max_token_bytes", c->max_token_bytes);
+	log_uint(&l, "cache_entries", c->cache_entries);
+	log_uint(&l, "cache_ttl_s", c->cache_ttl_s);
+	log_bool(&l, "allow_reserved_identities", c->allow_reserved);
+	log_end(&l);
+}

@@ -1,0 +1,90 @@
+/*
+ * config.h — the agent's configuration from command-line flags and KOS_* environment variables.
+ *
+ * Owns: one struct config whose strings are all heap copies made by config_parse(); config_free() releases
+ * them. Nothing here opens files except config_check_files() (used by --check-config and at start).
+ * Precedence: a flag given on the command line wins over its environment variable, which wins over the default.
+ * Environment names: "KOS_" + the flag name in upper snake case (--oidc-issuer-url → KOS_OIDC_ISSUER_URL).
+ * Repeatable flags (--oidc-required-claim, --extra-user-headers) take "k=v" or the comma form "k1=v1,k2=v2";
+ * their environment variable takes the comma form. Booleans: "--flag", "--flag=true|false", env "true|false|1|0".
+ * Single-threaded: called from main before anything starts.
+ */
+#ifndef KOS_CONFIG_H
+#define KOS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "log.h"
+
+#ifndef KOS_VERSION
+#define KOS_VERSION "0.1.0-dev"
+#endif
+
+#define CONFIG_MAX_KV 32            /* entries of each repeatable key=value flag */
+#define CONFIG_MAX_GROUPS_LIMIT 64  /* conf/CONTRACT.md: HAProxy carries g0…g63 */
+#define CONFIG_MAX_ARG_BYTES 4096   /* any one flag value */
+
+typedef struct config_kv {
+	char *key;
+	char *value;
+} config_kv;
+
+typedef struct config {
+	/* kube-oidc-proxy's flags */
+	char *issuer_url;
+	char *client_id;
+	char *ca_file;               /* NULL = system roots */
+	char *username_claim;        /* default "sub" */
+	char *username_prefix;       /* NULL = unset (Kubernetes default rule) */
+	char *groups_claim;          /* NULL = no groups */
+	char *groups_prefix;         /* NULL = "" */
+	config_kv required_claims[CONFIG_MAX_KV];
+	size_t nrequired_claims;
+	char *signing_algs;          /* default "RS256" */
+	bool extra_client_ip;        /* --extra-user-header-client-ip */
+	config_kv extra_headers[CONFIG_MAX_KV];
+	size_t nextra_headers;
+	unsigned probe_port;         /* --readiness-probe-port, 0 = no HTTP endpoint */
+	char *probe_address;         /* --readiness-probe-address, NULL = all addresses */
+	/* ours */
+	char *listen;                /* SPOP: host:port, [v6]:port, :port, unix:/path */
+	char *sa_token_file;
+	unsigned threads;            /* 0 = number of CPUs */
+	enum log_level log_level;
+	unsigned max_groups;
+	size_t max_token_bytes;
+	size_t cache_entries;
+	unsigned cache_ttl_s;
+	bool allow_reserved;
+	bool check_config;
+} config;
+
+enum config_result {
+	CONFIG_OK = 0,
+	CONFIG_HELP = 1,     /* --help was given: print config_usage(), exit 0 */
+	CONFIG_VERSION = 2,  /* --version */
+	CONFIG_E_USAGE = -1, /* a wrong flag or value; err holds one line; exit 2 */
+	CONFIG_E_NOMEM = -2,
+};
+
+/* Parses argv[1..argc) then, for flags not given, envp (NULL-terminated "K=V" strings, may be NULL).
+ * On CONFIG_OK *out holds the configuration (free with config_free()); on error *out is untouched and err gets
+ * one line naming the flag (or variable) and what is wrong. */
+int config_parse(int argc, char *const *argv, char *const *envp, config *out, char *err, size_t errlen);
+void config_free(config *c);
+/* Opens the files the configuration names (CA file, service-account token file) to find mistakes before
+ * start; 0 or -1 with err. */
+int config_check_files(const config *c, char *err, size_t errlen);
+/* --help text. */
+void config_usage(FILE *f);
+/* The effective configuration, one "flag: value" per line (no secrets: there are none in it). */
+void config_print(const config *c, FILE *f);
+/* Logs the effective configuration as one "config" event. */
+void config_log(const config *c);
+
+/* Parses a duration "600", "600s", "10m", "1h", "1h30m" into seconds; 0 or -1. Exposed for tests. */
+int config_parse_duration(const char *s, unsigned *out);
+
+#endif
