@@ -22,7 +22,33 @@ enum jwks_err {
 	JWKS_E_JSON = -2,     /* not JSON, or not an object with a "keys" array */
 	JWKS_E_NO_KEYS = -3,  /* no usable key */
 	JWKS_E_NOMEM = -4,
+	JWKS_E_NO_KID = -5,   /* lookup: no key with that kid */
+	JWKS_E_MISMATCH = -6, /* lookup: that kid names a key of another type or alg */
 };
+
+enum jwks_kty { JWKS_KTY_RSA = 1, JWKS_KTY_EC = 2, JWKS_KTY_OKP = 3 };
+enum jwks_crv { JWKS_CRV_NONE = 0, JWKS_CRV_P256, JWKS_CRV_P384, JWKS_CRV_P521, JWKS_CRV_ED25519 };
+
+#define JWKS_KID_MAX 256       /* a longer kid makes the key unusable (skipped) */
+#define JWKS_RSA_MIN_BITS 2048 /* smaller RSA keys are skipped: they no longer protect anything */
+#define JWKS_RSA_MAX_BITS 16384
+
+struct evp_pkey_st;
+
+/* One usable public key. Lives as long as its key set; read-only after jwks_parse(). It sits on the
+ * verification path, hence not opaque; only jwks.c writes it. */
+typedef struct jwks_key {
+	int kty;                  /* enum jwks_kty */
+	int crv;                  /* enum jwks_crv; NONE for RSA */
+	int alg;                  /* enum jwt_alg from the JWK's "alg", or 0 when the JWK names none */
+	unsigned bits;            /* RSA modulus or EC field size in bits */
+	const char *kid;          /* NUL-terminated copy, NULL when the JWK has no kid */
+	size_t kid_len;
+	struct evp_pkey_st *pkey; /* built once at parse time; never decoded again per verification */
+	uint64_t fp;              /* first 8 bytes of SHA-256 over the SubjectPublicKeyInfo DER */
+	uint8_t ec_order[66];     /* EC: the group order, big-endian, ec_order_len bytes (r and s must be below it) */
+	size_t ec_order_len;
+} jwks_key;
 
 /* Parses p[0..len). On success *out holds a new set with one reference. err gets a one-line reason on
  * failure (and a note of skipped keys on success, if errlen > 0). */
@@ -31,5 +57,17 @@ void jwks_keyset_ref(jwks_keyset *ks);
 void jwks_keyset_release(jwks_keyset *ks); /* NULL is fine */
 size_t jwks_keyset_count(const jwks_keyset *ks);
 const char *jwks_strerror(int err);
+
+/* i-th usable key, i < jwks_keyset_count(); stable for the life of the set. */
+const jwks_key *jwks_keyset_key(const jwks_keyset *ks, size_t i);
+/* True when a key of this type may verify a token of jwt alg `alg`: RS and PS need RSA, ESnnn the matching
+ * curve, EdDSA Ed25519; and a JWK "alg", when present, must equal the token's. */
+int jwks_key_fits(const jwks_key *k, int alg);
+/* The first key whose kid equals kid[0..kid_len) and that fits alg. Returns 0 and sets *out;
+ * JWKS_E_NO_KID when no key has that kid (the caller should ask for a refresh); JWKS_E_MISMATCH when keys
+ * with that kid exist but none fits alg (a kid of another key type: never a refresh). Any thread. */
+int jwks_find(const jwks_keyset *ks, const char *kid, size_t kid_len, int alg, const jwks_key **out);
+/* True when a key with this fingerprint is in the set (the token cache drops entries of departed keys). */
+int jwks_has_fp(const jwks_keyset *ks, uint64_t fp);
 
 #endif
