@@ -7,6 +7,16 @@
  * Refresh: on the Cache-Control max-age of the JWKS response (clamped to [min_refresh_s, max_refresh_s]), and on
  * demand (unknown kid), single-flight and at most once per unknown_kid_interval_s. A failed refresh keeps the last
  * good key set. No HTTP ever runs on a thread that serves HAProxy.
+ *
+ * Design: one plain thread per provider doing blocking libcurl easy transfers, waiting on a condition variable
+ * between them. The provider has at most one transfer in flight by design (discovery, then the JWKS; refreshes
+ * are single-flight), so curl multi on a libev loop would add fd plumbing and buy nothing; a condvar gives the
+ * timed wait and the wake-up for on-demand refreshes, and a transfer is aborted by its progress callback when
+ * the provider stops. The current key set sits behind a mutex held only to load the pointer and take a
+ * reference (workers do this once per uncached verification), and to swap it in after a download.
+ *
+ * Ownership: oidc_provider_start() copies every string of the config; oidc_provider_keys() hands out a
+ * reference the caller releases with jwks_keyset_release(); oidc_discovery_parse() mallocs *jwks_uri.
  */
 #ifndef KOS_OIDC_H
 #define KOS_OIDC_H
@@ -18,14 +28,29 @@
 #include "jwks.h"
 
 #define OIDC_DISCOVERY_MAX_BYTES (256u * 1024)
+#define OIDC_URL_MAX 2048
+#define OIDC_DEFAULT_REFRESH_S 3600 /* when the JWKS response carries no max-age (then clamped like one) */
+
+enum oidc_err {
+	OIDC_OK = 0,
+	OIDC_E_CONFIG = -1,   /* bad configuration (start) */
+	OIDC_E_JSON = -2,     /* discovery document is not a JSON object, or too big */
+	OIDC_E_ISSUER = -3,   /* "issuer" missing, not a string, or not the configured URL byte for byte */
+	OIDC_E_JWKS_URI = -4, /* "jwks_uri" missing, not a string, not https, or too long */
+	OIDC_E_NOMEM = -5,
+	OIDC_E_THREAD = -6,   /* the provider thread could not start */
+};
+const char *oidc_strerror(int err);
 
 typedef struct oidc_config {
-	const char *issuer_url;        /* required, https:// (http:// only if allow_http, for tests of that refusal) */
+	const char *issuer_url;        /* required, https:// only */
 	const char *ca_file;           /* NULL = system roots */
-	unsigned min_refresh_s;        /* 0 = 60 */
+	unsigned min_refresh_s;        /* 0 = 60; values below 60 are meant for tests (short key lifetimes) */
 	unsigned max_refresh_s;        /* 0 = 86400 */
 	unsigned unknown_kid_interval_s; /* 0 = 10 */
-	unsigned http_timeout_ms;      /* 0 = 10000 */
+	unsigned http_timeout_ms;      /* 0 = 10000 (whole transfer) */
+	unsigned retry_min_ms;         /* 0 = 1000: first retry after a failure, doubled each time, with jitter */
+	unsigned retry_max_ms;         /* 0 = 60000: backoff ceiling; tests lower both to stay short */
 	void (*log)(void *ud, int level, const char *event, const char *msg); /* may be NULL; level: 0 err … 3 debug */
 	void *log_ud;
 } oidc_config;
@@ -41,19 +66,30 @@ typedef struct oidc_status {
 
 typedef struct oidc_provider oidc_provider;
 
-/* Parses a discovery document; *jwks_uri (malloc'd, caller frees) on success. err gets the reason. */
+/* Parses a discovery document p[0..len) (at most OIDC_DISCOVERY_MAX_BYTES): it must be a JSON object whose
+ * "issuer" equals expected_issuer byte for byte and whose "jwks_uri" is an https URL; either key appearing twice
+ * is refused. Returns 0 and *jwks_uri (malloc'd, caller frees), or a negative oidc_err with a one-line reason
+ * in err (safe to log). Pure; any thread. */
 int oidc_discovery_parse(const uint8_t *p, size_t len, const char *expected_issuer, char **jwks_uri,
 			 char *err, size_t errlen);
+/* Finds max-age in one Cache-Control header value p[0..len) (directives are case-insensitive, comma separated).
+ * Returns 1 and *max_age_s when present and valid (capped at 2^31-1), 0 when absent, -1 when no-store or
+ * no-cache asks not to reuse the response (the caller then refreshes at its minimum). Pure; any thread. */
+int oidc_max_age_parse(const uint8_t *p, size_t len, uint32_t *max_age_s);
 
-/* Validates the config and starts the provider thread; returns at once (not ready yet). */
+/* Validates the config (https issuer URL, readable CA file, min <= max) and starts the provider thread; returns
+ * at once (not ready yet). OIDC_E_CONFIG / OIDC_E_NOMEM / OIDC_E_THREAD with the reason in err. Any thread. */
 int oidc_provider_start(const oidc_config *cfg, oidc_provider **out, char *err, size_t errlen);
-/* Current key set with a reference the caller must release, or NULL when none was ever loaded. Any thread,
- * lock-free. */
+/* Current key set with a reference the caller must release, or NULL when none was ever loaded. Any thread;
+ * takes a mutex held only for a pointer load and an atomic increment. */
 jwks_keyset *oidc_provider_keys(oidc_provider *p);
-/* Asks for a refresh because a token named an unknown kid. Never blocks; rate-limited and single-flight. */
+/* Asks for a refresh because a token named an unknown kid. Never waits for I/O; a flood costs one atomic
+ * exchange per call. The download happens at once if no download started within unknown_kid_interval_s, else
+ * when that window ends; requests made meanwhile are coalesced into that one download. Any thread. */
 void oidc_provider_request_refresh(oidc_provider *p);
 void oidc_provider_status(oidc_provider *p, oidc_status *out);
-/* Stops the thread and frees everything. */
+/* Stops the thread (aborting a transfer in flight within about a second) and frees everything. Call once, from
+ * the thread that started it, after every other thread stopped using p. */
 void oidc_provider_stop(oidc_provider *p);
 
 #endif
