@@ -1,0 +1,235 @@
+/* metrics.c — counters and Prometheus text exposition; see metrics.h. */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const verdict_names[METRICS_NVERDICTS] = {
+	"allow", "unauthenticated", "impersonation", "too_many_groups", "unavailable",
+};
+
+/* Verification is microseconds on a cache hit and about a millisecond for an RSA verify; the buckets cover
+ * both and the slow outliers that would show lock or CPU trouble. */
+static const double bucket_s[METRICS_NBUCKETS] = {
+	0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+};
+
+struct metrics {
+	const char *const *reasons;
+	size_t nreasons;
+	atomic_uint_fast64_t req[METRICS_NVERDICTS][METRICS_MAX_REASONS];
+	atomic_uint_fast64_t bucket[METRICS_NBUCKETS + 1]; /* last = +Inf only */
+	atomic_uint_fast64_t lat_count;
+	atomic_uint_fast64_t lat_sum_ns;
+};
+
+int metrics_create(const char *const *reasons, size_t nreasons, metrics **out)
+{
+	metrics *m;
+
+	if (nreasons == 0 || nreasons > METRICS_MAX_REASONS)
+		return -1;
+	m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return -1;
+	m->reasons = reasons;
+	m->nreasons = nreasons;
+	*out = m;
+	return 0;
+}
+
+void metrics_destroy(metrics *m)
+{
+	free(m);
+}
+
+void metrics_request(metrics *m, enum metrics_verdict v, unsigned reason, int64_t latency_ns)
+{
+	if ((unsigned)v >= METRICS_NVERDICTS)
+		v = METRICS_UNAVAILABLE;
+	if (reason >= m->nreasons)
+		reason = (unsigned)m->nreasons - 1;
+	atomic_fetch_add_explicit(&m->req[v][reason], 1, memory_order_relaxed);
+	if (latency_ns >= 0) {
+		double s = (double)latency_ns / 1e9;
+		size_t b = 0;
+
+		while (b < METRICS_NBUCKETS && s > bucket_s[b])
+			b++;
+		atomic_fetch_add_explicit(&m->bucket[b], 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&m->lat_count, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&m->lat_sum_ns, (uint64_t)latency_ns, memory_order_relaxed);
+	}
+}
+
+uint64_t metrics_count(metrics *m, enum metrics_verdict v, unsigned reason)
+{
+	if ((unsigned)v >= METRICS_NVERDICTS || reason >= m->nreasons)
+		return 0;
+	return atomic_load(&m->req[v][reason]);
+}
+
+uint64_t metrics_latency_count(metrics *m)
+{
+	return atomic_load(&m->lat_count);
+}
+
+/* A growable text buffer with a hard cap; the first failure sticks. */
+typedef struct mbuf {
+	char *p;
+	size_t len, cap;
+	bool err;
+} mbuf;
+
+#define MBUF_MAX (1u << 20)
+
+static void mb_printf(mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void mb_printf(mbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->err)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->err = true;
+			return;
+		}
+		if ((size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		{
+			size_t ncap = b->cap * 2;
+			char *np;
+
+			while (ncap - b->len <= (size_t)n)
+				ncap *= 2;
+			if (ncap > MBUF_MAX) {
+				b->err = true;
+				return;
+			}
+			np = realloc(b->p, ncap);
+			if (np == NULL) {
+				b->err = true;
+				return;
+			}
+			b->p = np;
+			b->cap = ncap;
+		}
+	}
+}
+
+/* Prometheus label values escape backslash, double quote and newline. */
+static void mb_label(mbuf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			mb_printf(b, "\\%c", *s);
+		else if (*s == '\n')
+			mb_printf(b, "\\n");
+		else
+			mb_printf(b, "%c", *s);
+	}
+}
+
+static void help(mbuf *b, const char *name, const char *type, const char *text)
+{
+	mb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+static void gauge(mbuf *b, const char *name, const char *text, double v)
+{
+	help(b, name, "gauge", text);
+	mb_printf(b, "%s %.17g\n", name, v);
+}
+
+static void counter(mbuf *b, const char *name, const char *text, uint64_t v)
+{
+	help(b, name, "counter", text);
+	mb_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+int metrics_render(metrics *m, const metrics_ext *ext, char **out, size_t *len)
+{
+	mbuf b = {malloc(8192), 0, 8192, false};
+	uint64_t cum = 0;
+
+	if (b.p == NULL)
+		return -1;
+	help(&b, "kos_requests_total", "counter", "Authentication decisions by verdict and reason.");
+	for (unsigned v = 0; v < METRICS_NVERDICTS; v++) {
+		for (size_t r = 0; r < m->nreasons; r++) {
+			uint64_t n = atomic_load_explicit(&m->req[v][r], memory_order_relaxed);
+
+			/* the allow verdict has one reason; emit every other series only once it exists, so a
+			 * scrape stays small yet rate() works from the first event on */
+			if (n == 0 && !(v == METRICS_ALLOW && r == 0))
+				continue;
+			mb_printf(&b, "kos_requests_total{verdict=\"%s\",reason=\"", verdict_names[v]);
+			mb_label(&b, m->reasons[r]);
+			mb_printf(&b, "\"} %llu\n", (unsigned long long)n);
+		}
+	}
+	help(&b, "kos_verify_duration_seconds", "histogram", "Time spent verifying a bearer token.");
+	for (size_t i = 0; i <= METRICS_NBUCKETS; i++) {
+		cum += atomic_load_explicit(&m->bucket[i], memory_order_relaxed);
+		if (i < METRICS_NBUCKETS)
+			mb_printf(&b, "kos_verify_duration_seconds_bucket{le=\"%g\"} %llu\n", bucket_s[i],
+				  (unsigned long long)cum);
+		else
+			mb_printf(&b, "kos_verify_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+	}
+	/* count is the +Inf bucket by definition; reading it separately could disagree under load */
+	mb_printf(&b, "kos_verify_duration_seconds_sum %.9f\n",
+		  (double)atomic_load_explicit(&m->lat_sum_ns, memory_order_relaxed) / 1e9);
+	mb_printf(&b, "kos_verify_duration_seconds_count %llu\n", (unsigned long long)cum);
+
+	gauge(&b, "kos_ready", "1 when the agent can verify tokens and has a service-account token.",
+	      ext->ready ? 1 : 0);
+	gauge(&b, "kos_service_account_token_loaded", "1 when a service-account token is loaded.",
+	      ext->satoken_loaded ? 1 : 0);
+	counter(&b, "kos_service_account_token_loads_total", "Service-account token loads (first load and rotations).",
+		ext->satoken_loads);
+	counter(&b, "kos_service_account_token_failures_total", "Failed attempts to read the service-account token.",
+		ext->satoken_failures);
+	if (ext->have_verifier) {
+		gauge(&b, "kos_issuer_ready", "1 when the issuer's keys are loaded.", ext->oidc.ready ? 1 : 0);
+		counter(&b, "kos_jwks_refreshes_total", "Successful JWKS loads.", ext->oidc.refreshes);
+		counter(&b, "kos_jwks_failures_total", "Failed discovery or JWKS fetches.", ext->oidc.failures);
+		gauge(&b, "kos_jwks_keys", "Keys in the current key set.", (double)ext->oidc.nkeys);
+		gauge(&b, "kos_jwks_last_success_timestamp_seconds", "Time of the last successful JWKS load.",
+		      (double)ext->oidc.last_success);
+		counter(&b, "kos_cache_hits_total", "Token cache hits.", ext->cache.hits);
+		counter(&b, "kos_cache_misses_total", "Token cache misses.", ext->cache.misses);
+		counter(&b, "kos_cache_evictions_total", "Token cache evictions.", ext->cache.evictions);
+		gauge(&b, "kos_cache_entries", "Tokens in the cache.", (double)ext->cache.size);
+	}
+	if (ext->have_spoa) {
+		counter(&b, "kos_spop_connections_accepted_total", "SPOP connections accepted.",
+			ext->spoa.conns_accepted);
+		gauge(&b, "kos_spop_connections_open", "SPOP connections open.", (double)ext->spoa.conns_open);
+		counter(&b, "kos_spop_connections_rejected_total", "SPOP connections refused or failed at accept.",
+			ext->spoa.conns_rejected);
+		counter(&b, "kos_spop_frames_received_total", "SPOP frames received.", ext->spoa.frames_in);
+		counter(&b, "kos_spop_frames_sent_total", "SPOP frames sent.", ext->spoa.frames_out);
+		counter(&b, "kos_spop_notify_total", "SPOP NOTIFY frames.", ext->spoa.notify);
+		counter(&b, "kos_spop_healthchecks_total", "SPOP health-check connections.", ext->spoa.healthchecks);
+		counter(&b, "kos_spop_protocol_errors_total", "SPOP connections closed for a protocol error.",
+			ext->spoa.protocol_errors);
+	}
+	if (b.err) {
+		free(b.p);
+		return -1;
+	}
+	*out = b.p;
+	*len = b.len;
+	return 0;
+}

@@ -1,0 +1,58 @@
+/*
+ * metrics.h — the agent's counters and their Prometheus text exposition (format 0.0.4).
+ *
+ * Owns: request counters by verdict and reason, and a verification-latency histogram, all relaxed atomics
+ * that any worker thread bumps without a lock or an allocation. Gauges owned by other modules (SPOP server,
+ * verifier cache, OIDC provider, service-account token) are passed in a metrics_ext snapshot at render time, so
+ * this module depends on no one's internals. metrics_render() returns a malloc'd body the caller frees.
+ */
+#ifndef KOS_METRICS_H
+#define KOS_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spoa.h"
+#include "verifier.h"
+
+/* The verdicts are the contract's status values (conf/CONTRACT.md). */
+enum metrics_verdict {
+	METRICS_ALLOW = 0,
+	METRICS_UNAUTHENTICATED = 1,
+	METRICS_IMPERSONATION = 2,
+	METRICS_TOO_MANY_GROUPS = 3,
+	METRICS_UNAVAILABLE = 4,
+	METRICS_NVERDICTS = 5,
+};
+
+#define METRICS_MAX_REASONS 64
+/* Latency buckets in seconds (upper bounds; +Inf is implicit). */
+#define METRICS_NBUCKETS 14
+
+typedef struct metrics metrics;
+
+typedef struct metrics_ext {
+	bool have_spoa;
+	spoa_stats spoa;
+	bool have_verifier;
+	verifier_cache_stats cache;
+	oidc_status oidc;
+	bool ready;
+	bool satoken_loaded;
+	uint64_t satoken_loads, satoken_failures;
+} metrics_ext;
+
+/* reasons[0..nreasons) label the reason index passed to metrics_request(); the strings must outlive m. */
+int metrics_create(const char *const *reasons, size_t nreasons, metrics **out);
+void metrics_destroy(metrics *m);
+/* Any thread. reason < nreasons (others are counted under the last index); latency_ns < 0: not measured
+ * (no verification happened, e.g. a missing token). */
+void metrics_request(metrics *m, enum metrics_verdict v, unsigned reason, int64_t latency_ns);
+/* Renders everything; *out (malloc'd, NUL-terminated) and *len on success; 0 or -1 (no memory). */
+int metrics_render(metrics *m, const metrics_ext *ext, char **out, size_t *len);
+/* Test helpers: the count for one verdict/reason pair, and the histogram's total count. */
+uint64_t metrics_count(metrics *m, enum metrics_verdict v, unsigned reason);
+uint64_t metrics_latency_count(metrics *m);
+
+#endif
