@@ -1,0 +1,241 @@
+"""conf/haproxy.cfg against a scripted agent (spop_stub.py): every branch of the contract's rules, including the
+verdicts the real agent never gives. Nothing but an explicit, complete allow may reach the API server."""
+import json
+import signal
+
+import pytest
+
+import kosstack
+from kosstack import header_values
+from spop_stub import stub_token
+
+SA = "Bearer sa-token-one"
+UNAUTHORIZED = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized",
+                "reason": "Unauthorized", "code": 401}
+IMPERSONATION = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                 "message": "Impersonation requests are disabled when using this proxy", "reason": "Forbidden",
+                 "code": 403}
+
+
+def allow(**extra):
+    v = {"status": 0, "user": "alice", "sa": SA, "ng": 0}
+    v.update(extra)
+    return v
+
+
+@pytest.fixture(scope="module")
+def stack(make_stack):
+    return make_stack(agent="stub", spoe_timeout="500ms")
+
+
+def get(stack, vars_=None, headers=(), path="/version", **kw):
+    hdrs = list(headers)
+    if vars_ is not None:
+        hdrs.append(("Authorization", "Bearer " + stub_token(vars_, **kw)))
+    st, rh, body = stack.request("GET", path, headers=hdrs)
+    return st, rh, body
+
+
+def last_api_request(stack):
+    reqs = stack.api_requests()
+    assert reqs, "nothing reached the API server"
+    return reqs[-1]
+
+
+def test_allow_forwards_identity_and_replaces_credentials(stack):
+    stack.api_reset()
+    v = allow(uid="u-1", ng=3, g0="dev", g1="ops,admins", g2="a b", cip="127.0.0.1")
+    st, _, body = get(stack, v, headers=[("X-Impersonate-Keep", "yes")])
+    assert st == 200, body
+    r = last_api_request(stack)
+    h = r["headers"]
+    assert header_values(h, "Authorization") == [SA]
+    assert header_values(h, "Impersonate-User") == ["alice"]
+    assert header_values(h, "Impersonate-Uid") == ["u-1"]
+    assert header_values(h, "Impersonate-Group") == ["dev", "ops,admins", "a b"]
+    assert header_values(h, "Impersonate-Extra-Remote-Client-Ip") == ["127.0.0.1"]
+    assert header_values(h, "X-Impersonate-Keep") == ["yes"]
+    assert r["identity"]["groups"] == ["dev", "ops,admins", "a b", "system:authenticated"]
+
+
+def test_allow_without_optional_vars(stack):
+    stack.api_reset()
+    st, _, body = get(stack, {"status": 0, "user": "bob", "sa": SA})
+    assert st == 200, body
+    h = last_api_request(stack)["headers"]
+    assert header_values(h, "Impersonate-User") == ["bob"]
+    for name in ("Impersonate-Uid", "Impersonate-Group", "Impersonate-Extra-Remote-Client-Ip"):
+        assert header_values(h, name) == []
+
+
+def test_sixty_four_groups_are_sixty_four_lines(stack):
+    stack.api_reset()
+    groups = {f"g{i}": f"group-{i}" for i in range(64)}
+    st, _, body = get(stack, allow(ng=64, **groups))
+    assert st == 200, body
+    assert header_values(last_api_request(stack)["headers"], "Impersonate-Group") == [f"group-{i}" for i in
+                                                                                      range(64)]
+
+
+def test_more_groups_than_lines_is_403_not_truncation(stack):
+    stack.api_reset()
+    groups = {f"g{i}": f"group-{i}" for i in range(64)}
+    st, _, body = get(stack, allow(ng=65, **groups))
+    assert st == 403
+    doc = json.loads(body)
+    assert doc["reason"] == "Forbidden" and doc["code"] == 403 and "groups" in doc["message"]
+    assert stack.api_requests() == []
+
+
+def test_status_1_is_kubernetes_401(stack):
+    st, rh, body = get(stack, {"status": 1, "reason": "token expired"})
+    assert st == 401
+    assert header_values(rh, "Content-Type") == ["application/json"]
+    assert json.loads(body) == UNAUTHORIZED
+
+
+def test_missing_authorization_reaches_agent_as_null(stack):
+    st, _, body = get(stack, None)
+    assert st == 401 and json.loads(body) == UNAUTHORIZED
+
+
+def test_status_2_is_impersonation_403(stack):
+    st, _, body = get(stack, {"status": 2, "reason": "impersonation"})
+    assert st == 403 and json.loads(body) == IMPERSONATION
+
+
+def test_status_3_is_groups_403(stack):
+    st, _, body = get(stack, {"status": 3, "reason": "too many groups"})
+    assert st == 403
+    doc = json.loads(body)
+    assert doc["code"] == 403 and doc["reason"] == "Forbidden" and "groups" in doc["message"]
+
+
+@pytest.mark.parametrize("vars_", [
+    {"status": 4, "reason": "not ready"},
+    {"status": 5},
+    {"status": 99, "user": "alice", "sa": SA},
+    {"status": -1, "user": "alice", "sa": SA},
+    {"user": "alice", "sa": SA},                      # no verdict at all
+    {"status": "abc", "user": "alice", "sa": SA},     # HAProxy's int match would read these as 0
+    {"status": "0abc", "user": "alice", "sa": SA},
+    {"status": " 0", "user": "alice", "sa": SA},
+    {"status": "00", "user": "alice", "sa": SA},
+    {"status": 0, "sa": SA},                          # allow without a user
+    {"status": 0, "user": "alice"},                   # allow without the upstream credential
+    {},
+], ids=["4", "5", "99", "neg", "no-status", "str-abc", "str-0abc", "str-sp0", "str-00", "no-user", "no-sa", "empty"])
+def test_everything_else_is_503(stack, vars_):
+    stack.api_reset()
+    st, _, body = get(stack, vars_)
+    assert st == 503, body
+    doc = json.loads(body)
+    assert doc["code"] == 503 and doc["reason"] == "ServiceUnavailable" and doc["kind"] == "Status"
+    assert stack.api_requests() == []
+
+
+def test_agent_timeout_is_503(stack):
+    stack.api_reset()
+    st, _, _ = get(stack, allow(), noreply=True)
+    assert st == 503
+    st, _, _ = get(stack, allow(), delay=1.5)
+    assert st == 503
+    assert stack.api_requests() == []
+
+
+def test_two_authorization_headers_is_400(stack):
+    tok = "Bearer " + stub_token(allow())
+    for second in (tok, "Bearer other", ""):
+        st, _, body = stack.request("GET", "/version", headers=[("Authorization", tok), ("authorization", second)])
+        assert st == 400, body
+        doc = json.loads(body)
+        assert doc["code"] == 400 and doc["reason"] == "BadRequest"
+
+
+@pytest.mark.parametrize("name", ["Impersonate-User", "impersonate-group", "IMPERSONATE-UID",
+                                  "iMpErSoNaTe-ExTrA-scopes", "Impersonate-Extra-", "impersonate-anything"])
+def test_impersonation_headers_are_flagged_to_the_agent(stack, name):
+    # The stub answers 403 only if HAProxy sent imp=true, 401 otherwise.
+    st, _, body = get(stack, {}, headers=[(name, "x")], echo_imp=True)
+    assert st == 403 and json.loads(body) == IMPERSONATION
+    st, _, body = get(stack, {}, headers=[("X-" + name, "x")], echo_imp=True)
+    assert st == 401 and json.loads(body) == UNAUTHORIZED
+
+
+def test_lookalike_header_is_not_impersonation(stack):
+    stack.api_reset()
+    st, _, _ = get(stack, allow(), headers=[("X-Impersonate-User", "root"), ("Impersonates", "x")])
+    assert st == 200
+    h = last_api_request(stack)["headers"]
+    assert header_values(h, "Impersonate-User") == ["alice"]
+
+
+def test_allow_despite_impersonation_headers_is_still_403(stack):
+    # Defence in depth: even if the agent said yes, client impersonation is never honoured.
+    stack.api_reset()
+    st, _, body = get(stack, allow(), headers=[("Impersonate-User", "root")])
+    assert st == 403 and json.loads(body) == IMPERSONATION
+    assert stack.api_requests() == []
+
+
+def test_extras_through_lua(stack):
+    stack.api_reset()
+    st, _, body = get(stack, allow(nx=3, x="scopes=read\nscopes=write\nfoo%2Fbar=b c\n"))
+    assert st == 200, body
+    r = last_api_request(stack)
+    assert header_values(r["headers"], "Impersonate-Extra-scopes") == ["read", "write"]
+    assert header_values(r["headers"], "Impersonate-Extra-foo%2Fbar") == ["b c"]
+    assert r["identity"]["extra"] == {"scopes": ["read", "write"], "foo/bar": ["b c"]}
+
+
+@pytest.mark.parametrize("nx,x", [
+    (2, "a=1\n"),                 # count mismatch
+    (1, "a=1\nb=2\n"),            # more lines than announced
+    (1, "a=1"),                   # no final newline
+    (1, "a b=1\n"),               # key is not a token
+    (1, "=1\n"),                  # empty key
+    (1, "a\n"),                   # no '='
+    (1, "a=1\x7f\n"),             # control byte in the value
+    (1, "a=1\tb\x01\n"),
+], ids=["count", "extra-line", "no-nl", "space-key", "empty-key", "no-eq", "del", "ctl"])
+def test_bad_extras_are_503(stack, nx, x):
+    stack.api_reset()
+    st, _, _ = get(stack, allow(nx=nx, x=x))
+    assert st == 503
+    assert stack.api_requests() == []
+
+
+def test_extras_missing_x_is_503(stack):
+    stack.api_reset()
+    st, _, _ = get(stack, allow(nx=1))
+    assert st == 503
+    assert stack.api_requests() == []
+
+
+def test_http2_frontend(stack):
+    tok = "Bearer " + stub_token(allow(ng=1, g0="dev"))
+    p = stack.curl("--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", "-H",
+                   f"Authorization: {tok}", stack.url("/version"))
+    assert p.stdout == "2 200", p.stderr
+    p = stack.curl("--http2", "-w", "\n%{http_version} %{http_code}", stack.url("/version"))
+    assert p.stdout.endswith("2 401"), p.stdout
+
+
+def test_agent_down_is_503_then_recovers(stack):
+    stack.api_reset()
+    port = stack.agent_port
+    stack.stop_agent(signal.SIGKILL)
+    for _ in range(5):
+        st, _, _ = get(stack, allow())
+        assert st == 503
+    stack.start_agent(port=port)
+    stack.wait_agent_up_in_haproxy()
+    st, _, _ = get(stack, allow())
+    assert st == 200
+    kosstack.assert_all_authenticated(stack)
+
+
+def test_log_never_contains_tokens(stack):
+    log = stack.haproxy.log()
+    assert "stub:" not in log and "sa-token-one" not in log
+    assert "kos_status=0" in log and "kos_status=1" in log
