@@ -55,7 +55,19 @@ const char *verifier_reason(int result);
 
 typedef struct verifier verifier;
 
+/* Validates cfg, copies every string it needs, starts the OIDC provider (cfg->oidc). 0 or -1 with err set. */
 int verifier_create(const verifier_config *cfg, verifier **out, char *err, size_t errlen);
+/*
+ * For unit tests, benchmarks and fuzzers (no network, no thread): the same verifier, but the key set comes from
+ * the caller instead of an OIDC provider. ks may be NULL (then every uncached token gets VERIFY_E_NOT_READY);
+ * the verifier takes its own reference. cfg->oidc.issuer_url is still the expected "iss"; nothing else of
+ * cfg->oidc is used. An unknown kid only counts a refresh request (verifier_cache_stats.refresh_requests).
+ */
+int verifier_create_with_keys(const verifier_config *cfg, jwks_keyset *ks, verifier **out, char *err,
+			      size_t errlen);
+/* Swaps the key set of a verifier made by verifier_create_with_keys (a "rotation"); ks may be NULL. Takes its
+ * own reference. Any thread. No effect on a verifier that has a provider. */
+void verifier_set_keys(verifier *v, jwks_keyset *ks);
 /*
  * Verifies token[0..len) (the bare JWT, without "Bearer ") at time now (unix seconds).
  * VERIFY_OK: *id holds a reference (release with identity_release()).
@@ -69,6 +81,7 @@ void verifier_status(verifier *v, oidc_status *out);
 typedef struct verifier_cache_stats {
 	uint64_t hits, misses, evictions;
 	size_t size;
+	uint64_t refresh_requests; /* JWKS refreshes asked for because of an unknown kid */
 } verifier_cache_stats;
 void verifier_cache_stats_get(verifier *v, verifier_cache_stats *out);
 void verifier_destroy(verifier *v);

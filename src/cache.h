@@ -1,0 +1,44 @@
+/*
+ * cache.h — the verified-token cache: SHA-256 of the whole token → identity, shared by all worker threads.
+ *
+ * Owns: the table and one reference on every identity it holds (released on eviction, expiry, drop, destroy).
+ * cache_get() hands the caller a new reference. Layout: 64 shards, each with its own mutex and a fixed
+ * 8-way set-associative array allocated at creation, so there is no global lock, no allocation after
+ * cache_create(), and the size is bounded (max_entries rounded up to a multiple of 512). An entry lives until
+ * min(token exp, insertion + ttl); when a set is full the entry closest to its end is evicted.
+ * Dropping entries whose key left the JWKS is the caller's check (it knows the current key set; the identity
+ * carries the key fingerprint) followed by cache_drop().
+ */
+#ifndef KOS_CACHE_H
+#define KOS_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "identity.h"
+
+#define CACHE_KEY_LEN 32
+
+typedef struct cache cache;
+
+typedef struct cache_stats {
+	uint64_t hits, misses, evictions;
+	size_t size;
+} cache_stats;
+
+/* max_entries 0 is refused; ttl_s 0 = entries live until the token's exp. 0 or -1 (out of memory / bad size). */
+int cache_create(size_t max_entries, unsigned ttl_s, cache **out);
+void cache_destroy(cache *c);
+/* SHA-256 of token[0..len) into key; no allocation (plain SHA-256 on the stack). Any thread. */
+void cache_key(const uint8_t *token, size_t len, uint8_t key[CACHE_KEY_LEN]);
+/* Returns the identity with a new reference, or NULL (absent or expired at now; an expired entry is removed).
+ * Any thread; takes one shard lock; never allocates. */
+const identity *cache_get(cache *c, const uint8_t key[CACHE_KEY_LEN], int64_t now);
+/* Stores id (the cache takes its own reference) until min(id->exp, now + ttl). Replaces an entry with the same
+ * key. Any thread. */
+void cache_put(cache *c, const uint8_t key[CACHE_KEY_LEN], const identity *id, int64_t now);
+void cache_drop(cache *c, const uint8_t key[CACHE_KEY_LEN]);
+void cache_stats_get(cache *c, cache_stats *out);
+size_t cache_capacity(const cache *c);
+
+#endif
