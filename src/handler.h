@@ -1,0 +1,127 @@
+/*
+ * handler.h — SPOP NOTIFY → verifier → ACK variables, exactly as conf/CONTRACT.md says.
+ *
+ * Owns: nothing but its small context; the verifier (behind handler_verify_ops), the service-account token and
+ * the metrics are the caller's and must outlive the handler. handler_on_notify() is the spoa_handler_fn; it
+ * runs on SPOP worker threads, any number at once, and never blocks or allocates (the identity comes from the
+ * verifier by reference, strings are copied into the ACK by libspoa). The decision itself is
+ * handler_process(), which writes through a handler_sink so that tests can see every variable it sets.
+ */
+#ifndef KOS_HANDLER_H
+#define KOS_HANDLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "identity.h"
+#include "metrics.h"
+#include "satoken.h"
+#include "spoa.h"
+#include "verifier.h"
+
+/* Contract status values (txn.kos.status). */
+enum handler_status {
+	HANDLER_ALLOW = 0,
+	HANDLER_UNAUTHENTICATED = 1,
+	HANDLER_IMPERSONATION = 2,
+	HANDLER_TOO_MANY_GROUPS = 3,
+	HANDLER_UNAVAILABLE = 4,
+};
+
+/* Reasons: txn.kos.reason, the logs and the metrics' reason label. Stable strings, never token bytes. */
+enum handler_reason {
+	HR_OK = 0,
+	HR_MISSING,            /* "missing bearer token" */
+	HR_MALFORMED_HEADER,   /* "malformed Authorization header" */
+	HR_V_MALFORMED,        /* the verifier's results, in enum verifier_result order */
+	HR_V_TOO_LARGE,
+	HR_V_ALG,
+	HR_V_UNKNOWN_KID,
+	HR_V_SIGNATURE,
+	HR_V_ISSUER,
+	HR_V_AUDIENCE,
+	HR_V_EXPIRED,
+	HR_V_NOT_YET,
+	HR_V_CLAIMS,
+	HR_V_NOT_READY,
+	HR_V_RESERVED,
+	HR_V_INTERNAL,
+	HR_IMPERSONATION,      /* "impersonation requests are disabled" */
+	HR_TOO_MANY_GROUPS,    /* "too many groups" */
+	HR_BAD_IDENTITY,       /* "identity contains control characters" */
+	HR_NO_MESSAGE,         /* "no kos-auth message" */
+	HR_BAD_MESSAGE,        /* "malformed kos-auth message" */
+	HR_NO_SATOKEN,         /* "service-account token not loaded" */
+	HR_TOO_BIG,            /* "identity too large for the SPOP frame" */
+	HR_OTHER,
+	HR_COUNT,
+};
+extern const char *const handler_reason_names[HR_COUNT];
+
+/* The verifier as the handler sees it (main.c binds verifier_*; tests bind fakes). */
+typedef struct handler_verify_ops {
+	int (*verify)(void *ctx, const uint8_t *token, size_t len, int64_t now, const identity **id,
+		      const char **detail);
+	bool (*ready)(void *ctx);
+	/* for /metrics; may be NULL */
+	void (*stats)(void *ctx, verifier_cache_stats *cache, oidc_status *status);
+	void *ctx;
+} handler_verify_ops;
+
+typedef struct handler_config {
+	handler_verify_ops vops;
+	satoken *sa;                  /* required */
+	metrics *metrics;             /* required; create it with handler_reason_names, HR_COUNT */
+	unsigned max_groups;          /* 1..CONFIG_MAX_GROUPS_LIMIT */
+	bool client_ip;               /* --extra-user-header-client-ip: set cip */
+	const config_kv *extras;      /* --extra-user-headers, borrowed */
+	size_t nextras;
+} handler_config;
+
+typedef struct handler handler;
+
+int handler_create(const handler_config *cfg, handler **out);
+void handler_destroy(handler *h);
+/* The SPOP server, for /metrics (set once it exists; may stay NULL). */
+void handler_set_server(handler *h, spoa_server *srv);
+
+/* spoa_handler_fn: userdata is the handler. Always SPOA_DONE. */
+int handler_on_notify(spoa_request *req, void *userdata);
+
+/* ---- the decision, separated from SPOP for tests ------------------------------------------------------- */
+
+typedef struct handler_input {
+	bool have_msg;       /* a kos-auth message was present */
+	bool bad_msg;        /* it (or the NOTIFY) was malformed, or an argument had a type outside the contract */
+	bool have_auth;      /* auth was a STRING (not NULL / absent) */
+	const uint8_t *auth;
+	size_t auth_len;
+	int src_family;      /* 0 none, 4, 6 */
+	uint8_t src[16];
+	bool imp;
+} handler_input;
+
+typedef struct handler_sink {
+	int (*set_str)(void *ud, const char *name, const char *s, size_t len);
+	int (*set_int)(void *ud, const char *name, int64_t v);
+	void *ud;
+} handler_sink;
+
+/* Reads the contract's arguments from a kos-auth message into in (have_msg is set by the caller). Returns 0,
+ * or -1 when the message is malformed or an argument has a type outside the contract (in->bad_msg set). */
+int handler_read_msg(const spop_msg *m, handler_input *in);
+/* Decides and writes the variables, status last. now: unix seconds. Returns the status written. */
+int handler_process(handler *h, const handler_input *in, int64_t now, const handler_sink *sink);
+/* Splits an Authorization value: "Bearer <token>" (scheme case-insensitive, surrounding SP/HT ignored, one SP
+ * between, token without SP/HT). 0 with *off and *tlen set to the token, or HR_MISSING / HR_MALFORMED_HEADER. */
+int handler_bearer(const uint8_t *p, size_t len, size_t *off, size_t *tlen);
+
+/* /ready: true when the verifier is ready and a service-account token is loaded; else why lists what is
+ * missing. Any thread. */
+bool handler_ready(handler *h, char *why, size_t whylen);
+/* /metrics body (malloc'd); 0 or -1. */
+int handler_metrics(handler *h, char **body, size_t *len);
+
+#endif
