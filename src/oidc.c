@@ -179,7 +179,20 @@ int oidc_discovery_parse(const uint8_t *p, size_t len, const char *expected_issu
 		seterr(err, errlen, "discovery document contains a \\u0000 escape");
 		return OIDC_E_JSON;
 	}
-	doc = cJSON_ParseWithLength((const char *)p, len);
+	/* Not cJSON's require_null_terminated: with an explicit length it refuses a buffer without a NUL after
+	 * it. We check ourselves that only whitespace follows the value. */
+	const char *end = NULL;
+	doc = cJSON_ParseWithLengthOpts((const char *)p, len, &end, false);
+	if (doc != NULL) {
+		size_t off = (size_t)(end - (const char *)p);
+		while (off < len && (p[off] == ' ' || p[off] == '\t' || p[off] == '\r' || p[off] == '\n'))
+			off++;
+		if (off != len) {
+			seterr(err, errlen, "discovery document has trailing data");
+			rc = OIDC_E_JSON;
+			goto out;
+		}
+	}
 	if (doc == NULL || !cJSON_IsObject(doc)) {
 		seterr(err, errlen, "discovery document is not a JSON object");
 		rc = OIDC_E_JSON;
@@ -487,20 +500,16 @@ static int discover(oidc_provider *p)
 	return rc;
 }
 
-/* "kid1,kid2,…" of the document for the log line; best effort, the key set itself came from jwks_parse(). */
-static void kid_list(const uint8_t *doc, size_t len, char *out, size_t outlen)
+/* "kid1,kid2,…" of the usable keys of ks, for the log line. */
+static void kid_list(const jwks_keyset *ks, char *out, size_t outlen)
 {
 	size_t o = 0;
 	out[0] = '\0';
-	cJSON *j = cJSON_ParseWithLength((const char *)doc, len);
-	const cJSON *keys = cJSON_GetObjectItemCaseSensitive(j, "keys");
-	const cJSON *k;
-	cJSON_ArrayForEach(k, keys)
-	{
-		const cJSON *kid = cJSON_GetObjectItemCaseSensitive(k, "kid");
+	for (size_t i = 0; i < jwks_keyset_count(ks); i++) {
+		const jwks_key *k = jwks_keyset_key(ks, i);
 		char one[128];
-		if (cJSON_IsString(kid) && kid->valuestring != NULL)
-			sanitize(one, sizeof one, kid->valuestring, strlen(kid->valuestring));
+		if (k != NULL && k->kid != NULL)
+			sanitize(one, sizeof one, k->kid, k->kid_len);
 		else
 			snprintf(one, sizeof one, "(none)");
 		int w = snprintf(out + o, outlen - o, "%s%s", o ? "," : "", one);
@@ -511,7 +520,6 @@ static void kid_list(const uint8_t *doc, size_t len, char *out, size_t outlen)
 		}
 		o += (size_t)w;
 	}
-	cJSON_Delete(j);
 }
 
 /* Downloads and parses the JWKS; on success swaps it in and returns the delay to the next scheduled refresh
@@ -577,7 +585,7 @@ static int64_t fetch_keys(oidc_provider *p, const char *trigger)
 
 	if (p->log != NULL) {
 		char kids[KIDS_LOG_MAX];
-		kid_list(r.buf, r.len, kids, sizeof kids);
+		kid_list(ks, kids, sizeof kids);
 		plog(p, 2, "keys", "keys loaded: count=%zu kids=%s trigger=%s next_refresh_s=%" PRIu32 " (%s)%s%s", n,
 		     kids, trigger, age, age_src, err[0] ? " note=" : "", err);
 	}

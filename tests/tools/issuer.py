@@ -29,7 +29,10 @@ HTTP endpoints (one port):
     POST /_test/rotate   {"keep_old":true}  new keys with new kids; old ones published too unless keep_old=false
     POST /_test/mode     {"mode":"ok|down|garbage|empty|huge|slow|wrong-issuer|status500","delay_ms":…,
                           "target":"all|discovery|keys","max_age":N|null,"huge_bytes":N}
-    GET  /_test/stats    {"requests":{path:count},"total":N}   (POST /_test/stats/reset zeroes them)
+    GET  /_test/stats    {"requests":{path:count},"total":N,"huge_bytes_sent":N}  (POST /_test/stats/reset zeroes
+                         the counts); huge_bytes_sent counts what the last huge body wrote before the client hung
+                         up (socket buffers included), so a test can see the transfer was cut short
+    GET  /_test/kids     {"current":[…],"old":[…],"unknown":[…]}
 
 Modes, and the paths they hit by default (target overrides):
     down        connection reset, no answer (discovery + keys)
@@ -232,6 +235,7 @@ class TestIssuer:
         self.delay_ms = 0
         self.huge_bytes = 50 * 1024 * 1024
         self.counts = {}
+        self.huge_sent = 0  # bytes of the last "huge" body the client accepted before it hung up
         self.ca_pem, self.srv_pem, self.srv_key = ensure_tls(self.state_dir)
         self._load_keys()
         self.set_mode(mode)
@@ -364,11 +368,13 @@ class TestIssuer:
 
     def stats(self):
         with self.lock:
-            return {"requests": dict(self.counts), "total": sum(self.counts.values())}
+            return {"requests": dict(self.counts), "total": sum(self.counts.values()),
+                    "huge_bytes_sent": self.huge_sent}
 
     def reset_stats(self):
         with self.lock:
             self.counts.clear()
+            self.huge_sent = 0
 
     def count(self, path):
         with self.lock:
@@ -559,6 +565,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:
             pass  # the client gave up at its cap, as it should
+        with self.server.issuer.lock:
+            self.server.issuer.huge_sent = sent
         self.close_connection = True
 
     def do_POST(self):
@@ -596,6 +604,8 @@ def main(argv=None):
     ap.add_argument("--path-prefix", default="", help="issuer URL path, e.g. /realms/test")
     ap.add_argument("--mode", default="ok", choices=MODES)
     ap.add_argument("--delay-ms", type=int, default=None)
+    ap.add_argument("--exit-on-stdin-eof", action="store_true",
+                    help="exit when stdin closes: a test that spawned us with a pipe cannot leak us, even if it crashes")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
     iss = TestIssuer(state_dir=a.state_dir, host=a.host, port=a.port,
@@ -605,6 +615,16 @@ def main(argv=None):
     done = threading.Event()
     for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, lambda *_: done.set())
+    if a.exit_on_stdin_eof:
+        def watch_stdin():
+            # os.read on the raw fd: a daemon thread blocked in a buffered reader aborts interpreter shutdown.
+            try:
+                while os.read(0, 4096):
+                    pass
+            except OSError:
+                pass
+            done.set()
+        threading.Thread(target=watch_stdin, daemon=True).start()
     sys.stdout.write(iss.ready_line() + "\n")
     sys.stdout.flush()
     while not done.wait(1.0):
