@@ -1,0 +1,431 @@
+/*
+ * test_verifier.c — the whole identity core through verifier_verify(), with tokens minted by python3-jwcrypto
+ * (tests/fixtures/gen_tokens.py): one test per fixture, each naming its verdict; then the allow-list, readiness,
+ * unknown kid → refresh request, the cache (hits, expiry, key rotation drops entries), reasons never carrying
+ * token bytes, and concurrent hits.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "jwks.h"
+#include "verifier.h"
+
+#include "../fixtures/tokens.inc"
+
+static jwks_keyset *fix_keys(void)
+{
+	jwks_keyset *ks = NULL;
+	char err[200];
+
+	assert_int_equal(jwks_parse((const uint8_t *)FIX_JWKS, strlen(FIX_JWKS), &ks, err, sizeof(err)), 0);
+	return ks;
+}
+
+static verifier_config base_cfg(void)
+{
+	verifier_config c;
+
+	memset(&c, 0, sizeof(c));
+	c.oidc.issuer_url = FIX_ISS;
+	c.client_id = FIX_AUD;
+	c.groups_claim = "groups";
+	c.signing_algs = "RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA";
+	return c;
+}
+
+static verifier *make(const verifier_config *c, jwks_keyset *ks)
+{
+	verifier *v = NULL;
+	char err[200];
+
+	if (verifier_create_with_keys(c, ks, &v, err, sizeof(err)) != 0)
+		fail_msg("verifier_create_with_keys: %s", err);
+	return v;
+}
+
+static const char *find_token(const char *name)
+{
+	for (size_t i = 0; i < FIX_NTOKENS; i++)
+		if (strcmp(FIX_TOKENS[i].name, name) == 0)
+			return FIX_TOKENS[i].token;
+	fail_msg("no fixture %s", name);
+	return NULL;
+}
+
+static int verify_str(verifier *v, const char *tok, int64_t now, const identity **id, const char **detail)
+{
+	return verifier_verify(v, (const uint8_t *)tok, strlen(tok), now, id, detail);
+}
+
+/* ---- one test per fixture ---- */
+
+static void test_fixture(void **state)
+{
+	const struct fix_token *f = *state;
+	verifier_config c = base_cfg();
+	jwks_keyset *ks = fix_keys();
+	verifier *v = make(&c, ks);
+	const identity *id = NULL;
+	const char *detail = NULL;
+	int rc = verify_str(v, f->token, FIX_NOW, &id, &detail);
+
+	if (rc != f->expect)
+		fail_msg("%s: got %d (%s: %s), want %d (%s)", f->name, rc, verifier_reason(rc), detail ? detail : "",
+			 f->expect, verifier_reason(f->expect));
+	if (rc == VERIFY_OK) {
+		assert_string_equal(id->user, FIX_ISS "#alice");
+		assert_true(id->ngroups >= 1);
+		assert_string_equal(id->groups[0], "dev");
+		identity_release(id);
+	} else {
+		const char *sig = strrchr(f->token, '.');
+
+		assert_non_null(detail);
+		/* a reason never carries token bytes (any 8-char piece of the signature or payload) */
+		if (sig && strlen(sig) > 9) {
+			char piece[9];
+
+			memcpy(piece, sig + 1, 8);
+			piece[8] = 0;
+			assert_null(strstr(detail, piece));
+		}
+		assert_true(strlen(detail) < 120);
+	}
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+}
+
+static void test_token_100k(void **state)
+{
+	verifier_config c = base_cfg();
+	jwks_keyset *ks = fix_keys();
+	verifier *v = make(&c, ks);
+	size_t n = 100 * 1024;
+	char *big = malloc(n + 1);
+	const identity *id = NULL;
+	const char *d = NULL;
+
+	(void)state;
+	memset(big, 'A', n);
+	big[10] = '.';
+	big[n - 10] = '.';
+	big[n] = 0;
+	assert_int_equal(verify_str(v, big, FIX_NOW, &id, &d), VERIFY_E_TOO_LARGE);
+	assert_null(id);
+	free(big);
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+}
+
+static void test_empty_token(void **state)
+{
+	verifier_config c = base_cfg();
+	jwks_keyset *ks = fix_keys();
+	verifier *v = make(&c, ks);
+	const identity *id = NULL;
+
+	(void)state;
+	assert_int_equal(verifier_verify(v, (const uint8_t *)"", 0, FIX_NOW, &id, NULL), VERIFY_E_MALFORMED);
+	assert_int_equal(verify_str(v, "..", FIX_NOW, &id, NULL), VERIFY_E_MALFORMED);
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+}
+
+/* the default allow-list is RS256 only: a valid ES256 or PS256 token is refused for its alg */
+static void test_default_alg_list(void **state)
+{
+	verifier_config c = base_cfg();
+	jwks_keyset *ks = fix_keys();
+	verifier *v;
+	const identity *id = NULL;
+
+	(void)state;
+	c.signing_algs = NULL;
+	v = make(&c, ks);
+	assert_int_equal(verify_str(v, find_token("good_ES256"), FIX_NOW, &id, NULL), VERIFY_E_ALG);
+	assert_int_equal(verify_str(v, find_token("good_PS256"), FIX_NOW, &id, NULL), VERIFY_E_ALG);
+	assert_int_equal(verify_str(v, find_token("good_EdDSA"), FIX_NOW, &id, NULL), VERIFY_E_ALG);
+	assert_int_equal(verify_str(v, find_token("good_RS256"), FIX_NOW, &id, NULL), VERIFY_OK);
+	identity_release(id);
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+}
+
+static void test_bad_config(void **state)
+{
+	static const char *const algs[] = { "HS256", "none", "RS256,none", "rs256", "RS256,,ES256", "RSA-OAEP" };
+	verifier *v = NULL;
+	char err[200];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+		verifier_config c = base_cfg();
+
+		c.signing_algs = algs[i];
+		if (verifier_create_with_keys(&c, NULL, &v, err, sizeof(err)) == 0)
+			fail_msg("signing_algs \"%s\" accepted", algs[i]);
+		assert_non_null(strstr(err, "algorithm"));
+	}
+	{
+		verifier_config c = base_cfg();
+
+		c.client_id = NULL;
+		assert_int_equal(verifier_create_with_keys(&c, NULL, &v, err, sizeof(err)), -1);
+		c = base_cfg();
+		c.oidc.issuer_url = "";
+		assert_int_equal(verifier_create_with_keys(&c, NULL, &v, err, sizeof(err)), -1);
+	}
+}
+
+static void test_not_ready(void **state)
+{
+	verifier_config c = base_cfg();
+	verifier *v = make(&c, NULL);
+	const identity *id = NULL;
+	const char *d = NULL;
+	jwks_keyset *ks;
+
+	(void)state;
+	assert_false(verifier_ready(v));
+	assert_int_equal(verify_str(v, find_token("good_RS256"), FIX_NOW, &id, &d), VERIFY_E_NOT_READY);
+	assert_string_equal(d, "issuer keys not loaded");
+	ks = fix_keys();
+	verifier_set_keys(v, ks);
+	jwks_keyset_release(ks);
+	assert_true(verifier_ready(v));
+	assert_int_equal(verify_str(v, find_token("good_RS256"), FIX_NOW, &id, &d), VERIFY_OK);
+	identity_release(id);
+	verifier_destroy(v);
+}
+
+static void test_unknown_kid_requests_refresh(void **state)
+{
+	verifier_config c = base_cfg();
+	jwks_keyset *ks = fix_keys();
+	verifier *v = make(&c, ks);
+	verifier_cache_stats st;
+	const identity *id = NULL;
+
+	(void)state;
+	assert_int_equal(verify_str(v, find_token("unknown_kid"), FIX_NOW, &id, NULL), VERIFY_E_UNKNOWN_KID);
+	assert_int_equal(verify_str(v, find_token("kid_of_ec_key_for_rs256"), FIX_NOW, &id, NULL),
+			 VERIFY_E_SIGNATURE);
+	verifier_cache_stats_get(v, &st);
+	assert_int_equal(st.refresh_requests, 1); /* a kid of another key type is not a reason to refetch */
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+}
+
+/* JWKS of the fixture without the key named kid (a rotation that removed it) */
+static jwks_keyset *keys_without(const char *kid)
+{
+	cJSON *doc = cJSON_Parse(FIX_JWKS), *keys = cJSON_GetObjectItem(doc, "keys"), *it = keys->child;
+	jwks_keyset *ks = NULL;
+	char *s;
+
+	while (it) {
+		cJSON *next = it->next;
+		const cJSON *k = cJSON_GetObjectItem(it, "kid");
+
+		if (cJSON_IsString(k) && strcmp(k->valuestring, kid) == 0)
+			cJSON_Delete(cJSON_DetachItemViaPointer(keys, it));
+		it = next;
+	}
+	s = cJSON_PrintUnformatted(doc);
+	assert_int_equal(jwks_parse((const uint8_t *)s, strlen(s), &ks, NULL, 0), 0);
+	free(s);
+	cJSON_Delete(doc);
+	return ks;
+}
+
+static void test_cache_hit_and_key_removal(void **state)
+{
+	verifier_config c = base_cfg();
+	jwks_keyset *ks = fix_keys(), *rotated = keys_without("rsa");
+	verifier *v = make(&c, ks);
+	verifier_cache_stats st;
+	const identity *a = NULL, *b = NULL;
+	const char *tok = find_token("good_RS256");
+
+	(void)state;
+	assert_int_equal(verify_str(v, tok, FIX_NOW, &a, NULL), VERIFY_OK);
+	assert_int_equal(verify_str(v, tok, FIX_NOW + 1, &b, NULL), VERIFY_OK);
+	assert_ptr_equal(a, b); /* the hit hands out the same identity */
+	verifier_cache_stats_get(v, &st);
+	assert_int_equal(st.hits, 1);
+	assert_int_equal(st.misses, 1);
+	assert_int_equal(st.size, 1);
+	identity_release(b);
+	/* the key that signed it leaves the JWKS: the cached identity must not be served any more */
+	verifier_set_keys(v, rotated);
+	assert_int_equal(verify_str(v, tok, FIX_NOW + 2, &b, NULL), VERIFY_E_UNKNOWN_KID);
+	verifier_cache_stats_get(v, &st);
+	assert_int_equal(st.size, 0);
+	/* and it comes back (rotation without restart) */
+	verifier_set_keys(v, ks);
+	assert_int_equal(verify_str(v, tok, FIX_NOW + 3, &b, NULL), VERIFY_OK);
+	assert_ptr_not_equal(a, b);
+	identity_release(a);
+	identity_release(b);
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+	jwks_keyset_release(rotated);
+}
+
+static void test_cache_expiry(void **state)
+{
+	verifier_config c = base_cfg();
+	jwks_keyset *ks = fix_keys();
+	verifier *v;
+	const identity *id = NULL;
+	const char *tok = find_token("good_RS256"); /* exp = FIX_NOW + 3600 */
+
+	(void)state;
+	c.cache_ttl_s = 30;
+	v = make(&c, ks);
+	assert_int_equal(verify_str(v, tok, FIX_NOW, &id, NULL), VERIFY_OK);
+	identity_release(id);
+	/* past the TTL the entry is gone but the token is still valid: a miss, then OK again */
+	assert_int_equal(verify_str(v, tok, FIX_NOW + 31, &id, NULL), VERIFY_OK);
+	identity_release(id);
+	/* past exp: never served from the cache */
+	assert_int_equal(verify_str(v, tok, FIX_NOW + 3601, &id, NULL), VERIFY_E_EXPIRED);
+	{
+		verifier_cache_stats st;
+
+		verifier_cache_stats_get(v, &st);
+		assert_int_equal(st.hits, 0);
+	}
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+}
+
+static void test_allow_reserved(void **state)
+{
+	verifier_config c = base_cfg();
+	jwks_keyset *ks = fix_keys();
+	verifier *v;
+	const identity *id = NULL;
+
+	(void)state;
+	c.allow_reserved = true;
+	v = make(&c, ks);
+	assert_int_equal(verify_str(v, find_token("groups_system_masters"), FIX_NOW, &id, NULL), VERIFY_OK);
+	assert_string_equal(id->groups[0], "system:masters");
+	identity_release(id);
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+}
+
+static void test_prefixes_and_required(void **state)
+{
+	verifier_config c = base_cfg();
+	jwks_keyset *ks = fix_keys();
+	verifier *v;
+	const identity *id = NULL;
+	const char *d = NULL;
+
+	(void)state;
+	c.username_prefix = "oidc:";
+	c.groups_prefix = "oidc:";
+	c.required_claims[0][0] = "sub";
+	c.required_claims[0][1] = "alice";
+	c.nrequired_claims = 1;
+	v = make(&c, ks);
+	assert_int_equal(verify_str(v, find_token("good_ES384"), FIX_NOW, &id, NULL), VERIFY_OK);
+	assert_string_equal(id->user, "oidc:alice");
+	assert_int_equal(id->ngroups, 2);
+	assert_string_equal(id->groups[1], "oidc:ops");
+	identity_release(id);
+	verifier_destroy(v);
+
+	c.required_claims[0][1] = "bob";
+	v = make(&c, ks);
+	assert_int_equal(verify_str(v, find_token("good_ES384"), FIX_NOW, &id, &d), VERIFY_E_CLAIMS);
+	assert_string_equal(d, "required claim \"sub\" does not match");
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+}
+
+struct hit_arg {
+	verifier *v;
+	const char *tok;
+	int ok;
+};
+
+static void *hit_thread(void *p)
+{
+	struct hit_arg *a = p;
+
+	for (int i = 0; i < 2000; i++) {
+		const identity *id = NULL;
+
+		if (verify_str(a->v, a->tok, FIX_NOW, &id, NULL) == VERIFY_OK) {
+			a->ok++;
+			identity_release(id);
+		}
+	}
+	return NULL;
+}
+
+static void test_concurrent_hits(void **state)
+{
+	verifier_config c = base_cfg();
+	jwks_keyset *ks = fix_keys();
+	verifier *v = make(&c, ks);
+	struct hit_arg args[4];
+	pthread_t th[4];
+
+	(void)state;
+	for (int i = 0; i < 4; i++) {
+		args[i] = (struct hit_arg){ v, find_token(i % 2 ? "good_ES256" : "good_EdDSA"), 0 };
+		assert_int_equal(pthread_create(&th[i], NULL, hit_thread, &args[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(args[i].ok, 2000);
+	}
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+}
+
+int main(void)
+{
+	static const struct CMUnitTest fixed[] = {
+		cmocka_unit_test(test_token_100k),
+		cmocka_unit_test(test_empty_token),
+		cmocka_unit_test(test_default_alg_list),
+		cmocka_unit_test(test_bad_config),
+		cmocka_unit_test(test_not_ready),
+		cmocka_unit_test(test_unknown_kid_requests_refresh),
+		cmocka_unit_test(test_cache_hit_and_key_removal),
+		cmocka_unit_test(test_cache_expiry),
+		cmocka_unit_test(test_allow_reserved),
+		cmocka_unit_test(test_prefixes_and_required),
+		cmocka_unit_test(test_concurrent_hits),
+	};
+	size_t nfixed = sizeof(fixed) / sizeof(fixed[0]), n = FIX_NTOKENS + nfixed;
+	struct CMUnitTest *tests = calloc(n, sizeof(*tests));
+	int rc;
+
+	for (size_t i = 0; i < FIX_NTOKENS; i++) {
+		tests[i].name = FIX_TOKENS[i].name;
+		tests[i].test_func = test_fixture;
+		tests[i].initial_state = (void *)&FIX_TOKENS[i];
+	}
+	memcpy(tests + FIX_NTOKENS, fixed, sizeof(fixed));
+	rc = _cmocka_run_group_tests("verifier", tests, n, NULL, NULL);
+	free(tests);
+	return rc;
+}
