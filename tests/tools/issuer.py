@@ -28,7 +28,7 @@ HTTP endpoints (one port):
                          HS256/384/512 (secret: hmac_secret, default the RS256 public key PEM) are for attack tests.
     POST /_test/rotate   {"keep_old":true}  new keys with new kids; old ones published too unless keep_old=false
     POST /_test/mode     {"mode":"ok|down|garbage|empty|huge|slow|wrong-issuer|status500","delay_ms":…,
-                          "target":"all|discovery|keys","max_age":N|null,"huge_bytes":N}
+                          "target":"all|discovery|keys","max_age":N|null,"huge_bytes":N,"chunked":bool}
     GET  /_test/stats    {"requests":{path:count},"total":N,"huge_bytes_sent":N}  (POST /_test/stats/reset zeroes
                          the counts); huge_bytes_sent counts what the last huge body wrote before the client hung
                          up (socket buffers included), so a test can see the transfer was cut short
@@ -40,7 +40,8 @@ Modes, and the paths they hit by default (target overrides):
     slow        answers after delay_ms       (discovery + keys)
     garbage     a body that is not JSON      (keys)
     empty       {"keys":[]}                  (keys)
-    huge        a 50 MB body (huge_bytes), streamed, looks like a JWKS that never ends (keys)
+    huge        a 50 MB body (huge_bytes), streamed, looks like a JWKS that never ends (keys); with a
+                Content-Length, or chunked (chunked=true) so that the client must cut it at its own count
     wrong-issuer  discovery names another issuer (discovery)
 """
 import argparse
@@ -234,6 +235,7 @@ class TestIssuer:
         self.target = "all"
         self.delay_ms = 0
         self.huge_bytes = 50 * 1024 * 1024
+        self.chunked = False
         self.counts = {}
         self.huge_sent = 0  # bytes of the last "huge" body the client accepted before it hung up
         self.ca_pem, self.srv_pem, self.srv_key = ensure_tls(self.state_dir)
@@ -332,7 +334,7 @@ class TestIssuer:
         return self.mode == mode and self.target in ("all", what)
 
     # -- control API (also used by the HTTP handler)
-    def set_mode(self, mode, delay_ms=None, target=None, max_age="unchanged", huge_bytes=None):
+    def set_mode(self, mode, delay_ms=None, target=None, max_age="unchanged", huge_bytes=None, chunked=None):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
         if target is not None and target not in ("all", "discovery", "keys"):
@@ -348,7 +350,10 @@ class TestIssuer:
                 self.max_age = None if max_age is None else int(max_age)
             if huge_bytes is not None:
                 self.huge_bytes = int(huge_bytes)
-        return {"mode": self.mode, "target": self.target, "delay_ms": self.delay_ms, "max_age": self.max_age}
+            if chunked is not None:
+                self.chunked = bool(chunked)
+        return {"mode": self.mode, "target": self.target, "delay_ms": self.delay_ms, "max_age": self.max_age,
+                "huge_bytes": self.huge_bytes, "chunked": self.chunked}
 
     def rotate(self, keep_old=True):
         with self.lock:
@@ -527,7 +532,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         iss.count(path)
         with iss.lock:
             mode = iss.mode if iss._active(iss.mode, what) else "ok"
-            delay, max_age, huge = iss.delay_ms, iss.max_age, iss.huge_bytes
+            delay, max_age, huge, chunked = iss.delay_ms, iss.max_age, iss.huge_bytes, iss.chunked
         if mode == "down":
             return self._reset()
         if mode == "slow":
@@ -542,26 +547,40 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if mode == "empty":
             return self._send(200, {"keys": []}, extra=extra)
         if mode == "huge":
-            return self._stream_huge(huge, extra)
+            return self._stream_huge(huge, extra, chunked)
         return self._send(200, iss.jwks(), extra=extra)
 
-    def _stream_huge(self, total, extra):
+    def _stream_huge(self, total, extra, chunked):
+        """total bytes of a JWKS that never ends. With a Content-Length a client can refuse it up front; chunked,
+        it must count what it receives and hang up at its cap."""
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(total))
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(total))
         for k, v in extra.items():
             self.send_header(k, v)
         self.end_headers()
         head = b'{"keys":[{"kty":"oct","k":"'
         chunk = b"A" * 65536
         sent = 0
+
+        def out(data):
+            if chunked:
+                self.wfile.write(b"%x\r\n" % len(data) + data + b"\r\n")
+            else:
+                self.wfile.write(data)
+
         try:
-            self.wfile.write(head)
+            out(head)
             sent = len(head)
             while sent < total:
                 n = min(len(chunk), total - sent)
-                self.wfile.write(chunk[:n])
+                out(chunk[:n])
                 sent += n
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except OSError:
             pass  # the client gave up at its cap, as it should
@@ -589,7 +608,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self._send(200, iss.set_mode(req.get("mode", "ok"), delay_ms=req.get("delay_ms"),
                                                     target=req.get("target"),
                                                     max_age=req.get("max_age", "unchanged"),
-                                                    huge_bytes=req.get("huge_bytes")))
+                                                    huge_bytes=req.get("huge_bytes"), chunked=req.get("chunked")))
         except Exception as e:  # noqa: BLE001 - any bad request is a 400, never a dead handler
             return self._send(400, {"error": str(e)})
         return self._send(404, {"error": "not found"})

@@ -700,10 +700,22 @@ static void test_huge_aborted_at_cap(void **state)
 {
 	(void)state;
 	/* Streamed 50 MB body (Content-Length announced): refused as too large, transfer cut short. */
-	refresh_fails_keeps_keys("{\"mode\":\"huge\"}", "larger than 1048576 bytes", 0);
+	refresh_fails_keeps_keys("{\"mode\":\"huge\",\"chunked\":false}", "larger than 1048576 bytes", 0);
 	double sent = stat_num("huge_bytes_sent");
 	print_message("huge: issuer wrote %.0f bytes of 52428800 before the client hung up\n", sent);
 	assert_true(sent >= 0 && sent < 20.0 * 1024 * 1024);
+}
+
+static void test_huge_chunked_aborted_at_cap(void **state)
+{
+	(void)state;
+	/* No Content-Length: the body callback must stop at JWKS_MAX_BYTES; what the issuer managed to write is
+	 * the cap plus socket buffers, far from 50 MB. */
+	refresh_fails_keeps_keys("{\"mode\":\"huge\",\"chunked\":true}", "larger than 1048576 bytes", 0);
+	ctl_mode("{\"mode\":\"ok\",\"chunked\":false}");
+	double sent = stat_num("huge_bytes_sent");
+	print_message("huge chunked: issuer wrote %.0f bytes of 52428800 before the client hung up\n", sent);
+	assert_true(sent >= 1024.0 * 1024 && sent < 20.0 * 1024 * 1024);
 }
 
 static void test_max_age_honoured(void **state)
@@ -789,6 +801,7 @@ int main(void)
 		cmocka_unit_test_setup(test_status500_keeps_keys, each_setup),
 		cmocka_unit_test_setup(test_slow_times_out_keeps_keys, each_setup),
 		cmocka_unit_test_setup(test_huge_aborted_at_cap, each_setup),
+		cmocka_unit_test_setup(test_huge_chunked_aborted_at_cap, each_setup),
 		cmocka_unit_test_setup(test_max_age_honoured, each_setup),
 		cmocka_unit_test_setup(test_max_age_clamped, each_setup),
 		cmocka_unit_test_setup(test_wrong_ca_refused, each_setup),
