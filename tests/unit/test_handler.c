@@ -1,0 +1,526 @@
+/* test_handler.c — the contract's variables for every verdict, with a fake verifier and a recording sink. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "handler.h"
+#include "log.h"
+
+/* ---- recording sink ---------------------------------------------------------------------------------------- */
+
+#define MAXVARS 96
+
+typedef struct rec {
+	size_t n;
+	char name[MAXVARS][16];
+	bool is_int[MAXVARS];
+	int64_t i[MAXVARS];
+	char s[MAXVARS][512];
+	size_t fail_after; /* 0 = never; else the (fail_after)th set fails with NOSPACE */
+} rec;
+
+static int rec_put(rec *r, const char *name)
+{
+	if (r->fail_after != 0 && r->n + 1 >= r->fail_after)
+		return SPOP_E_NOSPACE;
+	assert_true(r->n < MAXVARS);
+	snprintf(r->name[r->n], sizeof(r->name[0]), "%s", name);
+	return 0;
+}
+
+static int rec_str(void *ud, const char *name, const char *s, size_t len)
+{
+	rec *r = ud;
+
+	if (rec_put(r, name) != 0)
+		return SPOP_E_NOSPACE;
+	assert_true(len < sizeof(r->s[0]));
+	memcpy(r->s[r->n], s, len);
+	r->s[r->n][len] = '\0';
+	r->is_int[r->n] = false;
+	r->n++;
+	return 0;
+}
+
+static int rec_int(void *ud, const char *name, int64_t v)
+{
+	rec *r = ud;
+
+	if (rec_put(r, name) != 0)
+		return SPOP_E_NOSPACE;
+	r->is_int[r->n] = true;
+	r->i[r->n] = v;
+	r->n++;
+	return 0;
+}
+
+static int find(const rec *r, const char *name)
+{
+	for (size_t k = 0; k < r->n; k++)
+		if (strcmp(r->name[k], name) == 0)
+			return (int)k;
+	return -1;
+}
+
+/* ---- fake verifier ----------------------------------------------------------------------------------------- */
+
+static bool fake_ready_v = true;
+
+static int fake_verify(void *ctx, const uint8_t *tok, size_t len, int64_t now, const identity **id,
+		       const char **detail)
+{
+	char t[64];
+	static const char *const groups2[] = {"dev", "ops"};
+	const char *many[70];
+	static char names[70][8];
+
+	(void)ctx;
+	(void)now;
+	if (len >= sizeof(t))
+		return VERIFY_E_TOO_LARGE;
+	memcpy(t, tok, len);
+	t[len] = '\0';
+	if (strcmp(t, "good") == 0) {
+		*id = identity_build("alice", NULL, groups2, 2, NULL, 0, now + 60, 1);
+		return VERIFY_OK;
+	}
+	if (strcmp(t, "uid") == 0) {
+		identity_extra ex[2] = {{"scopes", "read"}, {"weird key/x", "v"}};
+
+		*id = identity_build("bob", "u-123", NULL, 0, ex, 2, now + 60, 1);
+		return VERIFY_OK;
+	}
+	if (strcmp(t, "many") == 0 || strcmp(t, "max") == 0) {
+		size_t n = t[1] == 'a' && t[2] == 'n' ? 65 : 64;
+
+		for (size_t i = 0; i < n; i++) {
+			snprintf(names[i], sizeof(names[i]), "g%zu", i);
+			many[i] = names[i];
+		}
+		*id = identity_build("carol", NULL, many, n, NULL, 0, now + 60, 1);
+		return VERIFY_OK;
+	}
+	if (strcmp(t, "ctluser") == 0) {
+		*id = identity_build("eve\r\nX-Evil: 1", NULL, NULL, 0, NULL, 0, now + 60, 1);
+		return VERIFY_OK;
+	}
+	if (strcmp(t, "ctlgroup") == 0) {
+		static const char *const g[] = {"ok", "bad\x01"};
+
+		*id = identity_build("eve", NULL, g, 2, NULL, 0, now + 60, 1);
+		return VERIFY_OK;
+	}
+	if (strcmp(t, "expired") == 0)
+		return VERIFY_E_EXPIRED;
+	if (strcmp(t, "claims") == 0) {
+		*detail = "missing claim \"email\"";
+		return VERIFY_E_CLAIMS;
+	}
+	if (strcmp(t, "notready") == 0)
+		return VERIFY_E_NOT_READY;
+	if (strcmp(t, "internal") == 0)
+		return VERIFY_E_INTERNAL;
+	if (strcmp(t, "weird") == 0)
+		return -99;
+	return VERIFY_E_SIGNATURE;
+}
+
+static bool fake_ready(void *ctx)
+{
+	(void)ctx;
+	return fake_ready_v;
+}
+
+/* ---- fixture ----------------------------------------------------------------------------------------------- */
+
+typedef struct fx {
+	char dir[64];
+	char path[96];
+	satoken *sa;
+	metrics *m;
+	handler *h;
+} fx;
+
+static config_kv static_extras[] = {{"cluster", "prod"}};
+
+static fx *fx_new(bool with_sa, bool client_ip, size_t nextras)
+{
+	fx *f = calloc(1, sizeof(*f));
+	handler_config hc;
+	FILE *fp;
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/kos-th-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/token", f->dir);
+	if (with_sa) {
+		fp = fopen(f->path, "w");
+		assert_non_null(fp);
+		fputs("sa-secret\n", fp);
+		fclose(fp);
+	}
+	assert_int_equal(satoken_create(f->path, &f->sa), 0);
+	satoken_reload(f->sa, NULL);
+	assert_int_equal(metrics_create(handler_reason_names, HR_COUNT, &f->m), 0);
+	memset(&hc, 0, sizeof(hc));
+	hc.vops.verify = fake_verify;
+	hc.vops.ready = fake_ready;
+	hc.sa = f->sa;
+	hc.metrics = f->m;
+	hc.max_groups = 64;
+	hc.client_ip = client_ip;
+	hc.extras = static_extras;
+	hc.nextras = nextras;
+	assert_int_equal(handler_create(&hc, &f->h), 0);
+	return f;
+}
+
+static void fx_free(fx *f)
+{
+	handler_destroy(f->h);
+	metrics_destroy(f->m);
+	satoken_destroy(f->sa);
+	unlink(f->path);
+	rmdir(f->dir);
+	free(f);
+}
+
+static handler_input input_auth(const char *auth)
+{
+	handler_input in;
+
+	memset(&in, 0, sizeof(in));
+	in.have_msg = true;
+	if (auth != NULL) {
+		in.have_auth = true;
+		in.auth = (const uint8_t *)auth;
+		in.auth_len = strlen(auth);
+	}
+	in.src_family = 4;
+	in.src[0] = 192, in.src[1] = 0, in.src[2] = 2, in.src[3] = 7;
+	return in;
+}
+
+/* ---- table: one request each, the status and reason it must produce ---------------------------------------- */
+
+typedef struct tcase {
+	const char *auth;   /* NULL: no Authorization */
+	bool imp;
+	bool no_msg;
+	bool bad_msg;
+	int status;
+	const char *reason; /* NULL for allow */
+} tcase;
+
+static const tcase cases[] = {
+	{"Bearer good", false, false, false, HANDLER_ALLOW, NULL},
+	{"bearer good", false, false, false, HANDLER_ALLOW, NULL},
+	{"BEARER good", false, false, false, HANDLER_ALLOW, NULL},
+	{"  Bearer good \t", false, false, false, HANDLER_ALLOW, NULL},
+	{NULL, false, false, false, HANDLER_UNAUTHENTICATED, "missing bearer token"},
+	{"", false, false, false, HANDLER_UNAUTHENTICATED, "missing bearer token"},
+	{"   ", false, false, false, HANDLER_UNAUTHENTICATED, "missing bearer token"},
+	{"Basic YWxpY2U6cHc=", false, false, false, HANDLER_UNAUTHENTICATED, "malformed Authorization header"},
+	{"Bearer", false, false, false, HANDLER_UNAUTHENTICATED, "malformed Authorization header"},
+	{"Bearer ", false, false, false, HANDLER_UNAUTHENTICATED, "malformed Authorization header"},
+	{"Bearer  good", false, false, false, HANDLER_UNAUTHENTICATED, "malformed Authorization header"},
+	{"Bearer good extra", false, false, false, HANDLER_UNAUTHENTICATED, "malformed Authorization header"},
+	{"Bearer\tgood", false, false, false, HANDLER_UNAUTHENTICATED, "malformed Authorization header"},
+	{"Bearergood", false, false, false, HANDLER_UNAUTHENTICATED, "malformed Authorization header"},
+	{"Bearer go\x01od", false, false, false, HANDLER_UNAUTHENTICATED, "malformed Authorization header"},
+	{"Bearer bad", false, false, false, HANDLER_UNAUTHENTICATED, "invalid signature"},
+	{"Bearer expired", false, false, false, HANDLER_UNAUTHENTICATED, "token expired"},
+	{"Bearer claims", false, false, false, HANDLER_UNAUTHENTICATED, "invalid claims"},
+	{"Bearer weird", false, false, false, HANDLER_UNAVAILABLE, "internal error"},
+	{"Bearer notready", false, false, false, HANDLER_UNAVAILABLE, "issuer keys not loaded"},
+	{"Bearer internal", false, false, false, HANDLER_UNAVAILABLE, "internal error"},
+	/* 401 wins over 403: impersonation only matters after a valid token */
+	{"Bearer good", true, false, false, HANDLER_IMPERSONATION, "impersonation requests are disabled"},
+	{"Bearer expired", true, false, false, HANDLER_UNAUTHENTICATED, "token expired"},
+	{NULL, true, false, false, HANDLER_UNAUTHENTICATED, "missing bearer token"},
+	{"Bearer many", false, false, false, HANDLER_TOO_MANY_GROUPS, "too many groups"},
+	{"Bearer many", true, false, false, HANDLER_IMPERSONATION, "impersonation requests are disabled"},
+	{"Bearer max", false, false, false, HANDLER_ALLOW, NULL},
+	{"Bearer ctluser", false, false, false, HANDLER_UNAUTHENTICATED, "identity contains control characters"},
+	{"Bearer ctlgroup", false, false, false, HANDLER_UNAUTHENTICATED, "identity contains control characters"},
+	{"Bearer good", false, true, false, HANDLER_UNAVAILABLE, "no kos-auth message"},
+	{"Bearer good", false, false, true, HANDLER_UNAVAILABLE, "malformed kos-auth message"},
+};
+
+static void test_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const tcase *c = &cases[i];
+		fx *f = fx_new(true, false, 0);
+		handler_input in = input_auth(c->auth);
+		handler_sink k;
+		rec r;
+		int st, ri;
+
+		memset(&r, 0, sizeof(r));
+		k = (handler_sink){rec_str, rec_int, &r};
+		in.imp = c->imp;
+		in.have_msg = !c->no_msg;
+		in.bad_msg = c->bad_msg;
+		st = handler_process(f->h, &in, 1700000000, &k);
+		if (st != c->status)
+			fail_msg("case %zu (%s): status %d, want %d", i, c->auth ? c->auth : "(null)", st, c->status);
+		/* status is always set, always last */
+		assert_true(r.n > 0);
+		assert_string_equal(r.name[r.n - 1], "status");
+		assert_true(r.is_int[r.n - 1]);
+		assert_int_equal(r.i[r.n - 1], c->status);
+		ri = find(&r, "reason");
+		if (c->reason == NULL) {
+			assert_int_equal(ri, -1);
+			assert_true(find(&r, "user") >= 0);
+			assert_true(find(&r, "sa") >= 0);
+		} else {
+			if (ri < 0)
+				fail_msg("case %zu: no reason", i);
+			assert_string_equal(r.s[ri], c->reason);
+			/* a refusal never carries an identity or the service-account token */
+			assert_int_equal(find(&r, "user"), -1);
+			assert_int_equal(find(&r, "sa"), -1);
+			assert_int_equal(find(&r, "g0"), -1);
+		}
+		fx_free(f);
+	}
+}
+
+static void test_allow_variables(void **state)
+{
+	fx *f = fx_new(true, true, 1);
+	handler_input in = input_auth("Bearer good");
+	rec r;
+	handler_sink k = {rec_str, rec_int, &r};
+	int i;
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_ALLOW);
+	assert_string_equal(r.s[find(&r, "user")], "alice");
+	assert_int_equal(find(&r, "uid"), -1);
+	i = find(&r, "ng");
+	assert_true(r.is_int[i]);
+	assert_int_equal(r.i[i], 2);
+	assert_string_equal(r.s[find(&r, "g0")], "dev");
+	assert_string_equal(r.s[find(&r, "g1")], "ops");
+	assert_int_equal(find(&r, "g2"), -1);
+	assert_string_equal(r.s[find(&r, "sa")], "Bearer sa-secret");
+	assert_string_equal(r.s[find(&r, "cip")], "192.0.2.7");
+	assert_int_equal(r.i[find(&r, "nx")], 1);
+	assert_string_equal(r.s[find(&r, "x")], "cluster=prod\n");
+	assert_int_equal(metrics_count(f->m, METRICS_ALLOW, HR_OK), 1);
+	assert_int_equal(metrics_latency_count(f->m), 1);
+	fx_free(f);
+}
+
+static void test_uid_extras_ipv6(void **state)
+{
+	fx *f = fx_new(true, true, 1);
+	handler_input in = input_auth("Bearer uid");
+	rec r;
+	handler_sink k = {rec_str, rec_int, &r};
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	in.src_family = 6;
+	memset(in.src, 0, 16);
+	in.src[0] = 0x20, in.src[1] = 0x01, in.src[2] = 0x0d, in.src[3] = 0xb8, in.src[15] = 1;
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_ALLOW);
+	assert_string_equal(r.s[find(&r, "uid")], "u-123");
+	assert_int_equal(r.i[find(&r, "ng")], 0);
+	assert_string_equal(r.s[find(&r, "cip")], "2001:db8::1");
+	assert_int_equal(r.i[find(&r, "nx")], 3);
+	/* keys are percent-encoded for Impersonate-Extra-<key> */
+	assert_string_equal(r.s[find(&r, "x")], "scopes=read\nweird%20key%2Fx=v\ncluster=prod\n");
+	fx_free(f);
+}
+
+static void test_client_ip_without_src(void **state)
+{
+	fx *f = fx_new(true, true, 0);
+	handler_input in = input_auth("Bearer good");
+	rec r;
+	handler_sink k = {rec_str, rec_int, &r};
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	in.src_family = 0;
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_UNAVAILABLE);
+	fx_free(f);
+}
+
+static void test_no_satoken(void **state)
+{
+	fx *f = fx_new(false, false, 0);
+	handler_input in = input_auth("Bearer good");
+	rec r;
+	handler_sink k = {rec_str, rec_int, &r};
+	char why[128];
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_UNAVAILABLE);
+	assert_string_equal(r.s[find(&r, "reason")], "service-account token not loaded");
+	/* a bad token is still a 401, not a 503 */
+	memset(&r, 0, sizeof(r));
+	in = input_auth("Bearer expired");
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_UNAUTHENTICATED);
+	assert_false(handler_ready(f->h, why, sizeof(why)));
+	assert_non_null(strstr(why, "service-account token"));
+	fx_free(f);
+}
+
+static void test_ready(void **state)
+{
+	fx *f = fx_new(true, false, 0);
+	char why[128] = "";
+
+	(void)state;
+	assert_true(handler_ready(f->h, why, sizeof(why)));
+	fake_ready_v = false;
+	assert_false(handler_ready(f->h, why, sizeof(why)));
+	assert_string_equal(why, "issuer keys not loaded");
+	fake_ready_v = true;
+	/* not latched: ready again */
+	assert_true(handler_ready(f->h, why, sizeof(why)));
+	fx_free(f);
+}
+
+static void test_ack_full(void **state)
+{
+	/* the ACK fills up at each of the 6 sets of an allow (user ng g0 g1 sa status): never an allow */
+	for (size_t fail = 1; fail <= 6; fail++) {
+		fx *f = fx_new(true, false, 0);
+		handler_input in = input_auth("Bearer good");
+		rec r;
+		handler_sink k = {rec_str, rec_int, &r};
+		int st;
+
+		(void)state;
+		memset(&r, 0, sizeof(r));
+		r.fail_after = fail;
+		st = handler_process(f->h, &in, 1700000000, &k);
+		assert_int_equal(st, HANDLER_UNAVAILABLE);
+		for (size_t j = 0; j < r.n; j++)
+			if (strcmp(r.name[j], "status") == 0)
+				assert_int_not_equal(r.i[j], HANDLER_ALLOW);
+		fx_free(f);
+	}
+}
+
+static void test_bearer(void **state)
+{
+	size_t off = 99, len = 99;
+
+	(void)state;
+	assert_int_equal(handler_bearer((const uint8_t *)"Bearer abc", 10, &off, &len), 0);
+	assert_int_equal(off, 7);
+	assert_int_equal(len, 3);
+	/* length is respected: the byte after len is never looked at */
+	assert_int_equal(handler_bearer((const uint8_t *)"Bearer abc def", 10, &off, &len), 0);
+	assert_int_equal(len, 3);
+	off = 99;
+	assert_int_equal(handler_bearer((const uint8_t *)"Token abc", 9, &off, &len), HR_MALFORMED_HEADER);
+	assert_int_equal(off, 99); /* out-params untouched on failure */
+}
+
+/* hand-encoded SPOP arguments: name (varint length + bytes) then a typed value */
+static size_t put_name(uint8_t *p, const char *n)
+{
+	p[0] = (uint8_t)strlen(n);
+	memcpy(p + 1, n, strlen(n));
+	return 1 + strlen(n);
+}
+
+static void test_read_msg(void **state)
+{
+	uint8_t b[128];
+	size_t o = 0;
+	spop_msg m;
+	handler_input in;
+
+	(void)state;
+	o += put_name(b + o, "other");
+	b[o++] = SPOP_T_NULL;
+	o += put_name(b + o, "auth");
+	b[o++] = SPOP_T_STR;
+	b[o++] = 11;
+	memcpy(b + o, "Bearer good", 11);
+	o += 11;
+	o += put_name(b + o, "src");
+	b[o++] = SPOP_T_IPV4;
+	memcpy(b + o, "\x7f\x00\x00\x01", 4);
+	o += 4;
+	o += put_name(b + o, "imp");
+	b[o++] = SPOP_T_BOOL | 0x10;
+	memset(&m, 0, sizeof(m));
+	m.name = (spop_slice){(const uint8_t *)"kos-auth", 8};
+	m.nargs = 4;
+	m.args = (spop_slice){b, o};
+	memset(&in, 0, sizeof(in));
+	assert_int_equal(handler_read_msg(&m, &in), 0);
+	assert_true(in.have_auth);
+	assert_int_equal(in.auth_len, 11);
+	assert_memory_equal(in.auth, "Bearer good", 11);
+	assert_int_equal(in.src_family, 4);
+	assert_true(in.imp);
+
+	/* auth as an integer is outside the contract: bad message (503), never a pass */
+	o = 0;
+	o += put_name(b + o, "auth");
+	b[o++] = SPOP_T_INT32;
+	b[o++] = 5;
+	m.nargs = 1;
+	m.args = (spop_slice){b, o};
+	memset(&in, 0, sizeof(in));
+	assert_int_equal(handler_read_msg(&m, &in), -1);
+	assert_true(in.bad_msg);
+
+	/* imp as anything but NULL/false counts as set (fail closed) */
+	o = 0;
+	o += put_name(b + o, "imp");
+	b[o++] = SPOP_T_INT64;
+	b[o++] = 1;
+	m.nargs = 1;
+	m.args = (spop_slice){b, o};
+	memset(&in, 0, sizeof(in));
+	assert_int_equal(handler_read_msg(&m, &in), 0);
+	assert_true(in.imp);
+
+	/* truncated: nargs says 2, one is there */
+	m.nargs = 2;
+	memset(&in, 0, sizeof(in));
+	assert_int_equal(handler_read_msg(&m, &in), -1);
+	assert_true(in.bad_msg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_table),
+		cmocka_unit_test(test_allow_variables),
+		cmocka_unit_test(test_uid_extras_ipv6),
+		cmocka_unit_test(test_client_ip_without_src),
+		cmocka_unit_test(test_no_satoken),
+		cmocka_unit_test(test_ready),
+		cmocka_unit_test(test_ack_full),
+		cmocka_unit_test(test_bearer),
+		cmocka_unit_test(test_read_msg),
+	};
+
+	/* rejections are logged: keep them out of the test output */
+	log_init(open("/dev/null", O_WRONLY), LOG_LEVEL_ERROR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
