@@ -306,6 +306,18 @@ class Stack:
         self._api("POST", "/_test/config", cfg)
 
 
+def wait_log(proc, needle, timeout=10.0):
+    """proc's log once it contains needle (bounded wait); raises AssertionError otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = proc.log()
+        if needle in log:
+            return log
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{needle!r} not in the log of {proc!r}:\n{log[-3000:]}")
+        time.sleep(0.1)
+
+
 def header_values(lines, name):
     return [v for k, v in lines if k.lower() == name.lower()]
 
