@@ -1,0 +1,209 @@
+/* test_config.c — flags, environment, defaults and the one-line errors, table-driven. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+#define ISS "--oidc-issuer-url=https://issuer.example"
+#define CID "--oidc-client-id=kos"
+
+typedef struct ccase {
+	const char *argv[8];
+	const char *env[4];
+	int rc;
+	const char *err_has; /* substring of the error line, for failures */
+} ccase;
+
+/* Each bad fixture names the verdict it expects and a word the error line must contain. */
+static const ccase cases[] = {
+	{{ISS, CID}, {NULL}, CONFIG_OK, NULL},
+	{{"--oidc-issuer-url", "https://i.example", "--oidc-client-id", "kos"}, {NULL}, CONFIG_OK, NULL},
+	{{CID}, {NULL}, CONFIG_E_USAGE, "--oidc-issuer-url is required"},
+	{{ISS}, {NULL}, CONFIG_E_USAGE, "--oidc-client-id is required"},
+	{{"--oidc-issuer-url=http://i.example", CID}, {NULL}, CONFIG_E_USAGE, "https"},
+	{{"--oidc-issuer-url=https://", CID}, {NULL}, CONFIG_E_USAGE, "no host"},
+	{{"--oidc-issuer-url=https://i.example/?a=b", CID}, {NULL}, CONFIG_E_USAGE, "query"},
+	{{ISS, CID, "--nope"}, {NULL}, CONFIG_E_USAGE, "unknown flag --nope"},
+	{{ISS, CID, "-x"}, {NULL}, CONFIG_E_USAGE, "unknown flag -x"},
+	{{ISS, CID, "stray"}, {NULL}, CONFIG_E_USAGE, "unexpected argument"},
+	{{ISS, CID, "--secure-port=443"}, {NULL}, CONFIG_E_USAGE, "HAProxy's frontend bind"},
+	{{ISS, CID, "--tls-cert-file", "x.pem"}, {NULL}, CONFIG_E_USAGE, "HAProxy terminates TLS"},
+	{{ISS, CID, "--kubeconfig=/k"}, {NULL}, CONFIG_E_USAGE, "KOS_APISERVER"},
+	{{ISS, CID, "--audit-log-maxage=3"}, {NULL}, CONFIG_E_USAGE, "HAProxy's logs"},
+	{{ISS, CID, "--threads"}, {NULL}, CONFIG_E_USAGE, "needs a value"},
+	{{ISS, CID, "--threads=x"}, {NULL}, CONFIG_E_USAGE, "0..256"},
+	{{ISS, CID, "--threads=999"}, {NULL}, CONFIG_E_USAGE, "0..256"},
+	{{ISS, CID, "--max-groups=65"}, {NULL}, CONFIG_E_USAGE, "1..64"},
+	{{ISS, CID, "--max-groups=0"}, {NULL}, CONFIG_E_USAGE, "1..64"},
+	{{ISS, CID, "--readiness-probe-port=70000"}, {NULL}, CONFIG_E_USAGE, "0..65535"},
+	{{ISS, CID, "--readiness-probe-address=localhost"}, {NULL}, CONFIG_E_USAGE, "IPv4 or IPv6"},
+	{{ISS, CID, "--oidc-signing-algs=RS256,HS256"}, {NULL}, CONFIG_E_USAGE, "never accepted"},
+	{{ISS, CID, "--oidc-signing-algs=none"}, {NULL}, CONFIG_E_USAGE, "never accepted"},
+	{{ISS, CID, "--oidc-signing-algs=RS999"}, {NULL}, CONFIG_E_USAGE, "unknown algorithm"},
+	{{ISS, CID, "--oidc-signing-algs=RS256,"}, {NULL}, CONFIG_E_USAGE, "unknown algorithm"},
+	{{ISS, CID, "--oidc-signing-algs=ES256,EdDSA,PS512"}, {NULL}, CONFIG_OK, NULL},
+	{{ISS, CID, "--oidc-required-claim=novalue"}, {NULL}, CONFIG_E_USAGE, "KEY=VALUE"},
+	{{ISS, CID, "--oidc-required-claim==v"}, {NULL}, CONFIG_E_USAGE, "KEY=VALUE"},
+	{{ISS, CID, "--extra-user-headers=a=b,c"}, {NULL}, CONFIG_E_USAGE, "KEY=VALUE"},
+	{{ISS, CID, "--listen=nocolon"}, {NULL}, CONFIG_E_USAGE, "HOST:PORT"},
+	{{ISS, CID, "--listen=::1:80"}, {NULL}, CONFIG_E_USAGE, "brackets"},
+	{{ISS, CID, "--listen=[::1]:99999"}, {NULL}, CONFIG_E_USAGE, "0..65535"},
+	{{ISS, CID, "--listen=unix:"}, {NULL}, CONFIG_E_USAGE, "unix socket path"},
+	{{ISS, CID, "--listen=[::1]:12345"}, {NULL}, CONFIG_OK, NULL},
+	{{ISS, CID, "--listen=unix:/run/kos.sock"}, {NULL}, CONFIG_OK, NULL},
+	{{ISS, CID, "--log-level=loud"}, {NULL}, CONFIG_E_USAGE, "error, warn, info or debug"},
+	{{ISS, CID, "--cache-ttl=10x"}, {NULL}, CONFIG_E_USAGE, "duration"},
+	{{ISS, CID, "--cache-ttl=0"}, {NULL}, CONFIG_E_USAGE, "duration"},
+	{{ISS, CID, "--extra-user-header-client-ip=maybe"}, {NULL}, CONFIG_E_USAGE, "true or false"},
+	{{ISS, CID, "--extra-user-header-client-ip", "--extra-user-headers=remote-client-ip=x"}, {NULL},
+	 CONFIG_E_USAGE, "clashes"},
+	{{ISS, CID, "--oidc-client-id="}, {NULL}, CONFIG_E_USAGE, "must not be empty"},
+	{{ISS, CID, "--help=1"}, {NULL}, CONFIG_E_USAGE, "takes no value"},
+	{{"--oidc-client-id=kos"}, {"KOS_OIDC_ISSUER_URL=https://env.example"}, CONFIG_OK, NULL},
+	{{ISS, CID}, {"KOS_THREADS=abc"}, CONFIG_E_USAGE, "KOS_THREADS"},
+	{{ISS, CID, "--threads=2"}, {"KOS_THREADS=abc"}, CONFIG_OK, NULL}, /* the flag wins: env not read */
+	{{ISS, CID}, {"KOS_LISTEN=127.0.0.1:6443"}, CONFIG_OK, NULL},     /* HAProxy's variable, not ours */
+	{{ISS, CID, "--help"}, {NULL}, CONFIG_HELP, NULL},
+	{{"--nope", "--help"}, {NULL}, CONFIG_HELP, NULL},
+	{{"--version"}, {NULL}, CONFIG_VERSION, NULL},
+};
+
+static int run(const char *const *av, const char *const *ev, config *c, char *err, size_t errlen)
+{
+	char *argv[10] = {"kube-oidc-spoa"};
+	char *envp[5] = {NULL};
+	int argc = 1;
+
+	for (int i = 0; i < 8 && av[i]; i++)
+		argv[argc++] = (char *)av[i];
+	for (int i = 0; i < 4 && ev[i]; i++)
+		envp[i] = (char *)ev[i];
+	return config_parse(argc, argv, envp, c, err, errlen);
+}
+
+static void test_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		config c;
+		char err[256] = "";
+		int rc = run(cases[i].argv, cases[i].env, &c, err, sizeof(err));
+
+		if (rc != cases[i].rc)
+			fail_msg("case %zu (%s): rc %d want %d: %s", i, cases[i].argv[2] ? cases[i].argv[2] : "", rc,
+				 cases[i].rc, err);
+		if (cases[i].err_has != NULL && strstr(err, cases[i].err_has) == NULL)
+			fail_msg("case %zu: error \"%s\" lacks \"%s\"", i, err, cases[i].err_has);
+		/* one line, no newline */
+		assert_null(strchr(err, '\n'));
+		if (rc == CONFIG_OK)
+			config_free(&c);
+	}
+}
+
+static void test_defaults(void **state)
+{
+	const char *av[8] = {ISS, CID};
+	const char *ev[4] = {NULL};
+	config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(run(av, ev, &c, err, sizeof(err)), CONFIG_OK);
+	assert_string_equal(c.username_claim, "sub");
+	assert_null(c.username_prefix);
+	assert_null(c.groups_claim);
+	assert_string_equal(c.signing_algs, "RS256");
+	assert_int_equal(c.probe_port, 8080);
+	assert_null(c.probe_address);
+	assert_string_equal(c.listen, "127.0.0.1:12345");
+	assert_string_equal(c.sa_token_file, "/var/run/secrets/kubernetes.io/serviceaccount/token");
+	assert_int_equal(c.max_groups, 64);
+	assert_int_equal(c.max_token_bytes, 16384);
+	assert_int_equal(c.cache_entries, 65536);
+	assert_int_equal(c.cache_ttl_s, 600);
+	assert_int_equal(c.log_level, LOG_LEVEL_INFO);
+	assert_false(c.extra_client_ip);
+	assert_false(c.allow_reserved);
+	config_free(&c);
+}
+
+static void test_values_and_precedence(void **state)
+{
+	const char *av[8] = {ISS, CID, "--oidc-required-claim", "hd=example.com", "--oidc-required-claim=a=1,b=2",
+			     "--extra-user-headers=k1=v1,k2=v=2", "--oidc-username-prefix=", "--cache-ttl=1h30m"};
+	const char *ev[4] = {"KOS_OIDC_GROUPS_CLAIM=groups", "KOS_EXTRA_USER_HEADER_CLIENT_IP=true",
+			     "KOS_OIDC_USERNAME_PREFIX=oidc:", "KOS_LOG_LEVEL=DEBUG"};
+	config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(run(av, ev, &c, err, sizeof(err)), CONFIG_OK);
+	assert_int_equal(c.nrequired_claims, 3);
+	assert_string_equal(c.required_claims[0].key, "hd");
+	assert_string_equal(c.required_claims[0].value, "example.com");
+	assert_string_equal(c.required_claims[2].key, "b");
+	assert_int_equal(c.nextra_headers, 2);
+	assert_string_equal(c.extra_headers[1].value, "v=2");
+	assert_string_equal(c.groups_claim, "groups");
+	assert_true(c.extra_client_ip);
+	/* the flag (an explicit empty prefix) wins over the environment */
+	assert_string_equal(c.username_prefix, "");
+	assert_int_equal(c.cache_ttl_s, 5400);
+	assert_int_equal(c.log_level, LOG_LEVEL_DEBUG);
+	config_free(&c);
+}
+
+static void test_duration(void **state)
+{
+	static const struct {
+		const char *s;
+		int rc;
+		unsigned v;
+	} d[] = {{"600", 0, 600}, {"600s", 0, 600}, {"10m", 0, 600}, {"1h", 0, 3600}, {"1h1m1s", 0, 3661},
+		 {"", -1, 0}, {"s", -1, 0}, {"1h30", -1, 0}, {"-1", -1, 0}, {"99999999999", -1, 0}, {"1d", -1, 0}};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+		unsigned v = 12345;
+
+		assert_int_equal(config_parse_duration(d[i].s, &v), d[i].rc);
+		assert_int_equal(v, d[i].rc == 0 ? d[i].v : 12345);
+	}
+}
+
+static void test_usage_lists_every_env(void **state)
+{
+	char buf[16384];
+	FILE *f = fmemopen(buf, sizeof(buf), "w");
+
+	(void)state;
+	assert_non_null(f);
+	config_usage(f);
+	fclose(f);
+	buf[sizeof(buf) - 1] = '\0';
+	assert_non_null(strstr(buf, "KOS_OIDC_ISSUER_URL"));
+	assert_non_null(strstr(buf, "KOS_AGENT_LISTEN"));
+	assert_non_null(strstr(buf, "--oidc-required-claim KEY=VALUE"));
+	assert_non_null(strstr(buf, "--check-config"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_table),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_values_and_precedence),
+		cmocka_unit_test(test_duration),
+		cmocka_unit_test(test_usage_lists_every_env),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
