@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The release build of the agent, and nothing else: the one set of build steps shared by the Dockerfile, the
+# README and CI, so the image cannot drift from what is tested.
+#
+#   scripts/build.sh                  build build/kube-oidc-spoa (needs the build packages below)
+#   scripts/build.sh --install-deps   first install the build packages (Debian 12; used by the Dockerfile)
+#
+# BUILD=dir puts the output in dir/kube-oidc-spoa; JOBS=n sets make's parallelism (default: all CPUs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Keep in step with the "build" line of scripts/deps.sh (tests/deploy checks it).
+BUILD_PACKAGES=(gcc make pkg-config libev-dev libssl-dev libcjson-dev libcurl4-openssl-dev)
+
+if [ "${1:-}" = "--install-deps" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${BUILD_PACKAGES[@]}"
+  shift
+fi
+BUILD="${BUILD:-build}"
+make -j"${JOBS:-$(nproc)}" BUILD="$BUILD" "$BUILD/kube-oidc-spoa"
+"$BUILD/kube-oidc-spoa" --version
