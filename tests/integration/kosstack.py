@@ -97,7 +97,7 @@ class Stack:
         os.makedirs(self.sa_dir)
         self.sa_file = self.rotate_sa_token(SA_TOKEN)
         self.api = kostest.Proc([kostest.PYTHON, os.path.join(TOOLS, "apiserver.py"), "--dir",
-                                 os.path.join(self.dir, "api"), "--token-file", self.sa_file,
+                                 os.path.join(self.dir, "api"), "--token", SA_TOKEN,
                                  "--watch-gaps", ",".join(str(g) for g in self.watch_gaps)], name="apiserver")
         info = read_ready_line(self.api)
         self.api_port, self.api_ca = info["port"], info["ca"]
