@@ -10,7 +10,8 @@ It behaves like kube-apiserver wherever the proxy in front of it can tell the di
   * /version, /api, /api/v1, /apis, /apis/authentication.k8s.io/v1 (legacy discovery, enough for kubectl);
   * POST /apis/authentication.k8s.io/v1/selfsubjectreviews answers with the identity it received
     (so `kubectl auth whoami` prints what the proxy sent);
-  * GET /api/v1/namespaces/default/pods (list; ?watch=1 streams events with configurable quiet gaps, then ends);
+  * GET /api/v1/namespaces/default/pods (list; ?watch=1 streams events with configurable quiet gaps, then ends;
+    ?_slow=1 answers the list only after the first gap);
   * GET /api/v1/namespaces/default/pods/<name>/log (?follow=true streams lines with the same gaps);
   * /api/v1/namespaces/default/pods/<name>/exec|attach: WebSocket upgrade (v5/v4.channel.k8s.io) with a correct
     Sec-WebSocket-Accept, then the k8s channel protocol: prints a line naming the command on stdout, echoes stdin
@@ -336,6 +337,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == base and self.command == "GET":
             if query.get("watch", [""])[0] in ("1", "true"):
                 return self.watch()
+            if query.get("_slow"):  # test hook: the list answers after the first watch gap
+                time.sleep((st.watch_gaps or [0])[0])
             items = [pod(n) for n in PODS]
             if "as=Table" in (self.headers.get("Accept") or ""):
                 return self.send_json(200, pod_table(items))

@@ -1,0 +1,129 @@
+"""Streams and time: quiet watches and `logs -f` outlive short client/server timeouts; the agent killed and
+restarted (503 in between, never a forward); issuer key rotation and service-account token rotation without any
+restart."""
+import json
+import signal
+import time
+
+import pytest
+
+import kosstack
+from kosstack import header_values
+
+GAP = 3.5  # seconds of silence in the watch, longer than the client and server timeouts below
+
+
+@pytest.fixture(scope="module")
+def stack(make_stack):
+    s = make_stack(watch_gaps=[GAP], env={"KOS_TIMEOUT_CLIENT": "2s", "KOS_TIMEOUT_SERVER": "2s",
+                                          "KOS_TIMEOUT_STREAM": "30s", "KOS_TIMEOUT_TUNNEL": "30s"})
+    yield s
+    kosstack.assert_all_authenticated(s)
+
+
+def tok(stack, sub="alice"):
+    return stack.mint({"sub": sub})
+
+
+@pytest.mark.parametrize("http1", [False, True], ids=["h2", "http1.1"])
+def test_quiet_watch_survives_short_timeouts(stack, http1):
+    p = stack.kubectl("get", "--raw", "/api/v1/namespaces/default/pods?watch=1", token=tok(stack), http1=http1,
+                      timeout=60)
+    assert p.returncode == 0, p.stderr
+    events = [json.loads(line)["type"] for line in p.stdout.splitlines() if line.strip()]
+    assert events == ["ADDED", "ADDED", "MODIFIED"]
+
+
+def test_quiet_follow_survives_short_timeouts(stack):
+    p = stack.kubectl("logs", "-f", "web-1", token=tok(stack), timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "web-1 line 0\nweb-1 line 1\n"
+
+
+def test_short_server_timeout_is_really_short(stack):
+    # Control for the two tests above: the same silence before an ordinary (non-watch) answer is cut by the
+    # short "timeout server" (504), so it is the stream timeout that keeps watches alive.
+    st, _, _ = stack.request("GET", "/api/v1/namespaces/default/pods?_slow=1",
+                             headers=[("Authorization", "Bearer " + tok(stack))])
+    assert st == 504
+
+
+def test_exec_tunnel_idle_longer_than_timeouts(stack):
+    # kubectl exec -i with stdin that stays open past the client/server timeouts: the tunnel timeout applies.
+    import subprocess
+    env_home = stack._mkdir("home")
+    cmd = ["kubectl", "--kubeconfig", stack.kubeconfig, "--cache-dir", env_home + "/cache", "--token", tok(stack),
+           "exec", "-i", "web-1", "--", "cat"]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={"PATH": "/usr/bin:/bin", "HOME": env_home})
+    try:
+        p.stdin.write("before\n")
+        p.stdin.flush()
+        time.sleep(GAP)
+        out, err = p.communicate("after\n", timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+    assert p.returncode == 0, err
+    assert out == "exec in web-1: cat\nbefore\nafter\n"
+
+
+def test_key_rotation_without_restart(stack):
+    old = tok(stack)
+    st, _, _ = stack.request("GET", "/api", headers=[("Authorization", "Bearer " + old)])
+    assert st == 200
+    pid = stack.agent.pid
+    stack.issuer.rotate(keep_old=False)
+    new = tok(stack, "carol")
+    # The agent may answer 401 while it fetches the new key set (it does not hold the request); it must accept
+    # the new key soon after, without a restart.
+    deadline = time.monotonic() + 20
+    while True:
+        st, _, body = stack.request("GET", "/api", headers=[("Authorization", "Bearer " + new)])
+        if st == 200 or time.monotonic() > deadline:
+            break
+        assert st == 401, body
+        time.sleep(0.25)
+    assert st == 200, body
+    assert stack.api_requests()[-1]["user"] == f"{stack.issuer.issuer}#carol"
+    assert stack.agent.pid == pid and stack.agent.poll() is None
+
+
+def test_service_account_token_rotation(stack):
+    stack.api_reset()
+    st, _, _ = stack.request("GET", "/api", headers=[("Authorization", "Bearer " + tok(stack))])
+    assert st == 200
+    # The API server now accepts only the new token; the agent must pick up the kubelet-style symlink swap.
+    stack.api_config(tokens=["sa-token-two"])
+    stack.rotate_sa_token("sa-token-two")
+    deadline = time.monotonic() + 30
+    st = None
+    while time.monotonic() < deadline:
+        st, _, _ = stack.request("GET", "/api", headers=[("Authorization", "Bearer " + tok(stack))])
+        if st == 200:
+            break
+        assert st == 401  # the stand-in's refusal of the old token, never anything else
+        time.sleep(0.25)
+    assert st == 200
+    assert header_values(stack.api_requests()[-1]["headers"], "Authorization") == ["Bearer sa-token-two"]
+    stack.api_config(tokens=["sa-token-one", "sa-token-two"])
+
+
+def test_agent_killed_is_503_and_restart_recovers(stack):
+    stack.api_reset()
+    good = tok(stack)
+    port = stack.agent_port
+    stack.stop_agent(signal.SIGKILL)
+    for _ in range(10):
+        st, _, body = stack.request("GET", "/api", headers=[("Authorization", "Bearer " + good)])
+        assert st == 503, body
+        doc = json.loads(body)
+        assert doc["reason"] == "ServiceUnavailable" and doc["code"] == 503
+    p = stack.kubectl("get", "pods", token=good)
+    assert p.returncode == 1 and "ServiceUnavailable" in p.stderr or "unavailable" in p.stderr, p.stderr
+    assert stack.api_requests() == []
+    stack.start_agent(port=port)
+    stack.wait_agent_up_in_haproxy()
+    st, _, _ = stack.request("GET", "/api", headers=[("Authorization", "Bearer " + good)])
+    assert st == 200
