@@ -139,6 +139,17 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Copies at most n bytes of s for an error line, control bytes as '?', so the line stays one line. */
+static const char *shown(const char *s, size_t n, char *out, size_t cap)
+{
+	size_t i;
+
+	for (i = 0; i < n && s[i] != '\0' && i + 1 < cap; i++)
+		out[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+	out[i] = '\0';
+	return out;
+}
+
 static bool has_ctl(const char *s)
 {
 	for (; *s; s++)
@@ -544,14 +555,16 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 	}
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *name, *eq, *val;
+		char sh[72];
 		size_t nlen;
 		const opt *o;
 
 		if (strncmp(a, "--", 2) != 0 || a[2] == '\0' || a[2] == '-') {
 			if (a[0] == '-' && a[1] != '-' && a[1] != '\0')
-				seterr(err, errlen, "unknown flag %.64s (flags are spelled --name, see --help)", a);
+				seterr(err, errlen, "unknown flag %s (flags are spelled --name, see --help)",
+				       shown(a, 64, sh, sizeof(sh)));
 			else
-				seterr(err, errlen, "unexpected argument \"%.64s\" (see --help)", a);
+				seterr(err, errlen, "unexpected argument \"%s\" (see --help)", shown(a, 64, sh, sizeof(sh)));
 			rc = CONFIG_E_USAGE;
 			goto out;
 		}
@@ -569,10 +582,11 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 				}
 			}
 			if (nlen > 6 && strncmp(name, "audit-", 6) == 0)
-				seterr(err, errlen, "--%.*s is a kube-oidc-proxy flag with no meaning here: use HAProxy's "
-				       "logs and the agent's JSON logs", (int)(nlen > 64 ? 64 : nlen), name);
+				seterr(err, errlen, "--%s is a kube-oidc-proxy flag with no meaning here: use HAProxy's "
+				       "logs and the agent's JSON logs", shown(name, nlen > 64 ? 64 : nlen, sh, sizeof(sh)));
 			else
-				seterr(err, errlen, "unknown flag --%.*s (see --help)", (int)(nlen > 64 ? 64 : nlen), name);
+				seterr(err, errlen, "unknown flag --%s (see --help)",
+				       shown(name, nlen > 64 ? 64 : nlen, sh, sizeof(sh)));
 			rc = CONFIG_E_USAGE;
 			goto out;
 		}

@@ -31,6 +31,7 @@ static const ccase cases[] = {
 	{{"--oidc-issuer-url=https://", CID}, {NULL}, CONFIG_E_USAGE, "no host"},
 	{{"--oidc-issuer-url=https://i.example/?a=b", CID}, {NULL}, CONFIG_E_USAGE, "query"},
 	{{ISS, CID, "--nope"}, {NULL}, CONFIG_E_USAGE, "unknown flag --nope"},
+	{{ISS, CID, "--a\nb"}, {NULL}, CONFIG_E_USAGE, "unknown flag --a?b"}, /* found by fuzz_config */
 	{{ISS, CID, "-x"}, {NULL}, CONFIG_E_USAGE, "unknown flag -x"},
 	{{ISS, CID, "stray"}, {NULL}, CONFIG_E_USAGE, "unexpected argument"},
 	{{ISS, CID, "--secure-port=443"}, {NULL}, CONFIG_E_USAGE, "HAProxy's frontend bind"},
