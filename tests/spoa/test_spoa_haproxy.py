@@ -305,6 +305,7 @@ def test_kill_and_restart_agent_mid_traffic(haproxy_bin, procs):
         if killed and not restarted and i == 80:
             st.agent, _ = start_agent(procs, port=st.agent_port)
             restarted = True
+            wait_up(st.stats)  # HAProxy's spop-check sees it again (bounded wait)
     assert killed and restarted
     assert ok_after_restart >= 20, outcomes
     assert outcomes["5xx"] > 0, outcomes  # the kill was seen (fail closed), not silently absorbed
