@@ -56,11 +56,15 @@ def start(procs, listen):
 
 
 def tcp_agent(procs):
+    # free_port() is racy; a lost race shows as a start failure, so try a few ports.
+    last = None
     for _ in range(5):
         port = kostest.free_port()
-        a = start(procs, f"127.0.0.1:{port}") if True else None
-        return a, port
-    raise RuntimeError("no port")
+        try:
+            return start(procs, f"127.0.0.1:{port}"), port
+        except AssertionError as e:
+            last = e
+    raise RuntimeError(f"agent did not start: {last}")
 
 
 def test_http_request_gets_disconnect_and_agent_survives(procs):
