@@ -1,0 +1,371 @@
+"""Deployment artefacts (issue 6), checked where no container engine runs: every kustomization renders, RBAC is
+exactly what the agent's flags need, probes point at real ports and endpoints, the agent accepts the manifests'
+flags (--check-config), HAProxy accepts the configuration the manifests and docker-compose mount (`haproxy -c`
+on every HAProxy of KOS_HAPROXY_BINS), docker-compose.yml parses and its mounts exist, and the Dockerfile builds
+with scripts/build.sh and ships the libraries the binary links.
+"""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+import kostest
+
+ROOT = kostest.ROOT
+DEPLOY = os.path.join(ROOT, "deploy")
+KUSTOMIZATIONS = ["base", "overlays/example", "overlays/client-ip", "ingress-controller"]
+AGENT_BIN = next((p for p in (os.environ.get("KOS_AGENT_BIN", ""), os.path.join(ROOT, "build", "kube-oidc-spoa"),
+                                 kostest.build_path("kube-oidc-spoa"))
+                  if os.path.exists(p)), os.path.join(ROOT, "build", "kube-oidc-spoa"))
+
+
+def render(path):
+    p = subprocess.run(["kubectl", "kustomize", os.path.join(DEPLOY, path)], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return [d for d in yaml.safe_load_all(p.stdout) if d]
+
+
+_cache = {}
+
+
+def objects(path):
+    if path not in _cache:
+        _cache[path] = render(path)
+    return _cache[path]
+
+
+def find(objs, kind, name_prefix=""):
+    return [o for o in objs if o["kind"] == kind and o["metadata"]["name"].startswith(name_prefix)]
+
+
+def agent_container(objs):
+    (dep,) = find(objs, "Deployment", "kube-oidc-spoa")
+    (c,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "agent"]
+    return dep, c
+
+
+def agent_env(objs, c):
+    """The agent's KOS_* environment: envFrom ConfigMaps, then env."""
+    env = {}
+    cms = {o["metadata"]["name"]: o for o in find(objs, "ConfigMap")}
+    for src in c.get("envFrom", []):
+        name = src["configMapRef"]["name"]
+        assert name in cms, f"envFrom names a ConfigMap the kustomization does not create: {name}"
+        env.update(cms[name].get("data", {}))
+    for e in c.get("env", []):
+        env[e["name"]] = e.get("value", "")
+    return env
+
+
+def flag(args, env, name, envname):
+    for a in args:
+        if a.startswith(f"--{name}="):
+            return a.split("=", 1)[1]
+        if a == f"--{name}":
+            return "true"
+    return env.get(envname)
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_renders_every_object(path):
+    objs = objects(path)
+    kinds = {o["kind"] for o in objs}
+    need = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment",
+            "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy", "Service", "ConfigMap"}
+    assert need <= kinds, need - kinds
+    (dep,) = find(objs, "Deployment")
+    spec = dep["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["topologySpreadConstraints"]
+    for c in spec["containers"]:
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, c["name"]
+        assert sc["capabilities"]["drop"] == ["ALL"], c["name"]
+        assert c["resources"]["requests"] and c["resources"]["limits"]["memory"], c["name"]
+    # The agent's token is a projected, expiring service-account token.
+    vols = {v["name"]: v for v in spec["volumes"]}
+    _, agent = agent_container(objs)
+    (tok,) = [m for m in agent["volumeMounts"] if vols[m["name"]].get("projected")]
+    assert vols[tok["name"]]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"] <= 3600
+    if path != "ingress-controller":
+        (svc,) = find(objs, "Service", "kube-oidc-spoa")
+        assert svc["spec"]["type"] == "LoadBalancer" and svc["spec"]["ports"][0]["port"] == 443
+        assert [c["name"] for c in spec["containers"]] == ["haproxy", "agent"]
+    else:
+        assert [c["name"] for c in spec["containers"]] == ["agent"]
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_clusterrole_is_exactly_what_the_flags_need(path):
+    objs = objects(path)
+    _, c = agent_container(objs)
+    env = agent_env(objs, c)
+    args = c.get("args", [])
+    # The API server's impersonation checks: Impersonate-User -> users (serviceaccounts for a
+    # system:serviceaccount:* name, which the agent only emits with --allow-reserved-identities), each
+    # Impersonate-Group -> groups, Impersonate-Uid -> uids (never emitted), Impersonate-Extra-<key> ->
+    # userextras/<lower-cased key> in authentication.k8s.io.
+    need = {("", "users"), ("", "groups")}
+    if (flag(args, env, "allow-reserved-identities", "KOS_ALLOW_RESERVED_IDENTITIES") or "false") == "true":
+        need.add(("", "serviceaccounts"))
+    if (flag(args, env, "extra-user-header-client-ip", "KOS_EXTRA_USER_HEADER_CLIENT_IP") or "false") == "true":
+        need.add(("authentication.k8s.io", "userextras/remote-client-ip"))
+    extras = flag(args, env, "extra-user-headers", "KOS_EXTRA_USER_HEADERS") or ""
+    for kv in filter(None, extras.split(",")):
+        need.add(("authentication.k8s.io", "userextras/" + kv.split("=", 1)[0].lower()))
+    (role,) = find(objs, "ClusterRole")
+    have = set()
+    for r in role["rules"]:
+        assert r["verbs"] == ["impersonate"], r
+        assert "resourceNames" not in r and "nonResourceURLs" not in r, r
+        for g in r["apiGroups"]:
+            for res in r["resources"]:
+                assert "*" not in res and g != "*", r
+                have.add((g, res))
+    assert have == need
+    (binding,) = find(objs, "ClusterRoleBinding")
+    (sa,) = find(objs, "ServiceAccount")
+    dep, _ = agent_container(objs)
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
+                                    "namespace": sa["metadata"]["namespace"]}]
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_probes_and_ports_are_real(path):
+    objs = objects(path)
+    dep, agent = agent_container(objs)
+    env = agent_env(objs, agent)
+    args = agent.get("args", [])
+    probe_port = int(flag(args, env, "readiness-probe-port", "KOS_READINESS_PROBE_PORT") or 8080)
+    listen = flag(args, env, "listen", "KOS_AGENT_LISTEN") or "127.0.0.1:12345"
+    for c in dep["spec"]["template"]["spec"]["containers"]:
+        ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+
+        def port_of(p):
+            return ports[p] if isinstance(p, str) else p
+        for kind in ("readinessProbe", "livenessProbe"):
+            pr = c[kind]
+            if c["name"] == "agent":
+                assert pr["httpGet"]["path"] == {"readinessProbe": "/ready", "livenessProbe": "/healthz"}[kind]
+                assert port_of(pr["httpGet"]["port"]) == probe_port
+            else:
+                kos_listen = {e["name"]: e.get("value") for e in c["env"]}["KOS_LISTEN"]
+                assert port_of(pr["tcpSocket"]["port"]) == int(kos_listen.rsplit(":", 1)[1])
+    # Every Service and NetworkPolicy port names a port some selected container really has.
+    all_ports = {p["name"]: p["containerPort"] for c in dep["spec"]["template"]["spec"]["containers"]
+                 for p in c.get("ports", [])}
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    for svc in find(objs, "Service"):
+        assert set(svc["spec"]["selector"].items()) <= set(labels.items())
+        for p in svc["spec"]["ports"]:
+            assert port_of_any(p["targetPort"], all_ports)
+    for np in find(objs, "NetworkPolicy"):
+        assert set(np["spec"]["podSelector"]["matchLabels"].items()) <= set(labels.items())
+        for rule in np["spec"]["ingress"]:
+            for p in rule["ports"]:
+                assert port_of_any(p["port"], all_ports)
+    if path == "ingress-controller":
+        # The agent must listen on the pod network for the controller's HAProxy, on the Service's port.
+        assert listen.rsplit(":", 1)[0] in ("", "0.0.0.0", "[::]")
+        assert int(listen.rsplit(":", 1)[1]) == all_ports["spop"]
+    else:
+        # Sidecar: SPOP only on loopback, where only HAProxy (same pod) reaches it.
+        assert listen.startswith("127.0.0.1:")
+        (haproxy,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "haproxy"]
+        assert {e["name"]: e.get("value") for e in haproxy["env"]}["KOS_AGENT"] == listen
+
+
+def port_of_any(p, ports):
+    return p in ports if isinstance(p, str) else p in ports.values()
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_agent_accepts_the_manifest_flags(path, tmp_path):
+    assert os.access(AGENT_BIN, os.X_OK), f"{AGENT_BIN} not built yet"
+    objs = objects(path)
+    _, c = agent_container(objs)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KOS_")}
+    env.update(agent_env(objs, c))
+    # Files the pod mounts do not exist here: point file flags at stand-ins.
+    token = tmp_path / "token"
+    token.write_text("stand-in")
+    args = [re.sub(r"^(--service-account-token-file=).*", lambda m: m.group(1) + str(token), a)
+            for a in c.get("args", [])]
+    p = subprocess.run([AGENT_BIN, "--check-config"] + args, env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout
+
+
+def self_signed(tmp_path):
+    pem = tmp_path / "tls.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=kos",
+                    "-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem")],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    pem.write_text((tmp_path / "c.pem").read_text() + (tmp_path / "k.pem").read_text())
+    return pem, tmp_path / "c.pem"
+
+
+def haproxy_c(haproxy_bin, files, env):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("KOS_")}
+    full.update(env)
+    args = [haproxy_bin, "-c"]
+    for f in files:
+        args += ["-f", str(f)]
+    p = subprocess.run(args, env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout
+    assert "WARNING" not in p.stdout.upper(), p.stdout
+
+
+def test_haproxy_accepts_the_mounted_config(haproxy_bin, tmp_path):
+    objs = objects("base")
+    (cm,) = find(objs, "ConfigMap", "kube-oidc-spoa-haproxy")
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    for name, text in cm["data"].items():
+        (conf / name).write_text(text)
+    (dep,) = find(objs, "Deployment")
+    (h,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "haproxy"]
+    env = {e["name"]: e["value"] for e in h["env"]}
+    assert h["args"] == ["-f", "/etc/haproxy/haproxy.cfg"] and env["KOS_CONF_DIR"] == "/etc/haproxy"
+    pem, ca = self_signed(tmp_path)
+    # Same variables, with the pod's paths mapped to this machine (kubernetes.default.svc does not resolve here).
+    env.update(KOS_CONF_DIR=str(conf), KOS_TLS_CERT=str(pem), KOS_APISERVER_CA=str(ca),
+               KOS_APISERVER="127.0.0.1:6443", KOS_LISTEN=f"127.0.0.1:{kostest.free_port()}")
+    haproxy_c(haproxy_bin, [conf / "haproxy.cfg"], env)
+
+
+def test_haproxy_accepts_the_ingress_controller_aux_config(haproxy_bin, tmp_path):
+    objs = objects("ingress-controller")
+    (cm,) = find(objs, "ConfigMap", "kube-oidc-spoa-aux")
+    d = tmp_path / "kos"
+    d.mkdir()
+    pem, ca = self_signed(tmp_path)
+    aux = cm["data"]["haproxy-aux.cfg"]
+    for var, val in (("KOS_CONF_DIR", str(d)), ("KOS_TLS_CERT", str(pem)),
+                     ("KOS_AGENT", f"127.0.0.1:{kostest.free_port()}"),
+                     ("KOS_LISTEN", f"127.0.0.1:{kostest.free_port()}")):
+        aux, n = re.subn(rf"(?m)^(\s*setenv {var}\s+).*$", lambda m: m.group(1) + val, aux)
+        assert n == 1, var
+    for name, text in cm["data"].items():
+        (d / name).write_text(text if name != "haproxy-aux.cfg" else aux)
+    # A stand-in for the controller's own haproxy.cfg, loaded first as the controller does.
+    main = tmp_path / "haproxy.cfg"
+    main.write_text("global\n    log stderr format raw local0 err\ndefaults\n    mode http\n    timeout connect 5s\n"
+                    "    timeout client 50s\n    timeout server 50s\n"
+                    f"frontend http\n    bind 127.0.0.1:{kostest.free_port()}\n"
+                    "    http-request return status 404\n")
+    haproxy_c(haproxy_bin, [main, d / "haproxy-aux.cfg"],
+              {"KOS_APISERVER": "127.0.0.1:6443", "KOS_APISERVER_CA": str(ca)})
+
+
+def test_haproxy_accepts_the_compose_config(haproxy_bin, tmp_path):
+    with open(os.path.join(ROOT, "docker-compose.yml")) as f:
+        compose = yaml.safe_load(f)
+    h = compose["services"]["haproxy"]
+    env = dict(h["environment"])
+    (conf_mount,) = [v for v in h["volumes"] if v.startswith("./conf:")]
+    conf_dir = os.path.join(ROOT, conf_mount.split(":")[0])
+    assert h["command"] == ["haproxy", "-f", env["KOS_CONF_DIR"] + "/haproxy.cfg"]
+    assert conf_mount.split(":")[1] == env["KOS_CONF_DIR"]
+    pem, ca = self_signed(tmp_path)
+    env.update(KOS_CONF_DIR=conf_dir, KOS_TLS_CERT=str(pem), KOS_APISERVER_CA=str(ca),
+               KOS_APISERVER="127.0.0.1:6443", KOS_AGENT="127.0.0.1:12345",
+               KOS_LISTEN=f"127.0.0.1:{kostest.free_port()}")
+    haproxy_c(haproxy_bin, [os.path.join(conf_dir, "haproxy.cfg")], env)
+
+
+def test_conf_copies_are_current():
+    for name in ("haproxy.cfg", "spoe-kos.conf", "kos.lua"):
+        with open(os.path.join(ROOT, "conf", name)) as a, open(os.path.join(DEPLOY, "base", "conf", name)) as b:
+            assert a.read() == b.read(), f"deploy/base/conf/{name} is stale: run deploy/sync-conf.sh"
+    ic = os.path.join(DEPLOY, "ingress-controller", "controller")
+    for name in ("spoe-kos.conf", "kos.lua"):
+        with open(os.path.join(ROOT, "conf", name)) as a, open(os.path.join(ic, name)) as b:
+            assert a.read() == b.read(), f"ingress-controller/controller/{name} is stale: run deploy/sync-conf.sh"
+    with open(os.path.join(ROOT, "conf", "haproxy.cfg")) as a, open(os.path.join(ic, "haproxy-aux.cfg")) as b:
+        src, aux = a.read().splitlines(), b.read().splitlines()
+    assert len(src) == len(aux), "haproxy-aux.cfg is stale: run deploy/sync-conf.sh"
+    for x, y in zip(src, aux):
+        if x != y:
+            assert re.match(r"^\s*presetenv KOS_\w+", x) and re.match(r"^\s*setenv KOS_\w+", y), (x, y)
+            assert x.split()[1] == y.split()[1]
+
+
+def test_compose_parses_and_mounts_exist():
+    with open(os.path.join(ROOT, "docker-compose.yml")) as f:
+        compose = yaml.safe_load(f)
+    services = compose["services"]
+    assert {"haproxy", "agent", "dex", "k3s", "client"} <= set(services)
+    named = set(compose.get("volumes", {}))
+    for name, svc in services.items():
+        for v in svc.get("volumes", []):
+            src = v.split(":")[0]
+            if src.startswith((".", "/")):
+                assert os.path.exists(os.path.join(ROOT, src)), f"{name}: {src} does not exist"
+            else:
+                assert src in named, f"{name}: volume {src} not declared"
+        for arg in (svc.get("command") or []) + (svc.get("entrypoint") or []):
+            if isinstance(arg, str) and arg.startswith("/compose/"):
+                assert os.path.exists(os.path.join(DEPLOY, "compose", arg[len("/compose/"):])), arg
+        for dep in svc.get("depends_on", {}):
+            assert dep in services, f"{name} depends on unknown {dep}"
+    build = services["agent"]["build"]
+    with open(os.path.join(ROOT, build["context"], "Dockerfile")) as f:
+        assert re.search(rf"(?im)^FROM .* AS {build['target']}$", f.read())
+    # The demo agent's settings are flags it accepts.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KOS_")}
+    env.update(services["agent"]["environment"])
+    for var in [k for k, v in env.items() if k.startswith("KOS_") and str(v).startswith("/shared/")]:
+        env[var] = os.path.join(DEPLOY, "compose", "dex.yaml")  # any readable file stands in
+    if os.access(AGENT_BIN, os.X_OK):
+        p = subprocess.run([AGENT_BIN, "--check-config"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=60)
+        assert p.returncode == 0, p.stdout
+
+
+def test_dockerfile_builds_with_the_shared_script():
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        df = f.read()
+    runs = re.findall(r"(?m)^RUN (.*)$", df)
+    assert any(r.strip().startswith("scripts/build.sh") for r in runs), runs
+    # Nothing else compiles in the image: no make or cc outside the script.
+    assert not any(re.search(r"\b(make|gcc|cc|clang)\b", r) for r in runs), runs
+    (copy,) = re.findall(r"(?m)^COPY --from=build (\S+) ", df)
+    assert copy == "/src/build/kube-oidc-spoa"  # scripts/build.sh's default output, under WORKDIR /src
+    with open(os.path.join(ROOT, "scripts", "build.sh")) as f:
+        build_sh = f.read()
+    pkgs = re.search(r"BUILD_PACKAGES=\(([^)]*)\)", build_sh).group(1).split()
+    with open(os.path.join(ROOT, "scripts", "deps.sh")) as f:
+        deps = f.read()
+    build_line = re.search(r"# build\n\s*(.*)\n", deps).group(1).split()
+    assert pkgs == build_line
+
+
+def test_runtime_image_has_every_linked_library():
+    assert os.access(AGENT_BIN, os.X_OK), f"{AGENT_BIN} not built yet"
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        df = f.read()
+    stage = df.split(" AS agent", 1)[1].split("\nFROM ", 1)[0]
+    installed = set(re.search(r"--no-install-recommends ([^\\&\n]*)", stage).group(1).split())
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]",
+                        subprocess.run(["readelf", "-d", AGENT_BIN], stdout=subprocess.PIPE, text=True,
+                                       timeout=60).stdout)
+    assert needed
+    for lib in needed:
+        out = subprocess.run(["dpkg", "-S", f"*/{lib}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True, timeout=60).stdout
+        # The package of the native library (not e.g. libc6-i386's copy).
+        native = [ln for ln in out.splitlines() if "-linux-gnu/" in ln]
+        assert native, lib
+        pkg = native[0].split(":", 1)[0].strip()
+        if pkg in ("libc6",):
+            continue  # in every Debian image
+        assert pkg in installed, f"{lib} comes from {pkg}, which the agent image does not install"
+    assert shutil.which("readelf")
