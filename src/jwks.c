@@ -244,6 +244,8 @@ static const char *fingerprint(jwks_key *k)
 
 static void key_clear(jwks_key *k)
 {
+	for (size_t i = 0; i < sizeof(k->vctx) / sizeof(k->vctx[0]); i++)
+		EVP_PKEY_CTX_free(k->vctx[i]);
 	EVP_PKEY_free(k->pkey);
 	free((char *)k->kid);
 	memset(k, 0, sizeof(*k));
@@ -292,6 +294,9 @@ static const char *build_key(const cJSON *o, jwks_key *k)
 		why = "key alg does not match its type";
 	if (!why)
 		why = fingerprint(k);
+	for (int a = 1; !why && a <= JWT_ALG_MAX; a++)
+		if (a != JWT_ALG_EDDSA && jwks_key_fits(k, a) && !(k->vctx[a] = jwt_key_ctx_new(k, a)))
+			why = "cannot prepare a verify context";
 	if (why)
 		key_clear(k);
 	return why;

@@ -48,6 +48,9 @@ typedef struct jwks_key {
 	uint64_t fp;              /* first 8 bytes of SHA-256 over the SubjectPublicKeyInfo DER */
 	uint8_t ec_order[66];     /* EC: the group order, big-endian, ec_order_len bytes (r and s must be below it) */
 	size_t ec_order_len;
+	/* RSA and EC: per jwt alg, a verify context initialised once (padding, digest) that each verification
+	 * duplicates, so no per-call provider initialisation; NULL where the key does not fit the alg. */
+	struct evp_pkey_ctx_st *vctx[16];
 } jwks_key;
 
 /* Parses p[0..len). On success *out holds a new set with one reference. err gets a one-line reason on

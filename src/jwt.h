@@ -70,6 +70,9 @@ int jwt_parse(const uint8_t *p, size_t len, size_t max_len, jwt_token *out);
  * alg, JWT_E_SIGNATURE otherwise. Any thread; allocates only OpenSSL's per-call context. */
 int jwt_verify(const jwt_token *t, const jwks_key *k);
 void jwt_token_free(jwt_token *t);
+/* For jwks.c: a verify context for key k and alg, initialised once (padding, salt length, digest), or NULL for
+ * EdDSA (one-shot only) and on failure. The caller frees it with EVP_PKEY_CTX_free(). */
+struct evp_pkey_ctx_st *jwt_key_ctx_new(const jwks_key *k, int alg);
 
 /* Strict JSON object parse (see above). *out (caller frees with cJSON_Delete) on success. */
 int jwt_json_parse(const uint8_t *p, size_t len, cJSON **out);
