@@ -460,6 +460,10 @@ static int http_get(oidc_provider *p, const char *url, size_t max, struct http_r
 	}
 	if (cc != CURLE_OK) {
 		seterr(err, errlen, "%s", ebuf[0] ? ebuf : curl_easy_strerror(cc));
+		/* curl quotes names with '"'; our lines put the reason in "…" already. */
+		for (char *q = err; errlen && *q; q++)
+			if (*q == '"')
+				*q = '\'';
 		return -1;
 	}
 	long code = 0;

@@ -27,7 +27,7 @@ HTTP endpoints (one port):
                          is put in the header of a token signed by the key the alg selects. "alg":"none" and
                          HS256/384/512 (secret: hmac_secret, default the RS256 public key PEM) are for attack tests.
     POST /_test/rotate   {"keep_old":true}  new keys with new kids; old ones published too unless keep_old=false
-    POST /_test/mode     {"mode":"ok|down|garbage|empty|huge|slow|wrong-issuer|status500","delay_ms":…,
+    POST /_test/mode     {"mode":"ok|down|garbage|empty|huge|slow|wrong-issuer|status500|redirect-…","delay_ms":…,
                           "target":"all|discovery|keys","max_age":N|null,"huge_bytes":N,"chunked":bool}
     GET  /_test/stats    {"requests":{path:count},"total":N,"huge_bytes_sent":N}  (POST /_test/stats/reset zeroes
                          the counts); huge_bytes_sent counts what the last huge body wrote before the client hung
@@ -43,6 +43,8 @@ Modes, and the paths they hit by default (target overrides):
     huge        a 50 MB body (huge_bytes), streamed, looks like a JWKS that never ends (keys); with a
                 Content-Length, or chunked (chunked=true) so that the client must cut it at its own count
     wrong-issuer  discovery names another issuer (discovery)
+    redirect-http / redirect-https  302 to the same path with ?redirected=1 over http:// (a client must refuse
+                to follow) or https:// (a client may follow; the redirected request is answered normally) (keys)
 """
 import argparse
 import base64
@@ -87,9 +89,10 @@ KEY_SPECS = [
 ALG_KEY = {"RS256": "rs256", "PS256": "ps256", "RS384": "rsa", "RS512": "rsa", "PS384": "rsa", "PS512": "rsa",
            "ES256": "es256", "ES384": "es384", "ES512": "es512", "EdDSA": "eddsa"}
 ALL_ALGS = sorted(set(ALG_KEY) | {"none", "HS256", "HS384", "HS512"})
-MODES = ("ok", "down", "garbage", "empty", "huge", "slow", "wrong-issuer", "status500")
+MODES = ("ok", "down", "garbage", "empty", "huge", "slow", "wrong-issuer", "status500", "redirect-http",
+         "redirect-https")
 MODE_TARGET = {"ok": "all", "down": "all", "status500": "all", "slow": "all", "garbage": "keys", "empty": "keys",
-               "huge": "keys", "wrong-issuer": "discovery"}
+               "huge": "keys", "wrong-issuer": "discovery", "redirect-http": "keys", "redirect-https": "keys"}
 
 
 def b64u(data):
@@ -516,7 +519,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         iss = self.server.issuer
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if path == "/_test/stats":
             return self._send(200, iss.stats())
         if path == "/_test/kids":
@@ -535,6 +538,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             delay, max_age, huge, chunked = iss.delay_ms, iss.max_age, iss.huge_bytes, iss.chunked
         if mode == "down":
             return self._reset()
+        if mode.startswith("redirect-") and "redirected=1" not in query:
+            scheme = mode[len("redirect-"):]
+            host = f"[{iss.host}]" if ":" in iss.host else iss.host
+            return self._send(302, {"redirect": True},
+                              extra={"Location": f"{scheme}://{host}:{iss.port}{path}?redirected=1"})
         if mode == "slow":
             time.sleep(delay / 1000.0)
         if mode == "status500":

@@ -718,6 +718,25 @@ static void test_huge_chunked_aborted_at_cap(void **state)
 	assert_true(sent >= 1024.0 * 1024 && sent < 20.0 * 1024 * 1024);
 }
 
+static void test_redirect_to_http_refused(void **state)
+{
+	(void)state;
+	refresh_fails_keeps_keys("{\"mode\":\"redirect-http\"}", "http", 0);
+}
+
+static void test_redirect_to_https_followed(void **state)
+{
+	(void)state;
+	oidc_provider *p = start(1, 0, 0);
+	wait_for(p, W_READY, 1);
+	ctl_mode("{\"mode\":\"redirect-https\"}");
+	oidc_provider_request_refresh(p);
+	oidc_status st = wait_for(p, W_REFRESHES, 2);
+	assert_int_equal(st.failures, 0);
+	assert_true(stat_count("/keys") >= 3); /* start, the redirect, the redirected request */
+	oidc_provider_stop(p);
+}
+
 static void test_max_age_honoured(void **state)
 {
 	(void)state;
@@ -802,6 +821,8 @@ int main(void)
 		cmocka_unit_test_setup(test_slow_times_out_keeps_keys, each_setup),
 		cmocka_unit_test_setup(test_huge_aborted_at_cap, each_setup),
 		cmocka_unit_test_setup(test_huge_chunked_aborted_at_cap, each_setup),
+		cmocka_unit_test_setup(test_redirect_to_http_refused, each_setup),
+		cmocka_unit_test_setup(test_redirect_to_https_followed, each_setup),
 		cmocka_unit_test_setup(test_max_age_honoured, each_setup),
 		cmocka_unit_test_setup(test_max_age_clamped, each_setup),
 		cmocka_unit_test_setup(test_wrong_ca_refused, each_setup),
