@@ -330,3 +330,13 @@ def test_cli_ready_line_restart_keeps_ca_and_keys():
             p.kill()
             p.wait()
         subprocess.run(["rm", "-rf", d], check=False)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_mode_redirect(iss, cli, scheme):
+    iss.set_mode(f"redirect-{scheme}")
+    st, hdrs, _ = cli.req("GET", "/keys")
+    assert st == 302 and hdrs["Location"] == f"{scheme}://127.0.0.1:{iss.port}/keys?redirected=1"
+    st, _, body = cli.req("GET", "/keys?redirected=1")
+    assert st == 200 and len(json.loads(body)["keys"]) >= 7
+    assert cli.req("GET", "/.well-known/openid-configuration")[0] == 200  # keys only
