@@ -128,15 +128,15 @@ test: deps
 	$(MAKE) all
 	$(MAKE) asan
 	$(MAKE) fuzz-build
-	KOS_HAPROXY_BINS="$$(/usr/bin/python3 scripts/haproxy-versions.py --bins --suites $(TEST_SUITES))" \
-		/usr/bin/python3 tests/run_all.py
+	bins="$$(/usr/bin/python3 scripts/haproxy-versions.py --bins --suites $(TEST_SUITES))" && \
+		KOS_HAPROXY_BINS="$$bins" /usr/bin/python3 tests/run_all.py
 
 test-matrix: deps
 	$(MAKE) all
 	$(MAKE) asan
 	$(MAKE) fuzz-build
-	KOS_HAPROXY_BINS="$$(/usr/bin/python3 scripts/haproxy-versions.py --bins --suites $(MATRIX_SUITES))" \
-		/usr/bin/python3 tests/run_all.py
+	bins="$$(/usr/bin/python3 scripts/haproxy-versions.py --bins --suites $(MATRIX_SUITES))" && \
+		KOS_HAPROXY_BINS="$$bins" /usr/bin/python3 tests/run_all.py
 
 FUZZ_SECONDS ?= 300
 fuzz: deps fuzz-build
