@@ -91,6 +91,18 @@ static const opt opts[] = {
 	 "How long a verified token is cached (never past its exp): 600, 600s, 10m, 1h."},
 	{"allow-reserved-identities", "KOS_ALLOW_RESERVED_IDENTITIES", K_BOOL, F(allow_reserved), 0, 0, 0, "false",
 	 NULL, "Accept users and groups starting with system: (refused by default)."},
+	/* Tuning knobs of the issuer client; the defaults are the production policy, tests shorten them. */
+	{"jwks-min-refresh", "KOS_JWKS_MIN_REFRESH", K_DURATION, F(jwks_min_refresh_s), 0, 1, 86400, "60s",
+	 "DURATION", "Tuning: shortest interval between scheduled JWKS refreshes (floor of the issuer's max-age)."},
+	{"jwks-unknown-kid-interval", "KOS_JWKS_UNKNOWN_KID_INTERVAL", K_DURATION, F(unknown_kid_interval_s), 0, 1,
+	 3600, "10s", "DURATION",
+	 "Tuning: at most one JWKS download per interval however many tokens name an unknown kid."},
+	{"oidc-retry-min-ms", "KOS_OIDC_RETRY_MIN_MS", K_UINT, F(retry_min_ms), 0, 10, 3600000, "1000", "MS",
+	 "Tuning: first retry after a failed discovery or JWKS download, doubled each time (with jitter)."},
+	{"oidc-retry-max-ms", "KOS_OIDC_RETRY_MAX_MS", K_UINT, F(retry_max_ms), 0, 10, 3600000, "60000", "MS",
+	 "Tuning: ceiling of that backoff; not below --oidc-retry-min-ms."},
+	{"oidc-http-timeout-ms", "KOS_OIDC_HTTP_TIMEOUT_MS", K_UINT, F(http_timeout_ms), 0, 100, 600000, "10000",
+	 "MS", "Tuning: time allowed for one whole discovery or JWKS transfer."},
 	{"check-config", "KOS_CHECK_CONFIG", K_BOOL, F(check_config), 0, 0, 0, "false", NULL,
 	 "Validate flags and files, print the effective configuration, exit 0 (valid) or 1."},
 	{"help", NULL, K_ACTION, 0, 0, 0, 0, NULL, NULL, "Print this help and exit."},
@@ -655,6 +667,12 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 			goto out;
 		}
 	}
+	if (c.retry_min_ms > c.retry_max_ms) {
+		seterr(err, errlen, "--oidc-retry-min-ms %u is above --oidc-retry-max-ms %u", c.retry_min_ms,
+		       c.retry_max_ms);
+		rc = CONFIG_E_USAGE;
+		goto out;
+	}
 	*out = c;
 	return CONFIG_OK;
 out:
@@ -753,6 +771,11 @@ void config_print(const config *c, FILE *f)
 	fprintf(f, "cache-entries: %zu\n", c->cache_entries);
 	fprintf(f, "cache-ttl: %us\n", c->cache_ttl_s);
 	fprintf(f, "allow-reserved-identities: %s\n", c->allow_reserved ? "true" : "false");
+	fprintf(f, "jwks-min-refresh: %us\n", c->jwks_min_refresh_s);
+	fprintf(f, "jwks-unknown-kid-interval: %us\n", c->unknown_kid_interval_s);
+	fprintf(f, "oidc-retry-min-ms: %u\n", c->retry_min_ms);
+	fprintf(f, "oidc-retry-max-ms: %u\n", c->retry_max_ms);
+	fprintf(f, "oidc-http-timeout-ms: %u\n", c->http_timeout_ms);
 #undef S
 }
 
@@ -784,5 +807,10 @@ void config_log(const config *c)
 	log_uint(&l, "cache_entries", c->cache_entries);
 	log_uint(&l, "cache_ttl_s", c->cache_ttl_s);
 	log_bool(&l, "allow_reserved_identities", c->allow_reserved);
+	log_uint(&l, "jwks_min_refresh_s", c->jwks_min_refresh_s);
+	log_uint(&l, "jwks_unknown_kid_interval_s", c->unknown_kid_interval_s);
+	log_uint(&l, "oidc_retry_min_ms", c->retry_min_ms);
+	log_uint(&l, "oidc_retry_max_ms", c->retry_max_ms);
+	log_uint(&l, "oidc_http_timeout_ms", c->http_timeout_ms);
 	log_end(&l);
 }

@@ -58,6 +58,12 @@ typedef struct config {
 	size_t cache_entries;
 	unsigned cache_ttl_s;
 	bool allow_reserved;
+	/* issuer refresh tuning knobs (oidc_config); defaults suit production, tests shorten them */
+	unsigned jwks_min_refresh_s;   /* floor of the JWKS max-age refresh */
+	unsigned unknown_kid_interval_s; /* at most one on-demand JWKS download per interval */
+	unsigned retry_min_ms;         /* first retry after a failed discovery/JWKS download */
+	unsigned retry_max_ms;         /* backoff ceiling */
+	unsigned http_timeout_ms;      /* whole discovery/JWKS transfer */
 	bool check_config;
 } config;
 

@@ -137,6 +137,11 @@ static int start(app *a)
 	vc.oidc.issuer_url = a->cfg.issuer_url;
 	vc.oidc.ca_file = a->cfg.ca_file;
 	vc.oidc.log = oidc_log;
+	vc.oidc.min_refresh_s = a->cfg.jwks_min_refresh_s;
+	vc.oidc.unknown_kid_interval_s = a->cfg.unknown_kid_interval_s;
+	vc.oidc.retry_min_ms = a->cfg.retry_min_ms;
+	vc.oidc.retry_max_ms = a->cfg.retry_max_ms;
+	vc.oidc.http_timeout_ms = a->cfg.http_timeout_ms;
 	vc.client_id = a->cfg.client_id;
 	vc.username_claim = a->cfg.username_claim;
 	vc.username_prefix = a->cfg.username_prefix;

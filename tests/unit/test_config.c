@@ -74,6 +74,17 @@ static const ccase cases[] = {
 	{{ISS, CID, "--help"}, {NULL}, CONFIG_HELP, NULL},
 	{{"--nope", "--help"}, {NULL}, CONFIG_HELP, NULL},
 	{{"--version"}, {NULL}, CONFIG_VERSION, NULL},
+	/* issuer tuning knobs */
+	{{ISS, CID, "--jwks-min-refresh=2s", "--jwks-unknown-kid-interval=1s"}, {NULL}, CONFIG_OK, NULL},
+	{{ISS, CID, "--jwks-min-refresh=0"}, {NULL}, CONFIG_E_USAGE, "duration"},
+	{{ISS, CID, "--jwks-unknown-kid-interval=2h"}, {NULL}, CONFIG_E_USAGE, "1s..3600s"},
+	{{ISS, CID, "--oidc-retry-min-ms=50", "--oidc-retry-max-ms=200"}, {NULL}, CONFIG_OK, NULL},
+	{{ISS, CID, "--oidc-retry-min-ms=500", "--oidc-retry-max-ms=200"}, {NULL}, CONFIG_E_USAGE,
+	 "above --oidc-retry-max-ms"},
+	{{ISS, CID, "--oidc-retry-min-ms=5"}, {NULL}, CONFIG_E_USAGE, "10..3600000"},
+	{{ISS, CID, "--oidc-retry-min-ms=90000"}, {NULL}, CONFIG_E_USAGE, "above --oidc-retry-max-ms"},
+	{{ISS, CID, "--oidc-http-timeout-ms=99"}, {NULL}, CONFIG_E_USAGE, "100..600000"},
+	{{ISS, CID}, {"KOS_OIDC_RETRY_MAX_MS=300", "KOS_OIDC_RETRY_MIN_MS=100"}, CONFIG_OK, NULL},
 };
 
 static int run(const char *const *av, const char *const *ev, config *c, char *err, size_t errlen)
@@ -133,6 +144,11 @@ static void test_defaults(void **state)
 	assert_int_equal(c.log_level, LOG_LEVEL_INFO);
 	assert_false(c.extra_client_ip);
 	assert_false(c.allow_reserved);
+	assert_int_equal(c.jwks_min_refresh_s, 60);
+	assert_int_equal(c.unknown_kid_interval_s, 10);
+	assert_int_equal(c.retry_min_ms, 1000);
+	assert_int_equal(c.retry_max_ms, 60000);
+	assert_int_equal(c.http_timeout_ms, 10000);
 	config_free(&c);
 }
 
@@ -194,6 +210,8 @@ static void test_usage_lists_every_env(void **state)
 	assert_non_null(strstr(buf, "KOS_AGENT_LISTEN"));
 	assert_non_null(strstr(buf, "--oidc-required-claim KEY=VALUE"));
 	assert_non_null(strstr(buf, "--check-config"));
+	assert_non_null(strstr(buf, "KOS_OIDC_RETRY_MIN_MS"));
+	assert_non_null(strstr(buf, "--jwks-unknown-kid-interval DURATION"));
 }
 
 int main(void)
