@@ -546,7 +546,11 @@ int jwt_verify(const jwt_token *t, const jwks_key *k)
 			return rc;
 		sig = der;
 		rc = JWT_E_SIGNATURE;
-	} else if (sig_len == 0) {
+	} else if (sig_len != (k->kty == JWKS_KTY_RSA ? (k->bits + 7) / 8 : 64)) {
+		/* RFC 8017 §8.1.2/§8.2.2: an RSA signature is exactly k octets (Go's crypto/rsa checks it for PKCS#1
+		 * v1.5 and PSS alike). OpenSSL does for PKCS#1 v1.5 only: its PSS path takes a shorter one, the same
+		 * integer without its leading zero octet, so a second encoding of one signature would verify here and
+		 * not in the API server. Ed25519 signatures are 64 octets (RFC 8032 §5.1.6). */
 		return JWT_E_SIGNATURE;
 	}
 	if (t->alg >= 0 && (size_t)t->alg < sizeof(k->vctx) / sizeof(k->vctx[0]) && k->vctx[t->alg]) {
