@@ -161,6 +161,14 @@ int claims_map(const claims_rules *r, const cJSON *payload, int64_t now, uint64_
 		d = "token expired";
 		goto out;
 	}
+	/* The API server turns exp into an int64 through Go's float conversion, which yields INT64_MIN for
+	 * 2^63 and above (1e19, 1e300): such a token is expired there, so it must not live forever here
+	 * (found by the attack corpus, tests/security). */
+	if (c->valuedouble >= 9223372036854775808.0) {
+		rc = CLAIMS_E_EXPIRED;
+		d = "exp out of range";
+		goto out;
+	}
 	exp = clamp_i64(c->valuedouble);
 	c = cJSON_GetObjectItemCaseSensitive(payload, "nbf");
 	if (c && !cJSON_IsNull(c)) {
