@@ -154,6 +154,11 @@ typedef struct spoa_server_config {
 	spoa_log_fn log;                 /* may be NULL; called from any thread, one line per call, no newline */
 	void *log_userdata;
 	enum spoa_log_level log_level;
+	/* How long a peer may leave a frame incomplete (counted from the moment its first bytes are seen, not
+	 * reset by more bytes) or take to send its HELLO after connecting, before AGENT-DISCONNECT(2 "a timeout
+	 * occurred") and a close; 0 = default 30000. A slow-loris peer cannot hold a frame-sized buffer for
+	 * ever. Idleness between complete frames is never limited: HAProxy 3.x keeps idle connections for hours. */
+	unsigned frame_timeout_ms;
 } spoa_server_config;
 
 typedef struct spoa_stats {

@@ -31,11 +31,16 @@
 #define ACCEPT_BATCH 8
 #define READS_PER_EVENT 4
 #define EMFILE_PAUSE 0.1
+#define DEFAULT_FRAME_TIMEOUT_MS 30000u
 
 struct worker;
 
 typedef struct sconn {
 	ev_io io;
+	ev_timer ft;          /* incomplete-frame timeout; armed lazily, re-armed from partial_since */
+	ev_tstamp partial_since;
+	bool partial;         /* spop_conn_partial() at the last check */
+	uint64_t partial_frames; /* spop_conn_frames_in() when partial_since was taken */
 	int fd;
 	int events; /* what io currently watches */
 	spop_conn *pc;
@@ -53,6 +58,7 @@ typedef struct worker {
 	struct ev_loop *loop;
 	ev_io accept_w;
 	ev_timer accept_pause;
+	int accept_paused; /* atomic: accept_w stopped for EMFILE_PAUSE (other workers must not defer to us) */
 	ev_async wake;
 	ev_timer drain_t;
 	bool stopping;
@@ -75,6 +81,7 @@ struct spoa_server {
 	worker *w;
 	unsigned nconns;       /* atomic: open connections over all workers */
 	int stop_flag;         /* atomic */
+	int accept_starved;    /* atomic: 1 while accepts fail for lack of descriptors/memory (one log line) */
 	unsigned drain_ms;     /* atomic */
 	bool started;
 };
@@ -225,6 +232,7 @@ static void conn_close(sconn *c)
 	else
 		slog(s, SPOA_LOG_DEBUG, "spoa: worker %u fd %d closed: %s", w->idx, c->fd, spop_conn_reason(c->pc));
 	ev_io_stop(w->loop, &c->io);
+	ev_timer_stop(w->loop, &c->ft);
 	close(c->fd);
 	spop_conn_close(c->pc);
 	if (c->prev)
@@ -253,6 +261,62 @@ static void set_events(sconn *c, int ev)
 		ev_io_set(&c->io, c->fd, ev);
 		ev_io_start(c->w->loop, &c->io);
 	}
+}
+
+static double frame_timeout(const sconn *c)
+{
+	return c->w->srv->cfg.frame_timeout_ms / 1000.0;
+}
+
+/* Starts the incomplete-frame clock when the connection enters the partial state or a new frame starts. The timer is started once
+ * and re-armed from its callback, so the hot path (frames split across reads) costs a compare, not a timer
+ * heap operation per read. */
+static void track_partial(sconn *c)
+{
+	/* A closing connection whose peer does not read would keep its last frame (and its descriptor) for ever:
+	 * the same clock bounds it. */
+	bool part = spop_conn_partial(c->pc) || spop_conn_state(c->pc) == SPOP_CS_CLOSING;
+	uint64_t frames = spop_conn_frames_in(c->pc);
+	/* The clock runs per frame: a stream whose reads end mid-frame is partial at every check, but each
+	 * consumed frame restarts it. */
+	if (part && (!c->partial || frames != c->partial_frames)) {
+		c->partial_since = ev_now(c->w->loop);
+		c->partial_frames = frames;
+		if (!ev_is_active(&c->ft)) {
+			ev_timer_set(&c->ft, frame_timeout(c), 0.);
+			ev_timer_start(c->w->loop, &c->ft);
+		}
+	}
+	c->partial = part;
+}
+
+static bool conn_flush(sconn *c);
+
+static void frame_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)revents;
+	sconn *c = t->data;
+	if (!c->partial)
+		return;
+	double left = c->partial_since + frame_timeout(c) - ev_now(loop);
+	if (left > 0.) {
+		ev_timer_set(t, left, 0.);
+		ev_timer_start(loop, t);
+		return;
+	}
+	enum spop_conn_state st = spop_conn_state(c->pc);
+	if (st == SPOP_CS_CLOSING) {
+		slog(c->w->srv, SPOA_LOG_DEBUG, "spoa: worker %u fd %d: peer did not take its last frame", c->w->idx,
+		     c->fd);
+		conn_close(c);
+		return;
+	}
+	slog(c->w->srv, SPOA_LOG_WARN, "spoa: worker %u fd %d: %s after %u ms, disconnecting", c->w->idx, c->fd,
+	     st == SPOP_CS_AWAIT_HELLO ? "no complete HELLO" : "frame incomplete", c->w->srv->cfg.frame_timeout_ms);
+	spop_conn_abort(c->pc, SPOP_ST_TIMEOUT, NULL);
+	c->partial = false;
+	if (conn_flush(c)) /* best effort: a peer that does not read does not get to keep the descriptor */
+		conn_close(c);
 }
 
 /* Sends what is queued (one send per batch), re-runs processing when that freed room, updates the watcher.
@@ -285,6 +349,7 @@ static bool conn_flush(sconn *c)
 		conn_close(c);
 		return false;
 	}
+	track_partial(c);
 	const uint8_t *p;
 	size_t olen, ilen;
 	uint8_t *ip;
@@ -369,6 +434,21 @@ static void accept_one(worker *w, int fd)
 	ev_io_init(&c->io, conn_io, fd, EV_READ);
 	c->events = EV_READ;
 	ev_io_start(w->loop, &c->io);
+	ev_timer_init(&c->ft, frame_timeout_cb, 0., 0.);
+	c->ft.data = c;
+	track_partial(c); /* the HELLO clock starts at accept */
+}
+
+/* True if some other worker watches the listening socket. A worker over its share leaves a connection to the
+ * others only then: if they are all paused (EMFILE), the socket stays readable and returning without an accept
+ * would spin this worker's level-triggered loop at full CPU until they resume. */
+static bool other_worker_accepting(const worker *w)
+{
+	const spoa_server *s = w->srv;
+	for (unsigned i = 0; i < s->n; i++)
+		if (&s->w[i] != w && !__atomic_load_n(&s->w[i].accept_paused, __ATOMIC_RELAXED))
+			return true;
+	return false;
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -379,11 +459,14 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 	/* Share connections between workers: one that holds more than its share lets the others take this one
 	 * (they watch the same socket and it stays readable until someone accepts). */
 	unsigned total = __atomic_load_n(&s->nconns, __ATOMIC_RELAXED);
-	if (s->n > 1 && w->nconns > total / s->n + 1)
+	if (s->n > 1 && w->nconns > total / s->n + 1 && other_worker_accepting(w))
 		return;
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
+			if (__atomic_load_n(&s->accept_starved, __ATOMIC_RELAXED) &&
+			    __atomic_exchange_n(&s->accept_starved, 0, __ATOMIC_RELAXED))
+				slog(s, SPOA_LOG_WARN, "spoa: accepting connections again");
 			accept_one(w, fd);
 			continue;
 		}
@@ -392,10 +475,14 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
 			/* Out of descriptors: the pending connection stays queued and the socket stays readable, so
 			 * stop watching for a moment instead of spinning; connections that close free descriptors. */
+			/* Retried every EMFILE_PAUSE by every worker: log the episode once, not each retry. */
+			int e = errno;
 			__atomic_store_n(&w->rejected, w->rejected + 1, __ATOMIC_RELAXED);
-			slog(s, SPOA_LOG_ERROR, "spoa: accept: %s; pausing accepts for %.0f ms", strerror(errno),
-			     EMFILE_PAUSE * 1000);
+			if (!__atomic_exchange_n(&s->accept_starved, 1, __ATOMIC_RELAXED))
+				slog(s, SPOA_LOG_ERROR, "spoa: accept: %s; retrying every %.0f ms until descriptors free up",
+				     strerror(e), EMFILE_PAUSE * 1000);
 			ev_io_stop(loop, &w->accept_w);
+			__atomic_store_n(&w->accept_paused, 1, __ATOMIC_RELAXED);
 			ev_timer_set(&w->accept_pause, EMFILE_PAUSE, 0.);
 			ev_timer_start(loop, &w->accept_pause);
 			return;
@@ -409,8 +496,10 @@ static void accept_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	(void)revents;
 	worker *w = t->data;
-	if (!w->stopping)
+	if (!w->stopping) {
+		__atomic_store_n(&w->accept_paused, 0, __ATOMIC_RELAXED);
 		ev_io_start(loop, &w->accept_w);
+	}
 }
 
 /* ---- stop and completions -------------------------------------------------------------------------------- */
@@ -551,6 +640,8 @@ int spoa_server_create(const spoa_server_config *cfg, spoa_server **out, char *e
 		s->cfg.max_inflight_per_conn = 256;
 	if (!s->cfg.max_conns)
 		s->cfg.max_conns = 65536;
+	if (!s->cfg.frame_timeout_ms)
+		s->cfg.frame_timeout_ms = DEFAULT_FRAME_TIMEOUT_MS;
 	s->n = cfg->nthreads;
 	if (s->n == 0) {
 		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);

@@ -34,6 +34,7 @@ struct spop_conn {
 	uint8_t *out;
 	size_t out_cap, out_off, out_len; /* pending bytes are out[out_off .. out_off+out_len) */
 
+	uint64_t frames_in;        /* frames consumed from the input */
 	unsigned inflight;         /* deferred requests not completed */
 	spoa_request *spare;       /* reused request object for synchronous NOTIFYs */
 	spoa_request *ready_head;  /* completed deferred ACKs waiting for output room */
@@ -125,6 +126,32 @@ unsigned spop_conn_inflight(const spop_conn *c) { return c->inflight; }
 void *spop_conn_route(const spop_conn *c) { return c->cfg.route; }
 void spop_conn_set_owner(spop_conn *c, void *owner) { c->owner = owner; }
 void *spop_conn_owner(const spop_conn *c) { return c->owner; }
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+bool spop_conn_partial(const spop_conn *c)
+{
+	if (c->closed)
+		return false;
+	if (c->state == SPOP_CS_AWAIT_HELLO)
+		return true;
+	if (c->state != SPOP_CS_RUNNING)
+		return false;
+	size_t avail = c->wr - c->rd;
+	if (avail == 0)
+		return false;
+	if (avail < 4)
+		return true;
+	return avail - 4 < be32(c->in + c->rd);
+}
+
+uint64_t spop_conn_frames_in(const spop_conn *c)
+{
+	return c->frames_in;
+}
 
 bool spop_conn_done(const spop_conn *c)
 {
@@ -424,10 +451,6 @@ static void on_hello(spop_conn *c, const spop_frame *f)
 	c->state = SPOP_CS_RUNNING;
 }
 
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 /* Validates every message of a NOTIFY before the handler sees it, so the handler's walk cannot fail. */
 static bool notify_valid(spop_slice payload)
@@ -499,6 +522,7 @@ enum spop_conn_state spop_conn_process(spop_conn *c)
 			break;
 		}
 		c->rd += 4 + (size_t)len;
+		c->frames_in++;
 		COUNT(c, frames_in);
 		if (!(f.flags & SPOP_FLAG_FIN)) {
 			disconnect(c, SPOP_ST_FRAG_NOT_SUPPORTED, NULL, true);

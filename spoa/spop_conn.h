@@ -77,6 +77,15 @@ void spop_conn_output(spop_conn *c, const uint8_t **p, size_t *len);
 /* n bytes of the output were sent. */
 void spop_conn_consume(spop_conn *c, size_t n);
 
+/* True while the connection waits for the rest of a frame the peer has started: before a complete HELLO
+ * (from the first moment: HAProxy sends its HELLO as soon as it connects), or with unprocessed input that does
+ * not yet hold a whole frame. False when the input is empty or starts with a complete frame that waits for
+ * output room (our backpressure is not the peer's fault). The server times this state out; idleness between
+ * complete frames is never limited. */
+bool spop_conn_partial(const spop_conn *c);
+/* Frames taken from the input so far: with spop_conn_partial(), tells "still the same incomplete frame" from
+ * "progress was made and a new frame is incomplete" (a steady stream is partial at most read boundaries). */
+uint64_t spop_conn_frames_in(const spop_conn *c);
 /* True once the connection should be closed: CLOSING and nothing left to send. */
 bool spop_conn_done(const spop_conn *c);
 enum spop_conn_state spop_conn_state(const spop_conn *c);

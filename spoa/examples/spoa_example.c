@@ -1,7 +1,8 @@
 /*
  * spoa_example.c — a small SPOE agent on libspoa, driven by the library's HAProxy tests and benchmarks.
  *
- *   spoa_example [--listen ADDR] [--threads N] [--delay-ms MS] [--noop] [--max-frame-size N]
+ *   spoa_example [--listen ADDR] [--threads N] [--delay-ms MS] [--noop] [--max-frame-size N] [--max-conns N]
+ *                [--frame-timeout-ms MS] [--debug]
  *
  * For every NOTIFY it echoes each argument of each message back as a txn-scope variable of the same name and
  * type (an argument without a name becomes "argN"), plus "<name>_t" holding the type id (so a NULL argument is
@@ -166,7 +167,7 @@ static void log_line(void *ud, enum spoa_log_level lvl, const char *msg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: spoa_example [--listen ADDR] [--threads N] [--delay-ms MS] [--noop] "
-			"[--max-frame-size N] [--debug]\n");
+			"[--max-frame-size N] [--max-conns N] [--frame-timeout-ms MS] [--debug]\n");
 	exit(2);
 }
 
@@ -188,6 +189,12 @@ int main(int argc, char **argv)
 			i++;
 		} else if (strcmp(a, "--max-frame-size") == 0 && v) {
 			cfg.max_frame_size = (uint32_t)strtoul(v, NULL, 10);
+			i++;
+		} else if (strcmp(a, "--max-conns") == 0 && v) {
+			cfg.max_conns = (unsigned)strtoul(v, NULL, 10);
+			i++;
+		} else if (strcmp(a, "--frame-timeout-ms") == 0 && v) {
+			cfg.frame_timeout_ms = (unsigned)strtoul(v, NULL, 10);
 			i++;
 		} else if (strcmp(a, "--noop") == 0) {
 			noop = true;

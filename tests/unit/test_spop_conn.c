@@ -589,6 +589,55 @@ static void test_ack_too_big_is_refused_not_truncated(void **state)
 	spop_conn_close(h.c);
 }
 
+/* spop_conn_partial() drives the server's incomplete-frame timeout: true before a HELLO and inside a frame,
+ * false at frame boundaries, while whole frames wait for output room, and once closing. */
+static void test_partial_frame_state(void **state)
+{
+	(void)state;
+	harness h;
+	make(&h, 0, 2);
+	assert_true(spop_conn_partial(h.c)); /* connected, nothing sent: waiting for the HELLO */
+	uint8_t buf[256 * 4];
+	size_t n = hello(buf, 16380, false);
+	feed(&h, buf, n - 1, n);
+	assert_true(spop_conn_partial(h.c));
+	feed(&h, buf + n - 1, 1, 1);
+	assert_int_equal(spop_conn_state(h.c), SPOP_CS_RUNNING);
+	assert_false(spop_conn_partial(h.c)); /* idle between frames: never timed out */
+	h.nframes = 0;
+
+	n = notify(buf, 1, 1, 1, SPOP_FLAG_FIN);
+	feed(&h, buf, 3, 3); /* not even the length yet */
+	assert_true(spop_conn_partial(h.c));
+	feed(&h, buf + 3, n - 4, n);
+	assert_true(spop_conn_partial(h.c));
+	feed(&h, buf + n - 1, 1, 1);
+	assert_false(spop_conn_partial(h.c));
+	assert_int_equal(h.nframes, 1);
+
+	/* whole frames held back by our own limit (2 deferred in flight) are not the peer's fault */
+	h.defer = true;
+	size_t m = 0;
+	for (int i = 0; i < 3; i++)
+		m += notify(buf + m, (uint64_t)i + 2, 1, 1, SPOP_FLAG_FIN);
+	feed(&h, buf, m, m);
+	assert_int_equal(h.ndeferred, 2);
+	assert_false(spop_conn_partial(h.c));
+	/* ... but a partial frame behind them is, once they have been processed */
+	n = notify(buf, 9, 1, 1, SPOP_FLAG_FIN);
+	feed(&h, buf, n - 2, n);
+	h.defer = false;
+	assert_false(spop_conn_complete(h.c, h.deferred[0]));
+	assert_false(spop_conn_complete(h.c, h.deferred[1]));
+	spop_conn_process(h.c);
+	parse_output(&h);
+	assert_true(spop_conn_partial(h.c));
+
+	spop_conn_abort(h.c, SPOP_ST_TIMEOUT, NULL);
+	assert_false(spop_conn_partial(h.c));
+	spop_conn_close(h.c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -607,6 +656,7 @@ int main(void)
 		cmocka_unit_test(test_byte_by_byte),
 		cmocka_unit_test(test_drain_waits_for_deferred),
 		cmocka_unit_test(test_ack_too_big_is_refused_not_truncated),
+		cmocka_unit_test(test_partial_frame_state),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
