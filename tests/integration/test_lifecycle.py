@@ -107,7 +107,12 @@ def test_service_account_token_rotation(stack):
         time.sleep(0.25)
     assert st == 200
     assert header_values(stack.api_requests()[-1]["headers"], "Authorization") == ["Bearer sa-token-two"]
+    # Every refusal during the swap was of our old service-account token, with a verified user.
+    for r in stack.api_requests():
+        assert len(header_values(r["headers"], "Impersonate-User")) == 1
+        assert header_values(r["headers"], "Authorization") in (["Bearer sa-token-one"], ["Bearer sa-token-two"])
     stack.api_config(tokens=["sa-token-one", "sa-token-two"])
+    stack.api_reset()  # the module's final check (nothing unauthenticated reached the API server) covers the rest
 
 
 def test_agent_killed_is_503_and_restart_recovers(stack):
