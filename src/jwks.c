@@ -259,13 +259,35 @@ static const char *build_key(const cJSON *o, jwks_key *k)
 	const cJSON *alg = cJSON_GetObjectItemCaseSensitive(o, "alg");
 	const cJSON *kid = cJSON_GetObjectItemCaseSensitive(o, "kid");
 	const cJSON *crv = cJSON_GetObjectItemCaseSensitive(o, "crv");
+	const cJSON *key_ops = cJSON_GetObjectItemCaseSensitive(o, "key_ops");
 	const char *why;
 
 	memset(k, 0, sizeof(*k));
 	if (!cJSON_IsObject(o) || !cJSON_IsString(kty))
 		return "key without kty";
+	/* cJSON reads the first of two same-named members, Go's encoding/json (go-jose, the API server) the last,
+	 * matching names case-insensitively: such a key would be different key material there */
+	switch (jwt_json_check_duplicates(o)) {
+	case 0: break;
+	case JWT_E_NOMEM: return "out of memory";
+	default: return "key with a duplicated member";
+	}
 	if (use && (!cJSON_IsString(use) || strcmp(use->valuestring, "sig") != 0))
 		return "key not for signatures";
+	/* RFC 7517 §4.3: key_ops lists what the key is for; one that does not list "verify" is not ours to use,
+	 * like use=enc (go-jose ignores key_ops; skipping only ever refuses, never accepts more) */
+	if (key_ops) {
+		const cJSON *op;
+		bool verify = false;
+
+		if (!cJSON_IsArray(key_ops))
+			return "key_ops without verification";
+		cJSON_ArrayForEach(op, key_ops)
+			if (cJSON_IsString(op) && strcmp(op->valuestring, "verify") == 0)
+				verify = true;
+		if (!verify)
+			return "key_ops without verification";
+	}
 	if (alg) {
 		if (!cJSON_IsString(alg) || (k->alg = jwt_alg_parse(alg->valuestring, strlen(alg->valuestring))) < 0) {
 			k->alg = 0;
@@ -300,6 +322,25 @@ static const char *build_key(const cJSON *o, jwks_key *k)
 	if (why)
 		key_clear(k);
 	return why;
+}
+
+/* True when an earlier key of the set has k's kid and could verify an alg k could: then that kid would name two
+ * keys for one alg. The first keeps it (a set is read in order, so the choice is stable across refreshes);
+ * keys sharing a kid across types are both kept (RFC 7517 §4.5), told apart by the token's alg. */
+static bool kid_taken(const jwks_keyset *ks, const jwks_key *k)
+{
+	if (!k->kid)
+		return false;
+	for (size_t i = 0; i < ks->n; i++) {
+		const jwks_key *o = &ks->keys[i];
+
+		if (!o->kid || o->kid_len != k->kid_len || memcmp(o->kid, k->kid, k->kid_len) != 0)
+			continue;
+		for (int a = 1; a <= JWT_ALG_MAX; a++)
+			if (jwks_key_fits(o, a) && jwks_key_fits(k, a))
+				return true;
+	}
+	return false;
 }
 
 int jwks_parse(const uint8_t *p, size_t len, jwks_keyset **out, char *err, size_t errlen)
@@ -349,6 +390,10 @@ int jwks_parse(const uint8_t *p, size_t len, jwks_keyset **out, char *err, size_
 			why = "more keys than the limit";
 		} else {
 			why = build_key(it, &ks->keys[ks->n]);
+			if (!why && kid_taken(ks, &ks->keys[ks->n])) {
+				key_clear(&ks->keys[ks->n]);
+				why = "duplicate kid";
+			}
 			if (!why) {
 				ks->n++;
 				continue;

@@ -3,7 +3,10 @@
  *
  * A key set is immutable after jwks_parse() and reference-counted: the fetcher thread builds a new one and swaps
  * it in atomically (see oidc.h); verifying threads hold a reference for the length of one verification. Keys of
- * unknown type, unknown curve or `use: enc` are skipped, not fatal; a set with no usable key is an error.
+ * unknown type, unknown curve, `use` other than "sig", `key_ops` without "verify", or with a member name twice
+ * are skipped, not fatal; a set with no usable key is an error. A kid names one key per alg: a later key with
+ * an earlier key's kid that could verify one of the same algs is skipped ("duplicate kid"; the first is kept,
+ * so the choice is stable across refreshes); keys of different types may share a kid (RFC 7517 §4.5).
  */
 #ifndef KOS_JWKS_H
 #define KOS_JWKS_H

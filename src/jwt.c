@@ -268,7 +268,7 @@ static int fold_cmp(const void *a, const void *b)
 	}
 }
 
-static int check_duplicates(const cJSON *obj)
+int jwt_json_check_duplicates(const cJSON *obj)
 {
 	size_t n = 0, i;
 	const cJSON *it;
@@ -313,7 +313,7 @@ int jwt_json_parse(const uint8_t *p, size_t len, cJSON **out)
 		cJSON_Delete(j);
 		return JWT_E_JSON;
 	}
-	rc = check_duplicates(j);
+	rc = jwt_json_check_duplicates(j);
 	if (rc) {
 		cJSON_Delete(j);
 		return rc;

@@ -76,6 +76,9 @@ struct evp_pkey_ctx_st *jwt_key_ctx_new(const jwks_key *k, int alg);
 
 /* Strict JSON object parse (see above). *out (caller frees with cJSON_Delete) on success. */
 int jwt_json_parse(const uint8_t *p, size_t len, cJSON **out);
+/* The duplicate rule of jwt_json_parse for one nested object (jwks.c applies it to each JWK): 0 when no two
+ * member names fold to the same Go field name, JWT_E_JSON when two do, JWT_E_NOMEM. */
+int jwt_json_check_duplicates(const cJSON *obj);
 
 /* "RS256" … "EdDSA" (exact, case-sensitive) → enum jwt_alg, else JWT_E_ALG. */
 int jwt_alg_parse(const char *name, size_t len);
