@@ -338,7 +338,17 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 		if (fd < 0)
 			return;
-		if (h->nconns >= HTTPD_MAX_CONNS || (c = calloc(1, sizeof(*c))) == NULL) {
+		if (h->nconns >= HTTPD_MAX_CONNS) {
+			/* Full: drop the oldest connection (the list's tail), not the newcomer. Refusing newcomers let
+			 * HTTPD_MAX_CONNS slow-loris clients starve kubelet's /ready and /healthz probes until their
+			 * timeouts (found by tests/security/test_faults.py); a probe is fast, a slow client is old. */
+			hconn *old = h->conns;
+
+			while (old->next != NULL)
+				old = old->next;
+			conn_close(old);
+		}
+		if ((c = calloc(1, sizeof(*c))) == NULL) {
 			close(fd);
 			continue;
 		}
