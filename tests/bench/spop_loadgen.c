@@ -2,8 +2,10 @@
  * spop_loadgen.c — SPOP load generator: N connections x M NOTIFYs in flight, bounded by a message count and a
  * time limit; prints messages/s and p50/p99/p999 latency (send of a NOTIFY to receipt of its ACK).
  *
- *   spop_loadgen [-h host] [-p port] [-c conns] [-m inflight] [-n total] [-t seconds] [-w warmup]
+ *   spop_loadgen [-h host] [-p port] [-c conns] [-m inflight] [-n total] [-t seconds] [-w warmup] [-f tokens]
  *
+ * -f FILE (bench only, for the kube-oidc-spoa agent): one bearer token per line; every NOTIFY then carries the
+ * conf/CONTRACT.md message `kos-auth` (auth="Bearer <token>", src=127.0.0.1, imp=NULL), tokens taken in turn.
  * One thread, epoll, non-blocking sockets; replies are batched: all ACKs read in one wakeup are answered with
  * new NOTIFYs in one write per connection. Every NOTIFY is the HAProxy 2.6 capture from spop.md (120 bytes).
  */
@@ -40,7 +42,7 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static uint8_t msg_payload[256];
+static uint8_t msg_payload[16384 + 64];
 static size_t msg_payload_len;
 
 static void build_payload(void)
@@ -76,8 +78,69 @@ static void build_payload(void)
 	msg_payload_len = w.len;
 }
 
+static char **tokens;
+static size_t ntokens, next_token;
+
+static size_t build_kos_payload(uint8_t *buf, size_t cap)
+{
+	static char auth[16384 + 8];
+	const char *t = tokens[next_token++ % ntokens];
+	int n = snprintf(auth, sizeof(auth), "Bearer %s", t);
+	spop_wbuf w;
+	spop_wbuf_init(&w, buf, cap);
+	spop_put_rawstr(&w, "kos-auth", 8);
+	spop_put_u8(&w, 3);
+	spop_value v = { .type = SPOP_T_STR, .u.s = { (const uint8_t *)auth, (size_t)n } };
+	spop_put_rawstr(&w, "auth", 4);
+	spop_put_value(&w, &v);
+	spop_put_rawstr(&w, "src", 3);
+	v.type = SPOP_T_IPV4;
+	memcpy(v.u.ip4, (const uint8_t[]){ 127, 0, 0, 1 }, 4);
+	spop_put_value(&w, &v);
+	spop_put_rawstr(&w, "imp", 3);
+	v.type = SPOP_T_NULL;
+	spop_put_value(&w, &v);
+	return w.len;
+}
+
+static void load_tokens(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		perror("loadgen: tokens file");
+		exit(1);
+	}
+	size_t cap = 0;
+	char line[16384];
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\r\n")] = 0;
+		if (!line[0])
+			continue;
+		if (ntokens == cap) {
+			cap = cap ? cap * 2 : 1024;
+			tokens = realloc(tokens, cap * sizeof(*tokens));
+		}
+		if (!tokens || !(tokens[ntokens++] = strdup(line)))
+			exit(1);
+	}
+	fclose(f);
+	if (!ntokens) {
+		fprintf(stderr, "loadgen: no tokens in %s\n", path);
+		exit(1);
+	}
+}
+
+static int flush(lconn *c);
+
 static void queue_notify(lconn *c, unsigned slot)
 {
+	if (ntokens) {
+		if (sizeof(c->out) - c->out_len < 16384 + 64 && flush(c) < 0) {
+			fprintf(stderr, "loadgen: send failed\n");
+			exit(1);
+		}
+		msg_payload_len = build_kos_payload(msg_payload, sizeof(msg_payload));
+	}
 	spop_wbuf w;
 	spop_wbuf_init(&w, c->out + c->out_len, sizeof(c->out) - c->out_len);
 	size_t off = spop_frame_begin(&w, SPOP_FRAME_NOTIFY, c->next_sid, slot + 1);
@@ -121,7 +184,7 @@ int main(int argc, char **argv)
 	unsigned long total = 1000000, warmup = 0;
 	double tmax = 10;
 	int opt;
-	while ((opt = getopt(argc, argv, "h:p:c:m:n:t:w:")) != -1) {
+	while ((opt = getopt(argc, argv, "h:p:c:m:n:t:w:f:")) != -1) {
 		switch (opt) {
 		case 'h': host = optarg; break;
 		case 'p': port = optarg; break;
@@ -130,9 +193,10 @@ int main(int argc, char **argv)
 		case 'n': total = strtoul(optarg, NULL, 10); break;
 		case 't': tmax = atof(optarg); break;
 		case 'w': warmup = strtoul(optarg, NULL, 10); break;
+		case 'f': load_tokens(optarg); break;
 		default:
 			fprintf(stderr, "usage: spop_loadgen [-h host] [-p port] [-c conns] [-m inflight] [-n total] "
-					"[-t seconds] [-w warmup]\n");
+					"[-t seconds] [-w warmup] [-f tokens]\n");
 			return 2;
 		}
 	}
