@@ -18,6 +18,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "jose_test.h"
 #include "jwks.h"
 #include "verifier.h"
 
@@ -92,6 +93,7 @@ static void test_fixture(void **state)
 		const char *sig = strrchr(f->token, '.');
 
 		assert_non_null(detail);
+		assert_true(strlen(detail) > 0);
 		/* a reason never carries token bytes (any 8-char piece of the signature or payload) */
 		if (sig && strlen(sig) > 9) {
 			char piece[9];
@@ -358,6 +360,128 @@ static void test_prefixes_and_required(void **state)
 	jwks_keyset_release(ks);
 }
 
+/* ---- identity shape: uid never set, groups absent / null / empty ---- */
+
+static void test_identity_shapes(void **state)
+{
+	static const struct {
+		const char *name;
+		const char *groups_claim; /* verifier config */
+		const char *extra;        /* appended to the payload */
+		int expect;
+		size_t ngroups;
+	} cases[] = {
+		{ "groups absent", "groups", "", VERIFY_OK, 0 },
+		{ "groups null", "groups", ",\"groups\":null", VERIFY_OK, 0 },
+		{ "groups empty array", "groups", ",\"groups\":[]", VERIFY_OK, 0 },
+		{ "groups one", "groups", ",\"groups\":[\"dev\"]", VERIFY_OK, 1 },
+		{ "groups a string", "groups", ",\"groups\":\"dev\"", VERIFY_OK, 1 },
+		{ "groups claim not configured", NULL, ",\"groups\":[\"dev\",\"ops\"]", VERIFY_OK, 0 },
+		{ "other groups claim configured", "roles", ",\"groups\":[\"dev\"]", VERIFY_OK, 0 },
+		{ "groups empty string", "groups", ",\"groups\":\"\"", VERIFY_E_CLAIMS, 0 },
+		{ "groups [\"\"]", "groups", ",\"groups\":[\"\"]", VERIFY_E_CLAIMS, 0 },
+		{ "groups [null]", "groups", ",\"groups\":[null]", VERIFY_E_CLAIMS, 0 },
+		{ "groups object", "groups", ",\"groups\":{}", VERIFY_E_CLAIMS, 0 },
+		{ "groups false", "groups", ",\"groups\":false", VERIFY_E_CLAIMS, 0 },
+		{ "uid-like claims are not mapped", "groups", ",\"uid\":\"u-1\",\"extra\":{\"a\":\"b\"}", VERIFY_OK, 0 },
+	};
+	EVP_PKEY *k = tj_keygen("P-256");
+	char *jwk = tj_jwk(k, "t", NULL), doc[1024];
+	jwks_keyset *ks = NULL;
+
+	(void)state;
+	snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", jwk);
+	assert_int_equal(jwks_parse((const uint8_t *)doc, strlen(doc), &ks, NULL, 0), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		verifier_config c = base_cfg();
+		verifier *v;
+		char payload[512], *tok;
+		const identity *id = NULL;
+		const char *d = NULL;
+		int rc;
+
+		c.groups_claim = cases[i].groups_claim;
+		v = make(&c, ks);
+		snprintf(payload, sizeof(payload), "{\"iss\":\"%s\",\"aud\":\"%s\",\"sub\":\"alice\",\"exp\":%d%s}", FIX_ISS,
+			 FIX_AUD, FIX_NOW + 60, cases[i].extra);
+		tok = tj_token(k, "ES256", "{\"alg\":\"ES256\",\"kid\":\"t\"}", payload, NULL);
+		rc = verify_str(v, tok, FIX_NOW, &id, &d);
+		if (rc != cases[i].expect)
+			fail_msg("%s: got %d (%s), want %d", cases[i].name, rc, d ? d : "", cases[i].expect);
+		if (rc == VERIFY_OK) {
+			assert_string_equal(id->user, FIX_ISS "#alice");
+			assert_null(id->uid); /* OIDC tokens carry no Kubernetes uid: never invented */
+			assert_int_equal(id->nextra, 0);
+			assert_null(id->extra);
+			assert_int_equal(id->ngroups, cases[i].ngroups);
+			if (!cases[i].ngroups)
+				assert_null(id->groups);
+			else
+				assert_string_equal(id->groups[0], "dev");
+			assert_int_equal(id->exp, FIX_NOW + 60);
+			identity_release(id);
+			/* and the cached identity is the same shape */
+			assert_int_equal(verify_str(v, tok, FIX_NOW, &id, &d), VERIFY_OK);
+			assert_null(id->uid);
+			assert_int_equal(id->ngroups, cases[i].ngroups);
+			identity_release(id);
+		} else {
+			assert_non_null(d);
+			assert_non_null(strstr(d, "groups"));
+		}
+		free(tok);
+		verifier_destroy(v);
+	}
+	jwks_keyset_release(ks);
+	free(jwk);
+	EVP_PKEY_free(k);
+}
+
+/* ---- reasons: stable text (logs, 401 bodies and tests elsewhere match them), never empty, all distinct ---- */
+
+static void test_reason_strings(void **state)
+{
+	static const struct {
+		int rc;
+		const char *text;
+	} reasons[] = {
+		{ VERIFY_OK, "ok" },
+		{ VERIFY_E_MALFORMED, "malformed token" },
+		{ VERIFY_E_TOO_LARGE, "token too large" },
+		{ VERIFY_E_ALG, "signing algorithm not allowed" },
+		{ VERIFY_E_UNKNOWN_KID, "unknown key id" },
+		{ VERIFY_E_SIGNATURE, "invalid signature" },
+		{ VERIFY_E_ISSUER, "issuer mismatch" },
+		{ VERIFY_E_AUDIENCE, "audience mismatch" },
+		{ VERIFY_E_EXPIRED, "token expired" },
+		{ VERIFY_E_NOT_YET, "token not yet valid" },
+		{ VERIFY_E_CLAIMS, "invalid claims" },
+		{ VERIFY_E_NOT_READY, "issuer keys not loaded" },
+		{ VERIFY_E_RESERVED, "reserved identity refused" },
+		{ VERIFY_E_INTERNAL, "internal error" },
+	};
+	size_t n = sizeof(reasons) / sizeof(reasons[0]);
+
+	(void)state;
+	/* the table covers every result: VERIFY_OK down to the last code, contiguous */
+	assert_int_equal((int)n, 1 - VERIFY_E_INTERNAL);
+	for (size_t i = 0; i < n; i++) {
+		const char *r = verifier_reason(reasons[i].rc);
+
+		assert_int_equal(reasons[i].rc, -(int)i);
+		assert_non_null(r);
+		assert_string_equal(r, reasons[i].text);
+		for (const char *p = r; *p; p++) /* printable ASCII: safe in a header, a log line, a JSON string */
+			assert_true(*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\');
+		for (size_t j = 0; j < i; j++)
+			assert_string_not_equal(r, reasons[j].text);
+	}
+	/* codes outside the enum still get a non-empty reason */
+	assert_string_equal(verifier_reason(-14), "internal error");
+	assert_string_equal(verifier_reason(1), "internal error");
+	assert_string_equal(verifier_reason(-1000), "internal error");
+}
+
 struct hit_arg {
 	verifier *v;
 	const char *tok;
@@ -414,6 +538,8 @@ int main(void)
 		cmocka_unit_test(test_allow_reserved),
 		cmocka_unit_test(test_prefixes_and_required),
 		cmocka_unit_test(test_concurrent_hits),
+		cmocka_unit_test(test_identity_shapes),
+		cmocka_unit_test(test_reason_strings),
 	};
 	size_t nfixed = sizeof(fixed) / sizeof(fixed[0]), n = FIX_NTOKENS + nfixed;
 	struct CMUnitTest *tests = calloc(n, sizeof(*tests));
