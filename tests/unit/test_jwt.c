@@ -311,7 +311,7 @@ static const struct vcase {
 
 static char *hdr_for(const char *alg, const char *kid, const char *extra)
 {
-	static char h[4096];
+	static char h[8192];
 
 	snprintf(h, sizeof(h), "{\"alg\":\"%s\",\"kid\":\"%s\"%s}", alg, kid, extra ? extra : "");
 	return h;
