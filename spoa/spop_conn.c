@@ -236,15 +236,15 @@ static void disconnect(spop_conn *c, unsigned status, const char *reason, bool p
 {
 	if (c->state == SPOP_CS_CLOSING)
 		return;
-	/* The output always has room for one control frame: NOTIFYs are only processed while a whole frame
-	 * fits, and the buffer is at least HELLO_BUF. If not (peer not reading), closing without it is fine. */
+	/* Usually the output has room for one control frame (NOTIFYs are only processed while a whole ACK fits),
+	 * but completed deferred ACKs can fill it when the peer does not read. Then the DISCONNECT is left out:
+	 * the pending bytes may start inside a half-sent frame, and dropping them would corrupt the stream. The
+	 * owner closes a CLOSING connection once the output is out (or after its own timeout). */
 	if (c->out) {
 		out_compact(c);
-		if (c->out_cap - c->out_len < 320)
-			c->out_len = 0;
+		if (c->out_cap - c->out_len >= 320)
+			(void)out_append_ctl(c, status, reason, false);
 	}
-	if (c->out)
-		(void)out_append_ctl(c, status, reason, false);
 	c->state = SPOP_CS_CLOSING;
 	c->reason = reason ? reason : spop_status_str(status);
 	c->proto_err = proto_err;
@@ -325,6 +325,8 @@ static void ack_finish(spoa_request *r)
 
 static void flush_ready(spop_conn *c)
 {
+	if (c->state == SPOP_CS_CLOSING) /* nothing goes out behind a DISCONNECT */
+		return;
 	while (c->ready_head) {
 		spoa_request *r = c->ready_head;
 		if (r->w.len > out_free(c)) {

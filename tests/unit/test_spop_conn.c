@@ -638,6 +638,68 @@ static void test_partial_frame_state(void **state)
 	spop_conn_close(h.c);
 }
 
+/* A DISCONNECT that finds the output full (peer not reading, a frame half sent) must not cut the stream: the
+ * rest of the half-sent frame and the frames behind it stay, and the DISCONNECT is only added where it fits
+ * whole (regression: the pending output was dropped, so the peer got 3 bytes of an ACK followed by a
+ * DISCONNECT, a corrupt stream). */
+static void test_disconnect_with_full_output_keeps_stream_whole(void **state)
+{
+	(void)state;
+	harness h;
+	make(&h, 0, 0);
+	handshake(&h, 16380);
+	h.defer = true;
+	static uint8_t buf[300 * 64];
+	size_t n = 0;
+	for (int i = 0; i < 300; i++)
+		n += notify(buf + n, (uint64_t)i, 1, 1, SPOP_FLAG_FIN);
+	size_t off = 0;
+	while (off < n) { /* feed without reading the output */
+		uint8_t *dst;
+		size_t room;
+		spop_conn_input(h.c, &dst, &room);
+		if (room == 0)
+			break;
+		size_t k = n - off < room ? n - off : room;
+		memcpy(dst, buf + off, k);
+		spop_conn_commit(h.c, k);
+		off += k;
+		spop_conn_process(h.c);
+	}
+	char big[200]; /* 256 deferred ACKs of ~220 bytes: more than the 32 KiB output */
+	memset(big, 'x', sizeof(big));
+	for (size_t i = 0; i < h.ndeferred; i++) {
+		spoa_ack_set_str(h.deferred[i], SPOP_SCOPE_TXN, "v", big, sizeof(big));
+		spop_conn_complete(h.c, h.deferred[i]);
+	}
+	const uint8_t *p;
+	size_t len;
+	spop_conn_output(h.c, &p, &len);
+	assert_true(len > 32768 - 320); /* nearly full */
+	static uint8_t stream[65536];
+	memcpy(stream, p, 3);
+	spop_conn_consume(h.c, 3);
+	spop_conn_abort(h.c, SPOP_ST_TIMEOUT, NULL);
+	spop_conn_output(h.c, &p, &len);
+	memcpy(stream + 3, p, len);
+	size_t total = len + 3, o = 0;
+	unsigned acks = 0;
+	while (o < total) {
+		assert_true(total - o >= 4);
+		uint32_t fl = (uint32_t)stream[o] << 24 | (uint32_t)stream[o + 1] << 16 | (uint32_t)stream[o + 2] << 8 |
+			      stream[o + 3];
+		assert_true(fl <= total - o - 4);
+		spop_frame f;
+		assert_int_equal(spop_frame_decode(stream + o + 4, fl, &f), 0);
+		assert_true(f.type == SPOP_FRAME_ACK || f.type == SPOP_FRAME_AGENT_DISCONNECT);
+		acks += f.type == SPOP_FRAME_ACK;
+		o += 4 + fl;
+	}
+	assert_true(acks > 100);
+	assert_int_equal(spop_conn_state(h.c), SPOP_CS_CLOSING);
+	spop_conn_close(h.c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -657,6 +719,7 @@ int main(void)
 		cmocka_unit_test(test_drain_waits_for_deferred),
 		cmocka_unit_test(test_ack_too_big_is_refused_not_truncated),
 		cmocka_unit_test(test_partial_frame_state),
+		cmocka_unit_test(test_disconnect_with_full_output_keeps_stream_whole),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
