@@ -10,6 +10,7 @@ Suites (each can be picked with --only, repeatable):
 A binary that dies without a summary counts as one failure, so a crash can never look like a pass.
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -24,6 +25,8 @@ os.chdir(ROOT)
 
 totals = {"passed": 0, "failed": 0, "skipped": 0}
 failures = []
+# What this run did, per suite, for scripts/security-table.py (the table in SECURITY.md): build/test-summary.json
+summary = {"unit": [], "fuzz": [], "integration": None}
 
 
 def record(suite, name, passed, failed, skipped=0):
@@ -55,6 +58,7 @@ def run_unit():
         if bad:
             sys.stdout.write(out[-6000:] + "\n")
         record("unit", b, ok, bad)
+        summary["unit"].append({"name": b, "passed": ok, "failed": bad})
 
 
 def run_fuzz():
@@ -85,6 +89,8 @@ def run_fuzz():
         if not ok:
             sys.stdout.write(p.stdout[-8000:] + "\n")
         record("fuzz", b, 1 if ok else 0, 0 if ok else 1)
+        summary["fuzz"].append({"target": target, "ok": ok, "seconds": secs,
+                                "execs": int(execs[-1]) if execs else None, "cov": int(cov[-1]) if cov else None})
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -108,6 +114,21 @@ def run_integration():
         f = 1  # pytest itself broke (internal error, usage error, interrupted)
     sys.stdout.write(f"pytest {n - f - sk} passed, {f} failed, {sk} skipped ({time.time()-t0:.1f}s)\n")
     record("integration", "pytest", n - f - sk, f, sk)
+    summary["integration"] = {"passed": n - f - sk, "failed": f, "skipped": sk, "junit": xml}
+
+
+def write_summary():
+    """build/test-summary.json, then the SECURITY.md table regenerated from it (a failure there is reported
+    but does not change the verdict of the tests)."""
+    summary["totals"] = dict(totals)
+    summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    os.makedirs("build", exist_ok=True)
+    with open(os.path.join("build", "test-summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    table = os.path.join("scripts", "security-table.py")
+    if os.path.exists(table):
+        p = subprocess.run([sys.executable, table], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        sys.stdout.write(p.stdout)
 
 
 SUITES = {"unit": run_unit, "fuzz": run_fuzz, "integration": run_integration}
@@ -119,6 +140,7 @@ def main():
     a = ap.parse_args()
     for name in (a.only or ["unit", "fuzz", "integration"]):
         SUITES[name]()
+    write_summary()
     if failures:
         print("failed: " + " ".join(failures))
     line = f"{totals['passed']} passed, {totals['failed']} failed"

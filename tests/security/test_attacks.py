@@ -10,7 +10,9 @@ should, so the rows cannot pass by refusing everything."""
 import base64
 import hashlib
 import hmac
+import http.client
 import json
+import ssl
 import time
 
 import pytest
@@ -373,7 +375,14 @@ def check_refused(stack, st, body, want):
 def test_attack(stack, name, build, extra, want):
     tok = build(stack.issuer)
     stack.api_reset()
-    st, _, body = stack.get(tok, headers=extra)
+    try:
+        st, _, body = stack.get(tok, headers=extra)
+    except (ssl.SSLError, ConnectionError, http.client.HTTPException):
+        # HAProxy may close the connection on an oversized request head while the client is still sending it,
+        # instead of answering 400: the same refusal, seen from the client.
+        if want != 400:
+            raise
+        st, body = 400, b"(connection closed by HAProxy)"
     check_refused(stack, st, body, want)
 
 

@@ -240,7 +240,7 @@ def check_load(stack, load, name):
 
 
 def test_agent_sigkill_under_load_then_restart(stack):
-    load = Load(stack, load_cases(stack), workers=6, max_requests=6000).start()
+    load = Load(stack, load_cases(stack), workers=6, max_requests=60000).start()
     try:
         load.wait_count(300)
         stack.stop_agent(signal.SIGKILL)
@@ -471,8 +471,10 @@ def spop_burst(stack, tokens, total, batch=200):
 def test_memory_stable_across_requests(stack):
     good = [stack.mint({"sub": f"mem{i}"}) for i in range(8)]
     bad = [stack.mint({"sub": "m", "aud": "other"}), stack.mint({"sub": "m"}, key="unknown")]
-    tokens = good * 4 + bad  # 80% cache hits, 20% full verifications that fail
-    warm = spop_burst(stack, tokens, 20000)
+    tokens = good * 4 + bad  # 16 in 17 cache hits, 1 in 17 a full verification that fails
+    # Warm-up until the allocator (and ASan's 16 MB quarantine) reaches its steady state: measured, RSS stops
+    # growing after about 120,000 requests; afterwards it stays within a few hundred KiB.
+    warm = spop_burst(stack, tokens, 120000)
     assert warm.get(0, 0) > 0 and warm.get(1, 0) > 0, warm
     rss0 = stack.agent_rss_kb()
     res = spop_burst(stack, tokens, MEM_REQUESTS)
@@ -482,4 +484,4 @@ def test_memory_stable_across_requests(stack):
     growth_mb = (rss1 - rss0) / 1024.0
     stack.figures["memory"] = {"requests": MEM_REQUESTS, "rss_before_kb": rss0, "rss_after_kb": rss1,
                                "growth_mb": round(growth_mb, 1), "build": os.path.basename(kostest.BUILD)}
-    assert growth_mb < 16, f"agent RSS grew {growth_mb:.1f} MB over {MEM_REQUESTS} requests"
+    assert growth_mb < 4, f"agent RSS grew {growth_mb:.1f} MB over {MEM_REQUESTS} requests"
