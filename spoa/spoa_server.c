@@ -241,7 +241,7 @@ static void conn_close(sconn *c)
 		w->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	w->nconns--;
+	__atomic_store_n(&w->nconns, w->nconns - 1, __ATOMIC_RELAXED); /* read by other workers' accept_cb */
 	__atomic_fetch_sub(&s->nconns, 1, __ATOMIC_RELAXED);
 	if (c->dirty) {
 		/* still on the flush list: the list walker skips it via pc == NULL */
@@ -429,7 +429,7 @@ static void accept_one(worker *w, int fd)
 	if (w->conns)
 		w->conns->prev = c;
 	w->conns = c;
-	w->nconns++;
+	__atomic_store_n(&w->nconns, w->nconns + 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&w->accepted, w->accepted + 1, __ATOMIC_RELAXED);
 	ev_io_init(&c->io, conn_io, fd, EV_READ);
 	c->events = EV_READ;
@@ -439,14 +439,21 @@ static void accept_one(worker *w, int fd)
 	track_partial(c); /* the HELLO clock starts at accept */
 }
 
-/* True if some other worker watches the listening socket. A worker over its share leaves a connection to the
- * others only then: if they are all paused (EMFILE), the socket stays readable and returning without an accept
- * would spin this worker's level-triggered loop at full CPU until they resume. */
-static bool other_worker_accepting(const worker *w)
+static bool over_share(const worker *w, unsigned total)
+{
+	return __atomic_load_n(&w->nconns, __ATOMIC_RELAXED) > total / w->srv->n + 1;
+}
+
+/* True if some other worker watches the listening socket and would take the connection (not paused, not over
+ * its share itself). A worker over its share leaves a connection to the others only then: if they are paused
+ * (EMFILE) or all deferring to each other, the socket stays readable and returning without an accept would
+ * spin level-triggered loops at full CPU. */
+static bool other_worker_accepting(const worker *w, unsigned total)
 {
 	const spoa_server *s = w->srv;
 	for (unsigned i = 0; i < s->n; i++)
-		if (&s->w[i] != w && !__atomic_load_n(&s->w[i].accept_paused, __ATOMIC_RELAXED))
+		if (&s->w[i] != w && !__atomic_load_n(&s->w[i].accept_paused, __ATOMIC_RELAXED) &&
+		    !over_share(&s->w[i], total))
 			return true;
 	return false;
 }
@@ -459,7 +466,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 	/* Share connections between workers: one that holds more than its share lets the others take this one
 	 * (they watch the same socket and it stays readable until someone accepts). */
 	unsigned total = __atomic_load_n(&s->nconns, __ATOMIC_RELAXED);
-	if (s->n > 1 && w->nconns > total / s->n + 1 && other_worker_accepting(w))
+	if (s->n > 1 && over_share(w, total) && other_worker_accepting(w, total))
 		return;
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
