@@ -2,6 +2,8 @@
 #include "handler.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,7 @@ const char *const handler_reason_names[HR_COUNT] = {
 	[HR_BAD_MESSAGE] = "malformed kos-auth message",
 	[HR_NO_SATOKEN] = "service-account token not loaded",
 	[HR_TOO_BIG] = "identity too large for the SPOP frame",
+	[HR_SHUTDOWN] = "agent shutting down",
 	[HR_OTHER] = "other",
 };
 
@@ -41,14 +44,46 @@ const char *const handler_reason_names[HR_COUNT] = {
 #define HANDLER_MAX_EXTRAS 64
 #define HANDLER_X_BYTES 8192
 
+#define HANDLER_DEFAULT_MAX_TOKEN 16384
+
+/* A request held for an unknown kid: everything the verdict needs, copied out of the NOTIFY. */
+typedef struct held {
+	struct held *next;
+	handler_input in;      /* src, imp; auth unused */
+	handler_sink sink;
+	handler_done_fn done;
+	uint64_t gen;          /* key-set attempts seen when the token was last judged */
+	int64_t deadline_ms;   /* monotonic */
+	int64_t t0_ns;         /* first verification started (latency metric covers the wait) */
+	size_t tlen;
+	uint8_t tok[];
+} held;
+
 struct handler {
 	handler_config cfg;
 	spoa_server *_Atomic srv;
+
+	/* holding; hold_mu guards the list, gen's writes, kick, stopping and the condvar */
+	bool holding;          /* enabled and the thread runs */
+	bool stopped;          /* handler_stop() done (main thread only) */
+	pthread_t th;
+	pthread_mutex_t hold_mu;
+	pthread_cond_t hold_cv;
+	held *head, *tail;     /* in deadline order: every hold lasts the same unknown_kid_wait_ms */
+	_Atomic unsigned nheld;
+	_Atomic uint64_t gen;  /* key-set attempts reported by the verifier; read without the lock */
+	uint64_t seen_gen;     /* gen the holding thread last judged its list at */
+	bool kick;             /* a request was held after judging against an older gen */
+	bool stopping;
 };
+
+static void *hold_main(void *arg);
+static void on_keys_attempt(void *ud);
 
 int handler_create(const handler_config *cfg, handler **out)
 {
 	handler *h;
+	pthread_condattr_t ca;
 
 	if (cfg->vops.verify == NULL || cfg->vops.ready == NULL || cfg->sa == NULL || cfg->metrics == NULL ||
 	    cfg->max_groups == 0 || cfg->max_groups > CONFIG_MAX_GROUPS_LIMIT)
@@ -57,13 +92,67 @@ int handler_create(const handler_config *cfg, handler **out)
 	if (h == NULL)
 		return -1;
 	h->cfg = *cfg;
+	if (h->cfg.max_held == 0)
+		h->cfg.max_held = HANDLER_DEFAULT_MAX_HELD;
+	if (h->cfg.max_token_bytes == 0)
+		h->cfg.max_token_bytes = HANDLER_DEFAULT_MAX_TOKEN;
+	atomic_init(&h->nheld, 0);
+	atomic_init(&h->gen, 0);
+	if (cfg->unknown_kid_wait_ms == 0 || cfg->vops.set_listener == NULL || cfg->vops.refresh_soon == NULL) {
+		*out = h;
+		return 0;
+	}
+	if (pthread_mutex_init(&h->hold_mu, NULL) != 0)
+		goto fail;
+	if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&h->hold_cv, &ca) != 0) {
+		pthread_mutex_destroy(&h->hold_mu);
+		goto fail;
+	}
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&h->th, NULL, hold_main, h) != 0) {
+		pthread_cond_destroy(&h->hold_cv);
+		pthread_mutex_destroy(&h->hold_mu);
+		goto fail;
+	}
+	h->holding = true;
+	h->cfg.vops.set_listener(h->cfg.vops.ctx, on_keys_attempt, h);
 	*out = h;
 	return 0;
+fail:
+	free(h);
+	return -1;
+}
+
+void handler_stop(handler *h)
+{
+	if (h == NULL || !h->holding || h->stopped)
+		return;
+	h->stopped = true;
+	pthread_mutex_lock(&h->hold_mu);
+	h->stopping = true;
+	pthread_cond_signal(&h->hold_cv);
+	pthread_mutex_unlock(&h->hold_mu);
+	/* without hold_mu: the verifier holds its listener lock while calling on_keys_attempt, which takes it */
+	h->cfg.vops.set_listener(h->cfg.vops.ctx, NULL, NULL);
+	pthread_join(h->th, NULL);
 }
 
 void handler_destroy(handler *h)
 {
+	if (h == NULL)
+		return;
+	handler_stop(h);
+	if (h->holding) {
+		pthread_cond_destroy(&h->hold_cv);
+		pthread_mutex_destroy(&h->hold_mu);
+	}
 	free(h);
+}
+
+unsigned handler_held(handler *h)
+{
+	return atomic_load(&h->nheld);
 }
 
 void handler_set_server(handler *h, spoa_server *srv)
@@ -308,40 +397,45 @@ static void log_decision(const handler_input *in, int status, enum handler_reaso
 	log_end(&l);
 }
 
-int handler_process(handler *h, const handler_input *in, int64_t now, const handler_sink *k)
+/* Writes the verdict (reason, then status last), counts and logs it, and drops the references. Returns the
+ * status actually written. */
+static int conclude(handler *h, const handler_input *in, const handler_sink *k, int status, enum handler_reason why,
+		    const char *detail, const identity *id, satoken_val *sa, int64_t lat)
+{
+	if (status != HANDLER_ALLOW)
+		k->set_str(k->ud, "reason", handler_reason_names[why], strlen(handler_reason_names[why]));
+	/* the verdict goes last: HAProxy stops applying actions at the first bad one, and a missing status is a
+	 * 503 — so a half-written ACK can never read as an allow */
+	if (k->set_int(k->ud, "status", status) != 0 && status == HANDLER_ALLOW) {
+		status = HANDLER_UNAVAILABLE;
+		why = HR_TOO_BIG;
+	}
+	metrics_request(h->cfg.metrics, (enum metrics_verdict)status, why, lat);
+	if (status != HANDLER_ALLOW || log_enabled(LOG_LEVEL_DEBUG))
+		log_decision(in, status, why, detail, id);
+	satoken_val_release(sa);
+	identity_release(id);
+	return status;
+}
+
+/* Judges a bare token: verification, then impersonation, group count, service-account token, identity. When
+ * hold_ms > 0 and the kid is unknown while a key-set download may come within hold_ms, writes nothing and
+ * returns HANDLER_HELD. t0: when the first verification of this request started (monotonic ns). */
+static int judge(handler *h, const handler_input *in, const uint8_t *tok, size_t tlen, int64_t now,
+		 const handler_sink *k, int64_t t0, int64_t hold_ms)
 {
 	const identity *id = NULL;
 	const char *detail = NULL;
 	satoken_val *sa = NULL;
-	enum handler_reason why = HR_OTHER;
-	int64_t t0, lat = -1;
-	size_t off = 0, tlen = 0;
+	enum handler_reason why;
+	int64_t lat;
 	int status, rc;
 
-	if (!in->have_msg) {
-		status = HANDLER_UNAVAILABLE;
-		why = HR_NO_MESSAGE;
-		goto out;
-	}
-	if (in->bad_msg) {
-		status = HANDLER_UNAVAILABLE;
-		why = HR_BAD_MESSAGE;
-		goto out;
-	}
-	if (!in->have_auth) {
-		status = HANDLER_UNAUTHENTICATED;
-		why = HR_MISSING;
-		goto out;
-	}
-	rc = handler_bearer(in->auth, in->auth_len, &off, &tlen);
-	if (rc != 0) {
-		status = HANDLER_UNAUTHENTICATED;
-		why = (enum handler_reason)rc;
-		goto out;
-	}
-	t0 = mono_ns();
-	rc = h->cfg.vops.verify(h->cfg.vops.ctx, in->auth + off, tlen, now, &id, &detail);
+	rc = h->cfg.vops.verify(h->cfg.vops.ctx, tok, tlen, now, &id, &detail);
 	lat = mono_ns() - t0;
+	if (rc == VERIFY_E_UNKNOWN_KID && hold_ms > 0 && tlen <= h->cfg.max_token_bytes &&
+	    h->cfg.vops.refresh_soon(h->cfg.vops.ctx, (unsigned)hold_ms))
+		return HANDLER_HELD;
 	if (rc != VERIFY_OK) {
 		id = NULL;
 		why = (rc <= VERIFY_E_MALFORMED && rc >= VERIFY_E_INTERNAL) ? (enum handler_reason)(HR_V_MALFORMED - 1 - rc)
@@ -372,20 +466,217 @@ int handler_process(handler *h, const handler_input *in, int64_t now, const hand
 	}
 	status = emit_identity(h, in, id, sa, k, &why);
 out:
-	if (status != HANDLER_ALLOW)
-		k->set_str(k->ud, "reason", handler_reason_names[why], strlen(handler_reason_names[why]));
-	/* the verdict goes last: HAProxy stops applying actions at the first bad one, and a missing status is a
-	 * 503 — so a half-written ACK can never read as an allow */
-	if (k->set_int(k->ud, "status", status) != 0 && status == HANDLER_ALLOW) {
-		status = HANDLER_UNAVAILABLE;
-		why = HR_TOO_BIG;
+	return conclude(h, in, k, status, why, detail, id, sa, lat);
+}
+
+/* Checks the message and splits the bearer token: true with the token's place, or false with the verdict
+ * already concluded in *status. */
+static bool front(handler *h, const handler_input *in, const handler_sink *k, size_t *off, size_t *tlen,
+		  int *status)
+{
+	enum handler_reason why;
+	int st, rc;
+
+	if (!in->have_msg) {
+		st = HANDLER_UNAVAILABLE;
+		why = HR_NO_MESSAGE;
+	} else if (in->bad_msg) {
+		st = HANDLER_UNAVAILABLE;
+		why = HR_BAD_MESSAGE;
+	} else if (!in->have_auth) {
+		st = HANDLER_UNAUTHENTICATED;
+		why = HR_MISSING;
+	} else if ((rc = handler_bearer(in->auth, in->auth_len, off, tlen)) != 0) {
+		st = HANDLER_UNAUTHENTICATED;
+		why = (enum handler_reason)rc;
+	} else {
+		return true;
 	}
-	metrics_request(h->cfg.metrics, (enum metrics_verdict)status, why, lat);
-	if (status != HANDLER_ALLOW || log_enabled(LOG_LEVEL_DEBUG))
-		log_decision(in, status, why, detail, id);
-	satoken_val_release(sa);
-	identity_release(id);
-	return status;
+	*status = conclude(h, in, k, st, why, NULL, NULL, NULL, -1);
+	return false;
+}
+
+int handler_process(handler *h, const handler_input *in, int64_t now, const handler_sink *k)
+{
+	size_t off = 0, tlen = 0;
+	int status;
+
+	if (!front(h, in, k, &off, &tlen, &status))
+		return status;
+	return judge(h, in, in->auth + off, tlen, now, k, mono_ns(), 0);
+}
+
+/* ---- held requests ------------------------------------------------------------------------------------------ */
+
+static int64_t mono_ms(void)
+{
+	return mono_ns() / 1000000;
+}
+
+/* The verifier's listener: a key-set attempt ended (provider thread, or a test's thread). */
+static void on_keys_attempt(void *ud)
+{
+	handler *h = ud;
+
+	pthread_mutex_lock(&h->hold_mu);
+	atomic_fetch_add(&h->gen, 1);
+	pthread_cond_signal(&h->hold_cv);
+	pthread_mutex_unlock(&h->hold_mu);
+}
+
+/* Answers a held request that was not judged again (time up, shutdown) and lets it go. */
+static void held_finish(handler *h, held *r, int status, enum handler_reason why, const char *detail)
+{
+	conclude(h, &r->in, &r->sink, status, why, detail, NULL, NULL, mono_ns() - r->t0_ns);
+	r->done(r->sink.ud);
+	atomic_fetch_sub(&h->nheld, 1);
+	free(r);
+}
+
+/* One pass over the requests taken off the list (without hold_mu): judged again when the key set changed
+ * since their last verdict, answered when their time is up, or at shutdown. Returns those still waiting, in
+ * their order. */
+static held *hold_pass(handler *h, held *list, uint64_t gen, bool stop)
+{
+	held *keep = NULL, **kt = &keep;
+
+	while (list != NULL) {
+		held *r = list;
+		int64_t left = r->deadline_ms - mono_ms();
+
+		list = r->next;
+		r->next = NULL;
+		if (stop) {
+			held_finish(h, r, HANDLER_UNAVAILABLE, HR_SHUTDOWN, "held for an unknown key id at shutdown");
+			continue;
+		}
+		if (r->gen != gen) {
+			r->gen = gen;
+			/* the whole verdict again (never a shortcut to allow); holding on only while time is left */
+			if (judge(h, &r->in, r->tok, r->tlen, (int64_t)time(NULL), &r->sink, r->t0_ns,
+				  left > 0 ? left : 0) != HANDLER_HELD) {
+				r->done(r->sink.ud);
+				atomic_fetch_sub(&h->nheld, 1);
+				free(r);
+				continue;
+			}
+		} else if (left <= 0) {
+			held_finish(h, r, HANDLER_UNAUTHENTICATED, HR_V_UNKNOWN_KID,
+				    "unknown key id (still unknown when the wait for a JWKS refresh ended)");
+			continue;
+		}
+		*kt = r;
+		kt = &r->next;
+	}
+	return keep;
+}
+
+static void *hold_main(void *arg)
+{
+	handler *h = arg;
+
+	pthread_mutex_lock(&h->hold_mu);
+	for (;;) {
+		uint64_t gen = atomic_load(&h->gen);
+		bool stop = h->stopping;
+		held *list, *keep, *last;
+
+		if (!stop && h->head == NULL) {
+			pthread_cond_wait(&h->hold_cv, &h->hold_mu);
+			continue;
+		}
+		if (!stop && gen == h->seen_gen && !h->kick && h->head->deadline_ms > mono_ms()) {
+			struct timespec ts;
+			int64_t d = h->head->deadline_ms;
+
+			ts.tv_sec = (time_t)(d / 1000);
+			ts.tv_nsec = (long)(d % 1000) * 1000000L;
+			pthread_cond_timedwait(&h->hold_cv, &h->hold_mu, &ts);
+			continue;
+		}
+		h->seen_gen = gen;
+		h->kick = false;
+		list = h->head;
+		h->head = h->tail = NULL;
+		pthread_mutex_unlock(&h->hold_mu);
+
+		/* verdicts and completions run without the lock: workers keep holding new requests meanwhile */
+		keep = hold_pass(h, list, gen, stop);
+
+		pthread_mutex_lock(&h->hold_mu);
+		if (keep != NULL) {
+			/* held before anything added meanwhile, so earlier deadlines: they go first */
+			for (last = keep; last->next != NULL; last = last->next)
+				;
+			last->next = h->head;
+			if (h->tail == NULL)
+				h->tail = last;
+			h->head = keep;
+		}
+		if (stop)
+			break;
+	}
+	pthread_mutex_unlock(&h->hold_mu);
+	return NULL;
+}
+
+int handler_submit(handler *h, const handler_input *in, int64_t now, const handler_sink *k, handler_done_fn done)
+{
+	size_t off = 0, tlen = 0;
+	int64_t t0 = mono_ns();
+	uint64_t gen;
+	held *r;
+	int rc;
+
+	if (!front(h, in, k, &off, &tlen, &rc))
+		return rc;
+	/* read before verifying: an attempt that ends after this makes the holding thread judge the token again */
+	gen = atomic_load(&h->gen);
+	rc = judge(h, in, in->auth + off, tlen, now, k, t0, h->holding ? (int64_t)h->cfg.unknown_kid_wait_ms : 0);
+	if (rc != HANDLER_HELD)
+		return rc;
+	r = malloc(sizeof(*r) + tlen);
+	if (r == NULL)
+		return conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_UNKNOWN_KID, "unknown key id (cannot wait)",
+				NULL, NULL, mono_ns() - t0);
+	r->next = NULL;
+	r->in = *in;
+	r->in.auth = NULL;
+	r->in.auth_len = 0;
+	r->sink = *k;
+	r->done = done;
+	r->gen = gen;
+	r->deadline_ms = t0 / 1000000 + h->cfg.unknown_kid_wait_ms;
+	r->t0_ns = t0;
+	r->tlen = tlen;
+	memcpy(r->tok, in->auth + off, tlen);
+
+	pthread_mutex_lock(&h->hold_mu);
+	if (h->stopping || atomic_load(&h->nheld) >= h->cfg.max_held) {
+		bool stopping = h->stopping;
+
+		pthread_mutex_unlock(&h->hold_mu);
+		free(r);
+		if (stopping)
+			return conclude(h, in, k, HANDLER_UNAVAILABLE, HR_SHUTDOWN, NULL, NULL, NULL, mono_ns() - t0);
+		return conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_UNKNOWN_KID,
+				"unknown key id (too many requests already waiting for the JWKS refresh)", NULL, NULL,
+				mono_ns() - t0);
+	}
+	if (h->tail != NULL)
+		h->tail->next = r;
+	else
+		h->head = r;
+	h->tail = r;
+	atomic_fetch_add(&h->nheld, 1);
+	if (gen != atomic_load(&h->gen))
+		h->kick = true;
+	/* wake the thread only when it has something new to do: a first deadline to wait for, or a key set
+	 * newer than this request's verdict */
+	if (h->head == r || h->kick)
+		pthread_cond_signal(&h->hold_cv);
+	pthread_mutex_unlock(&h->hold_mu);
+	return HANDLER_HELD;
 }
 
 /* ---- SPOP glue -------------------------------------------------------------------------------------------- */
@@ -398,6 +689,11 @@ static int ack_str(void *ud, const char *name, const char *s, size_t len)
 static int ack_int(void *ud, const char *name, int64_t v)
 {
 	return spoa_ack_set_int(ud, SPOP_SCOPE_TXN, name, v);
+}
+
+static void req_done(void *ud)
+{
+	spoa_request_complete(ud);
 }
 
 int handler_on_notify(spoa_request *req, void *userdata)
@@ -418,8 +714,8 @@ int handler_on_notify(spoa_request *req, void *userdata)
 	}
 	if (rc < 0)
 		in.bad_msg = true;
-	handler_process(h, &in, (int64_t)time(NULL), &sink);
-	return SPOA_DONE;
+	return handler_submit(h, &in, (int64_t)time(NULL), &sink, req_done) == HANDLER_HELD ? SPOA_DEFERRED
+												: SPOA_DONE;
 }
 
 /* ---- readiness and metrics ---------------------------------------------------------------------------------- */

@@ -6,6 +6,16 @@
  * runs on SPOP worker threads, any number at once, and never blocks or allocates (the identity comes from the
  * verifier by reference, strings are copied into the ACK by libspoa). The decision itself is
  * handler_process(), which writes through a handler_sink so that tests can see every variable it sets.
+ *
+ * Held requests: a token whose kid is not in the key set usually means the issuer has just rotated its keys,
+ * and the JWKS download that kid triggered lands a few milliseconds later. Like the API server's authenticator
+ * (which waits for that download), the handler then holds the request instead of answering 401: it copies the
+ * token (at most max_token_bytes), the client address and the imp flag, returns SPOA_DEFERRED, and judges the
+ * token again — the whole verification, never a shortcut to "allow" — each time the verifier reports that a
+ * key-set attempt ended. The request is answered when the verdict is no longer "unknown kid", when no download
+ * can come before its deadline (unknown_kid_wait_ms: 401 "unknown key id"), or at handler_stop() (status 4).
+ * At most max_held requests wait at once; beyond that the answer is 401 "unknown key id" at once. The waiting
+ * happens on one handler thread (started only when holding is enabled); worker threads never block.
  */
 #ifndef KOS_HANDLER_H
 #define KOS_HANDLER_H
@@ -55,6 +65,7 @@ enum handler_reason {
 	HR_BAD_MESSAGE,        /* "malformed kos-auth message" */
 	HR_NO_SATOKEN,         /* "service-account token not loaded" */
 	HR_TOO_BIG,            /* "identity too large for the SPOP frame" */
+	HR_SHUTDOWN,           /* "agent shutting down" (a held request at handler_stop) */
 	HR_OTHER,
 	HR_COUNT,
 };
@@ -67,6 +78,10 @@ typedef struct handler_verify_ops {
 	bool (*ready)(void *ctx);
 	/* for /metrics; may be NULL */
 	void (*stats)(void *ctx, verifier_cache_stats *cache, oidc_status *status);
+	/* Holding requests for an unknown kid (see the top of this file); both NULL = never hold. The contracts
+	 * are verifier_set_refresh_listener() and verifier_refresh_soon(). */
+	void (*set_listener)(void *ctx, void (*fn)(void *ud), void *ud);
+	bool (*refresh_soon)(void *ctx, unsigned within_ms);
 	void *ctx;
 } handler_verify_ops;
 
@@ -78,16 +93,30 @@ typedef struct handler_config {
 	bool client_ip;               /* --extra-user-header-client-ip: set cip */
 	const config_kv *extras;      /* --extra-user-headers, borrowed */
 	size_t nextras;
+	unsigned unknown_kid_wait_ms; /* longest hold for an unknown kid; 0 = never hold (answer 401 at once).
+				       * Keep it well below HAProxy's SPOE "timeout processing" (conf: 1s). */
+	unsigned max_held;            /* requests held at once; 0 = HANDLER_DEFAULT_MAX_HELD */
+	size_t max_token_bytes;       /* longest token a held request copies; 0 = 16384 (longer: no hold) */
 } handler_config;
+
+#define HANDLER_DEFAULT_MAX_HELD 1024
+#define HANDLER_HELD (-1) /* handler_submit(): the request is held, done() comes later */
 
 typedef struct handler handler;
 
+/* Starts the holding thread and registers with the verifier when holding is enabled. 0 or -1. */
 int handler_create(const handler_config *cfg, handler **out);
+/* Ends holding: no request is held from now on, every held request is answered with status 4 ("agent shutting
+ * down") and completed, the verifier listener is removed and the holding thread has exited when this returns.
+ * Call it after spoa_server_stop() and before spoa_server_destroy() (a held request must be completed while
+ * its server exists). Idempotent; one thread at a time (main); NULL is a no-op. */
+void handler_stop(handler *h);
+/* handler_stop(), then frees h. The SPOP workers must be gone. */
 void handler_destroy(handler *h);
 /* The SPOP server, for /metrics (set once it exists; may stay NULL). */
 void handler_set_server(handler *h, spoa_server *srv);
 
-/* spoa_handler_fn: userdata is the handler. Always SPOA_DONE. */
+/* spoa_handler_fn: userdata is the handler. SPOA_DONE, or SPOA_DEFERRED for a held request (see above). */
 int handler_on_notify(spoa_request *req, void *userdata);
 
 /* ---- the decision, separated from SPOP for tests ------------------------------------------------------- */
@@ -108,6 +137,17 @@ typedef struct handler_sink {
 	int (*set_int)(void *ud, const char *name, int64_t v);
 	void *ud;
 } handler_sink;
+
+/* Completion of a held request, called on the holding thread after the variables went through the sink. */
+typedef void (*handler_done_fn)(void *ud);
+
+/* handler_process(), except that an unknown kid may be held: then nothing is written yet, HANDLER_HELD is
+ * returned, in is copied (its bytes may die after the call) and sink must stay usable until done(sink->ud) is
+ * called, exactly once, on the holding thread. Any worker thread. */
+int handler_submit(handler *h, const handler_input *in, int64_t now, const handler_sink *sink,
+		   handler_done_fn done);
+/* Requests held right now (for tests and logs). Any thread. */
+unsigned handler_held(handler *h);
 
 /* Reads the contract's arguments from a kos-auth message into in (have_msg is set by the caller). Returns 0,
  * or -1 when the message is malformed or an argument has a type outside the contract (in->bad_msg set). */

@@ -46,6 +46,12 @@ struct oidc_provider {
 	oidc_status st;
 	atomic_bool stopping;     /* read by the curl progress callback without the mutex */
 	atomic_bool refresh_flag; /* an unknown kid asked for a refresh */
+	/* For oidc_provider_refresh_soon(), written by the provider thread only (monotonic ms). */
+	atomic_bool in_flight;
+	_Atomic int64_t next_at_ms;      /* next scheduled attempt */
+	_Atomic int64_t next_demand_ms;  /* earliest on-demand attempt (last attempt + unknown_kid_ms) */
+	void (*on_attempt)(void *ud, bool ok);
+	void *on_attempt_ud;
 
 	pthread_mutex_t keys_mu;
 	jwks_keyset *keys;
@@ -625,6 +631,8 @@ static void *provider_main(void *arg)
 	unsigned fails = 0;
 	const char *trigger = "start";
 
+	atomic_store(&p->next_at_ms, next_at);
+	atomic_store(&p->next_demand_ms, last_attempt + (int64_t)p->unknown_kid_ms);
 	pthread_mutex_lock(&p->mu);
 	while (!p->stop) {
 		int64_t now = mono_ms();
@@ -650,6 +658,7 @@ static void *provider_main(void *arg)
 			trigger = "unknown-kid";
 		/* Requests that arrive during the download below ask for the next window, not this one. */
 		atomic_store(&p->refresh_flag, false);
+		atomic_store(&p->in_flight, true);
 		pthread_mutex_unlock(&p->mu);
 
 		last_attempt = now;
@@ -666,8 +675,15 @@ static void *provider_main(void *arg)
 		}
 		trigger = next >= 0 ? "schedule" : "retry";
 
-		pthread_mutex_lock(&p->mu);
 		next_at = mono_ms() + delay;
+		/* the schedule first, then "not in flight", then the callback: whoever the callback wakes and finds
+		 * the kid still unknown must see when the next attempt can come */
+		atomic_store(&p->next_at_ms, next_at);
+		atomic_store(&p->next_demand_ms, last_attempt + (int64_t)p->unknown_kid_ms);
+		atomic_store(&p->in_flight, false);
+		if (p->on_attempt != NULL && !atomic_load(&p->stopping))
+			p->on_attempt(p->on_attempt_ud, next >= 0);
+		pthread_mutex_lock(&p->mu);
 	}
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
@@ -749,6 +765,11 @@ int oidc_provider_start(const oidc_config *cfg, oidc_provider **out, char *err, 
 	p->log_ud = cfg->log_ud;
 	atomic_init(&p->stopping, false);
 	atomic_init(&p->refresh_flag, false);
+	atomic_init(&p->in_flight, false);
+	atomic_init(&p->next_at_ms, 0);
+	atomic_init(&p->next_demand_ms, 0);
+	p->on_attempt = cfg->on_attempt;
+	p->on_attempt_ud = cfg->on_attempt_ud;
 	p->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)p;
 	if (p->rng == 0)
 		p->rng = 0x9E3779B97F4A7C15ULL;
@@ -830,6 +851,19 @@ void oidc_provider_request_refresh(oidc_provider *p)
 		pthread_cond_signal(&p->cv);
 		pthread_mutex_unlock(&p->mu);
 	}
+}
+
+bool oidc_provider_refresh_soon(oidc_provider *p, unsigned within_ms)
+{
+	if (p == NULL || atomic_load(&p->stopping))
+		return false;
+	if (atomic_load(&p->in_flight))
+		return true;
+	int64_t due = atomic_load(&p->next_at_ms);
+	int64_t od = atomic_load(&p->next_demand_ms);
+	if (od < due)
+		due = od;
+	return due <= mono_ms() + (int64_t)within_ms;
 }
 
 void oidc_provider_status(oidc_provider *p, oidc_status *out)

@@ -53,6 +53,13 @@ typedef struct oidc_config {
 	unsigned retry_max_ms;         /* 0 = 60000: backoff ceiling; tests lower both to stay short */
 	void (*log)(void *ud, int level, const char *event, const char *msg); /* may be NULL; level: 0 err … 3 debug */
 	void *log_ud;
+	/* May be NULL. Called on the provider thread after every discovery/JWKS attempt, successful or not (ok), once
+	 * a new key set is in place and oidc_provider_refresh_soon() already reflects the next schedule. Called with
+	 * no provider lock held, so it may call oidc_provider_keys()/request_refresh(); it must not block long (it
+	 * delays the next download) and must not call oidc_provider_stop(). Lets callers that hold requests for an
+	 * unknown kid retry them the moment the download ends instead of polling. */
+	void (*on_attempt)(void *ud, bool ok);
+	void *on_attempt_ud;
 } oidc_config;
 
 typedef struct oidc_status {
@@ -87,6 +94,11 @@ jwks_keyset *oidc_provider_keys(oidc_provider *p);
  * exchange per call. The download happens at once if no download started within unknown_kid_interval_s, else
  * when that window ends; requests made meanwhile are coalesced into that one download. Any thread. */
 void oidc_provider_request_refresh(oidc_provider *p);
+/* True when a download is in flight now or the provider may start one within within_ms, once a refresh has
+ * been requested (on-demand rate limit and the regular schedule both count). A caller that found an unknown kid
+ * asks this after oidc_provider_request_refresh() to decide whether waiting for the on_attempt callback can
+ * help before its deadline. Lock-free (atomics only); any thread. */
+bool oidc_provider_refresh_soon(oidc_provider *p, unsigned within_ms);
 void oidc_provider_status(oidc_provider *p, oidc_status *out);
 /* Stops the thread (aborting a transfer in flight within about a second) and frees everything. Call once, from
  * the thread that started it, after every other thread stopped using p. */

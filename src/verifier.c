@@ -28,6 +28,9 @@ struct verifier {
 	pthread_mutex_t keys_mu;      /* static key source only */
 	jwks_keyset *keys;
 	atomic_uint_fast64_t refresh_requests;
+	pthread_mutex_t listen_mu;    /* held while the listener runs, so that removing it waits for it */
+	void (*listen_fn)(void *ud);
+	void *listen_ud;
 };
 
 const char *verifier_reason(int result)
@@ -83,6 +86,7 @@ static void verifier_free(verifier *v)
 		free(v->req_values[i]);
 	}
 	pthread_mutex_destroy(&v->keys_mu);
+	pthread_mutex_destroy(&v->listen_mu);
 	free(v);
 }
 
@@ -111,6 +115,7 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 	if (!v)
 		FAIL("out of memory");
 	pthread_mutex_init(&v->keys_mu, NULL);
+	pthread_mutex_init(&v->listen_mu, NULL);
 	atomic_init(&v->refresh_requests, 0);
 	if (jwt_alg_list_parse(cfg->signing_algs, &v->algs) != 0)
 		FAIL("unsupported signing algorithm in \"%s\" (allowed: RS256 RS384 RS512 PS256 PS384 PS512 ES256 "
@@ -147,13 +152,31 @@ out:
 	return -1;
 }
 
+static void notify_listener(verifier *v)
+{
+	pthread_mutex_lock(&v->listen_mu);
+	if (v->listen_fn)
+		v->listen_fn(v->listen_ud);
+	pthread_mutex_unlock(&v->listen_mu);
+}
+
+static void on_attempt(void *ud, bool ok)
+{
+	(void)ok; /* success or not, a held request is judged again: either the key came or it will not */
+	notify_listener(ud);
+}
+
 int verifier_create(const verifier_config *cfg, verifier **out, char *err, size_t errlen)
 {
 	verifier *v;
+	oidc_config oc;
 
 	if (create_common(cfg, &v, err, errlen) != 0)
 		return -1;
-	if (oidc_provider_start(&cfg->oidc, &v->prov, err, errlen) != 0) {
+	oc = cfg->oidc;
+	oc.on_attempt = on_attempt;
+	oc.on_attempt_ud = v;
+	if (oidc_provider_start(&oc, &v->prov, err, errlen) != 0) {
 		v->prov = NULL;
 		verifier_free(v);
 		return -1;
@@ -189,6 +212,20 @@ void verifier_set_keys(verifier *v, jwks_keyset *ks)
 	v->keys = ks;
 	pthread_mutex_unlock(&v->keys_mu);
 	jwks_keyset_release(old);
+	notify_listener(v);
+}
+
+void verifier_set_refresh_listener(verifier *v, void (*fn)(void *ud), void *ud)
+{
+	pthread_mutex_lock(&v->listen_mu);
+	v->listen_fn = fn;
+	v->listen_ud = fn ? ud : NULL;
+	pthread_mutex_unlock(&v->listen_mu);
+}
+
+bool verifier_refresh_soon(verifier *v, unsigned within_ms)
+{
+	return v->prov != NULL && oidc_provider_refresh_soon(v->prov, within_ms);
 }
 
 static jwks_keyset *current_keys(verifier *v)

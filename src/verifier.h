@@ -18,7 +18,7 @@
 #define VERIFIER_MAX_REQUIRED_CLAIMS 32
 
 typedef struct verifier_config {
-	oidc_config oidc;               /* issuer URL, CA file, refresh policy */
+	oidc_config oidc;               /* issuer URL, CA file, refresh policy (its on_attempt is the verifier's own) */
 	const char *client_id;          /* required: must appear in aud */
 	const char *username_claim;     /* NULL = "sub" */
 	const char *username_prefix;    /* NULL = unset (Kubernetes default rule), "-" = none, else literal */
@@ -40,7 +40,7 @@ enum verifier_result {
 	VERIFY_E_MALFORMED = -1,     /* "malformed token" */
 	VERIFY_E_TOO_LARGE = -2,     /* "token too large" */
 	VERIFY_E_ALG = -3,           /* "signing algorithm not allowed" */
-	VERIFY_E_UNKNOWN_KID = -4,   /* "unknown key id" (a refresh has been requested) */
+	VERIFY_E_UNKNOWN_KID = -4,   /* "unknown key id" (a refresh has been requested; see verifier_refresh_soon) */
 	VERIFY_E_SIGNATURE = -5,     /* "invalid signature" */
 	VERIFY_E_ISSUER = -6,        /* "issuer mismatch" */
 	VERIFY_E_AUDIENCE = -7,      /* "audience mismatch" */
@@ -77,6 +77,23 @@ void verifier_set_keys(verifier *v, jwks_keyset *ks);
 int verifier_verify(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
 		    const char **detail);
 bool verifier_ready(verifier *v);
+/*
+ * For holding a request whose token named an unknown kid until the JWKS download it triggered has ended (the
+ * Kubernetes API server's authenticator waits for that download too, so the first request after a rotation
+ * does not fail).
+ *
+ * verifier_set_refresh_listener(): fn(ud) is called after every key-set attempt of the provider, successful or
+ * not (on the provider thread, no verifier lock held except the listener's own: fn may call verifier_verify()),
+ * and after every verifier_set_keys() (on that caller's thread). fn == NULL removes it. One listener at a
+ * time; when this returns, the previous listener is not running and will not be called again — so it must not
+ * be called from inside fn. Any thread.
+ *
+ * verifier_refresh_soon(): true when a key-set download is in flight or may start within within_ms (after an
+ * unknown kid asked for one), i.e. when waiting for the listener can help. Always false for a verifier made by
+ * verifier_create_with_keys. Lock-free; any thread.
+ */
+void verifier_set_refresh_listener(verifier *v, void (*fn)(void *ud), void *ud);
+bool verifier_refresh_soon(verifier *v, unsigned within_ms);
 void verifier_status(verifier *v, oidc_status *out);
 typedef struct verifier_cache_stats {
 	uint64_t hits, misses, evictions;
