@@ -103,6 +103,10 @@ static const opt opts[] = {
 	 "Tuning: ceiling of that backoff; not below --oidc-retry-min-ms."},
 	{"oidc-http-timeout-ms", "KOS_OIDC_HTTP_TIMEOUT_MS", K_UINT, F(http_timeout_ms), 0, 100, 600000, "10000",
 	 "MS", "Tuning: time allowed for one whole discovery or JWKS transfer."},
+	{"unknown-kid-wait-ms", "KOS_UNKNOWN_KID_WAIT_MS", K_UINT, F(unknown_kid_wait_ms), 0, 0, 10000, "700", "MS",
+	 "How long a request whose token names a key id missing from the JWKS waits for the refresh it triggers "
+	 "(the first request after a key rotation then succeeds); 0 = answer 401 at once. Keep it below HAProxy's "
+	 "SPOE timeout processing (KOS_SPOE_TIMEOUT in conf/, 1s)."},
 	{"check-config", "KOS_CHECK_CONFIG", K_BOOL, F(check_config), 0, 0, 0, "false", NULL,
 	 "Validate flags and files, print the effective configuration, exit 0 (valid) or 1."},
 	{"help", NULL, K_ACTION, 0, 0, 0, 0, NULL, NULL, "Print this help and exit."},
@@ -776,6 +780,7 @@ void config_print(const config *c, FILE *f)
 	fprintf(f, "oidc-retry-min-ms: %u\n", c->retry_min_ms);
 	fprintf(f, "oidc-retry-max-ms: %u\n", c->retry_max_ms);
 	fprintf(f, "oidc-http-timeout-ms: %u\n", c->http_timeout_ms);
+	fprintf(f, "unknown-kid-wait-ms: %u\n", c->unknown_kid_wait_ms);
 #undef S
 }
 
@@ -812,5 +817,6 @@ void config_log(const config *c)
 	log_uint(&l, "oidc_retry_min_ms", c->retry_min_ms);
 	log_uint(&l, "oidc_retry_max_ms", c->retry_max_ms);
 	log_uint(&l, "oidc_http_timeout_ms", c->http_timeout_ms);
+	log_uint(&l, "unknown_kid_wait_ms", c->unknown_kid_wait_ms);
 	log_end(&l);
 }

@@ -64,6 +64,7 @@ typedef struct config {
 	unsigned retry_min_ms;         /* first retry after a failed discovery/JWKS download */
 	unsigned retry_max_ms;         /* backoff ceiling */
 	unsigned http_timeout_ms;      /* whole discovery/JWKS transfer */
+	unsigned unknown_kid_wait_ms;  /* hold a request with an unknown kid for the JWKS refresh; 0 = never */
 	bool check_config;
 } config;
 

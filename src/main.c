@@ -56,6 +56,16 @@ static void v_stats(void *ctx, verifier_cache_stats *cache, oidc_status *st)
 	verifier_status(ctx, st);
 }
 
+static void v_set_listener(void *ctx, void (*fn)(void *ud), void *ud)
+{
+	verifier_set_refresh_listener(ctx, fn, ud);
+}
+
+static bool v_refresh_soon(void *ctx, unsigned within_ms)
+{
+	return verifier_refresh_soon(ctx, within_ms);
+}
+
 static bool r_ready(void *ud, char *why, size_t whylen)
 {
 	return handler_ready(ud, why, whylen);
@@ -111,6 +121,8 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	log_end(&l);
 	if (a->srv != NULL)
 		spoa_server_stop(a->srv, DRAIN_MS);
+	/* requests held for an unknown kid get their 503 now, so that the drain does not wait for them */
+	handler_stop(a->h);
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -177,6 +189,8 @@ static int start(app *a)
 	hc.vops.verify = v_verify;
 	hc.vops.ready = v_ready;
 	hc.vops.stats = v_stats;
+	hc.vops.set_listener = v_set_listener;
+	hc.vops.refresh_soon = v_refresh_soon;
 	hc.vops.ctx = a->v;
 	hc.sa = a->sa;
 	hc.metrics = a->m;
@@ -184,6 +198,8 @@ static int start(app *a)
 	hc.client_ip = a->cfg.extra_client_ip;
 	hc.extras = a->cfg.extra_headers;
 	hc.nextras = a->cfg.nextra_headers;
+	hc.unknown_kid_wait_ms = a->cfg.unknown_kid_wait_ms;
+	hc.max_token_bytes = a->cfg.max_token_bytes;
 	if (handler_create(&hc, &a->h) != 0) {
 		log_msg(LOG_LEVEL_ERROR, "start", "cannot create the handler");
 		return -1;
@@ -248,6 +264,8 @@ static int start(app *a)
 static void finish(app *a)
 {
 	httpd_stop(a->http);
+	/* held requests must be completed while their server exists */
+	handler_stop(a->h);
 	if (a->srv != NULL)
 		spoa_server_destroy(a->srv);
 	handler_destroy(a->h);
