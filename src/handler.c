@@ -528,8 +528,8 @@ static void on_keys_attempt(void *ud)
 static void held_finish(handler *h, held *r, int status, enum handler_reason why, const char *detail)
 {
 	conclude(h, &r->in, &r->sink, status, why, detail, NULL, NULL, mono_ns() - r->t0_ns);
+	atomic_fetch_sub(&h->nheld, 1); /* before done(): whoever it wakes sees the count without this one */
 	r->done(r->sink.ud);
-	atomic_fetch_sub(&h->nheld, 1);
 	free(r);
 }
 
@@ -555,8 +555,8 @@ static held *hold_pass(handler *h, held *list, uint64_t gen, bool stop)
 			/* the whole verdict again (never a shortcut to allow); holding on only while time is left */
 			if (judge(h, &r->in, r->tok, r->tlen, (int64_t)time(NULL), &r->sink, r->t0_ns,
 				  left > 0 ? left : 0) != HANDLER_HELD) {
-				r->done(r->sink.ud);
 				atomic_fetch_sub(&h->nheld, 1);
+				r->done(r->sink.ud);
 				free(r);
 				continue;
 			}
