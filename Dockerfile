@@ -8,10 +8,10 @@ WORKDIR /src
 COPY . .
 RUN scripts/build.sh --install-deps
 
-# Runtime: only the shared libraries the binary links (libev, OpenSSL 3, cJSON, libcurl) and CA certificates.
+# Runtime: only the shared libraries the binary links (libev, OpenSSL 3, cJSON, libcurl, libyaml) and CA certificates.
 FROM debian:12-slim AS agent
 RUN apt-get update -q \
- && apt-get install -y -q --no-install-recommends libev4 libssl3 libcjson1 libcurl4 ca-certificates \
+ && apt-get install -y -q --no-install-recommends libev4 libssl3 libcjson1 libcurl4 libyaml-0-2 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/kube-oidc-spoa /usr/local/bin/kube-oidc-spoa
 # A numeric, non-root user so Kubernetes' runAsNonRoot can verify it.

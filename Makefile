@@ -27,7 +27,7 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototy
 CPPFLAGS := -D_GNU_SOURCE -Ispoa -Isrc $(shell pkg-config --cflags libcurl libcjson 2>/dev/null || echo -I/usr/include/cjson)
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 $(WARN) -MMD -MP -pthread
-LDLIBS   := -lev -lssl -lcrypto -lcjson -lcurl -lpthread -lm
+LDLIBS   := -lev -lssl -lcrypto -lcjson -lcurl -lyaml -lpthread -lm
 
 ifeq ($(SANITIZE),1)
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer

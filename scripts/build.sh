@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Keep in step with the "build" line of scripts/deps.sh (tests/deploy checks it).
-BUILD_PACKAGES=(gcc make pkg-config libev-dev libssl-dev libcjson-dev libcurl4-openssl-dev)
+BUILD_PACKAGES=(gcc make pkg-config libev-dev libssl-dev libcjson-dev libcurl4-openssl-dev libyaml-dev)
 
 if [ "${1:-}" = "--install-deps" ]; then
   export DEBIAN_FRONTEND=noninteractive

@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(
   # build
-  gcc make pkg-config libev-dev libssl-dev libcjson-dev libcurl4-openssl-dev
+  gcc make pkg-config libev-dev libssl-dev libcjson-dev libcurl4-openssl-dev libyaml-dev
   # tests: unit, fuzz, integration, bench
   libcmocka-dev clang libclang-rt-14-dev haproxy openssl curl
   python3 python3-pytest python3-cryptography python3-jwcrypto python3-yaml wrk valgrind
