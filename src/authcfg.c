@@ -146,6 +146,7 @@ typedef struct node {
 	size_t len;
 	char *key;                   /* member of a mapping: its key */
 	size_t keylen;
+	unsigned keyline;            /* the key's line (the value may start on a later one) */
 	struct node *child, *last, *next;
 	size_t n;                    /* children */
 } node;
@@ -227,7 +228,7 @@ static node *node_new(builder *b, enum nkind k, unsigned line)
 }
 
 /* Appends child c to parent p (taking key if p is a mapping). */
-static bool node_add(builder *b, node *p, node *c, char *key, size_t keylen)
+static bool node_add(builder *b, node *p, node *c, char *key, size_t keylen, unsigned keyline)
 {
 	if (p->n >= (p->kind == N_MAP ? AUTHCFG_MAX_MEMBERS : (size_t)AUTHCFG_MAX_NODES)) {
 		bfail(b, AUTHCFG_E_DECODE, "a mapping has more than %u members (line %u)", AUTHCFG_MAX_MEMBERS, c->line);
@@ -237,6 +238,7 @@ static bool node_add(builder *b, node *p, node *c, char *key, size_t keylen)
 	}
 	c->key = key;
 	c->keylen = keylen;
+	c->keyline = keyline ? keyline : c->line;
 	if (p->last)
 		p->last->next = c;
 	else
@@ -353,6 +355,7 @@ static node *yaml_build(builder *b, const uint8_t *p, size_t len)
 	node *stack[AUTHCFG_MAX_DEPTH + 1];
 	char *pkey[AUTHCFG_MAX_DEPTH + 1];  /* a mapping's pending key, NULL when the next scalar is a key */
 	size_t pkeylen[AUTHCFG_MAX_DEPTH + 1];
+	unsigned pkeyline[AUTHCFG_MAX_DEPTH + 1];
 	size_t depth = 0, docs = 0;
 	node *root = NULL;
 	bool done = false;
@@ -398,6 +401,7 @@ static node *yaml_build(builder *b, const uint8_t *p, size_t len)
 			if (depth && stack[depth - 1]->kind == N_MAP && !pkey[depth - 1]) {
 				pkey[depth - 1] = memdup0(v, vl);
 				pkeylen[depth - 1] = vl;
+				pkeyline[depth - 1] = line;
 				if (!pkey[depth - 1])
 					bfail(b, AUTHCFG_E_NOMEM, "out of memory");
 				break;
@@ -457,13 +461,15 @@ static node *yaml_build(builder *b, const uint8_t *p, size_t len)
 				node *par = stack[depth - 1];
 				char *k = NULL;
 				size_t kl = 0;
+				unsigned kline = 0;
 
 				if (par->kind == N_MAP) {
 					k = pkey[depth - 1];
 					kl = pkeylen[depth - 1];
+					kline = pkeyline[depth - 1];
 					pkey[depth - 1] = NULL;
 				}
-				if (!node_add(b, par, n, k, kl))
+				if (!node_add(b, par, n, k, kl, kline))
 					n = NULL;
 			} else if (!root) {
 				root = n;
@@ -583,7 +589,7 @@ static node *json_convert(builder *b, const cJSON *j, unsigned depth)
 					break;
 				}
 			}
-			if (!node_add(b, n, cn, key, kl))
+			if (!node_add(b, n, cn, key, kl, 0))
 				break;
 		}
 		if (b->rc) {
@@ -691,7 +697,7 @@ static int dfail_field(dec *d, const char *what, const node *m)
 	sb_putn(&path, m->key, m->keylen > MAX_QUOTED ? MAX_QUOTED : m->keylen);
 	sb_printf(&d->msg, "strict decoding error: %s field ", what);
 	sb_quote(&d->msg, path.p ? path.p : "", path.n);
-	line_suffix(&d->msg, m->line);
+	line_suffix(&d->msg, m->keyline);
 	free(path.p);
 	if (path.oom)
 		d->rc = AUTHCFG_E_NOMEM;
@@ -1530,7 +1536,7 @@ static void validate_jwt(verrs *v, const authcfg_issuer *is, char *const *side)
 	}
 	/* issuer.certificateAuthority */
 	if (is->certificate_authority) {
-		const char *why = ca_check(is->certificate_authority, is->certificate_authority_len);
+		const char *why = ca_check(is->certificate_authority, strlen(is->certificate_authority));
 
 		if (why)
 			v_invalid(v, vp(p, sizeof(p), i, ".issuer.certificateAuthority"), "<omitted>", why);
