@@ -23,11 +23,11 @@ enum op {
 	OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MOD,
 	OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE, OP_IN,
 	OP_AND, OP_OR, OP_COND,
-	OP_CALL, OP_COMPRE,
+	OP_CALL, OP_COMPRE, OP_OPTSEL,
 };
 
 enum fn { FN_SIZE, FN_STRING, FN_INT, FN_DOUBLE, FN_DYN, FN_STARTS, FN_ENDS, FN_CONTAINS, FN_LOWER, FN_UPPER,
-	  FN_JOIN };
+	  FN_JOIN, FN_SPLIT, FN_OR_VALUE, FN_HAS_VALUE, FN_VALUE };
 enum compre { CK_ALL, CK_EXISTS, CK_EXISTS_ONE, CK_MAP, CK_FILTER };
 enum userf { UF_USERNAME, UF_UID, UF_GROUPS, UF_EXTRA };
 
@@ -37,6 +37,10 @@ typedef uint16_t stype;
 #define TELEM(t) ((stype)((t) >> 4))
 #define T_LIST_OF(e) ((stype)(CEL_LIST | (((e) & 0xff) << 4)))
 #define T_MAP_OF(v) ((stype)(CEL_MAP | (((v) & 0xff) << 4)))
+/* optional(T) of `x.?f`: only usable through orValue(), hasValue() and value(); at run time an absent optional
+ * is a value of this kind and a present one is the plain value */
+#define K_OPT 8
+#define T_OPT_OF(v) ((stype)(K_OPT | (((v) & 0xff) << 4)))
 
 typedef struct node {
 	uint8_t op, fn, slot, nargs;
@@ -93,7 +97,7 @@ const char *cel_kind_name(cel_kind k)
 	case CEL_LIST: return "list";
 	case CEL_MAP: return "map";
 	}
-	return "?";
+	return (int)k == K_OPT ? "optional" : "?";
 }
 
 /* ---------------------------------------------------------------- lexer */
@@ -595,9 +599,17 @@ static int32_t new_node(struct ps *s, uint8_t op, size_t pos, stype type, int32_
 		g->nodes = nn;
 		g->cap = nc;
 	}
-	for (int k = 0; k < 3; k++)
-		if (kids[k] >= 0 && g->nodes[kids[k]].height > h)
+	for (int k = 0; k < 3; k++) {
+		if (kids[k] < 0)
+			continue;
+		if (g->nodes[kids[k]].height > h)
 			h = g->nodes[kids[k]].height;
+		if (TK(g->nodes[kids[k]].type) == K_OPT && !(k == 0 && (op == OP_OPTSEL || op == OP_CALL))) {
+			ps_fail(s, CEL_E_UNSUPPORTED, g->nodes[kids[k]].pos,
+				"an optional value can only be used with .?field, orValue(), hasValue() or value()");
+			return -1;
+		}
+	}
 	if (h + 1 > CEL_MAX_DEPTH) {
 		ps_fail(s, CEL_E_LIMIT, pos, "expression nested deeper than %d", CEL_MAX_DEPTH);
 		return -1;
@@ -682,6 +694,11 @@ static int32_t binary(struct ps *s, int op, size_t pos, int32_t a, int32_t b)
 		return -1;
 	ta = N(s, a)->type, tb = N(s, b)->type;
 	ka = TK(ta), kb = TK(tb);
+	if (ka == K_OPT || kb == K_OPT) {
+		ps_fail(s, CEL_E_UNSUPPORTED, N(s, ka == K_OPT ? a : b)->pos,
+			"an optional value can only be used with .?field, orValue(), hasValue() or value()");
+		return -1;
+	}
 	switch (op) {
 	case OP_ADD:
 		if (ka == CEL_DYN && kb == CEL_DYN)
@@ -890,6 +907,10 @@ static int32_t parse_call(struct ps *s, int32_t target, const uint8_t *w, size_t
 		{ "lowerAscii", FN_LOWER, true, false, 0, 0 },
 		{ "upperAscii", FN_UPPER, true, false, 0, 0 },
 		{ "join", FN_JOIN, true, false, 0, 1 },
+		{ "split", FN_SPLIT, true, false, 1, 1 },
+		{ "orValue", FN_OR_VALUE, true, false, 1, 1 },
+		{ "hasValue", FN_HAS_VALUE, true, false, 0, 0 },
+		{ "value", FN_VALUE, true, false, 0, 0 },
 	};
 	static const struct {
 		const char *name;
@@ -1014,16 +1035,24 @@ static int32_t parse_call(struct ps *s, int32_t target, const uint8_t *w, size_t
 	nargs = parse_args(s, args, 2, pos, fname);
 	if (nargs < 0)
 		return -1;
-	if (fns[idx].fn == FN_SIZE && target < 0) {
-		/* size(x) is x.size() */
+	if (target < 0) {
+		/* every global function takes one argument; f(x) is evaluated as x.f() */
 		if (nargs != 1)
 			return call_fail(s, pos, fname, -1, args, nargs);
 		target = args[0];
 		args[0] = -1;
 		nargs = 0;
-	}
-	if (nargs < fns[idx].nmin || nargs > fns[idx].nmax)
+	} else if (nargs < fns[idx].nmin || nargs > fns[idx].nmax || (fns[idx].fn == FN_SIZE && nargs != 0)) {
 		return call_fail(s, pos, fname, target, args, nargs);
+	}
+	if ((fns[idx].fn >= FN_OR_VALUE) != (target >= 0 && TK(N(s, target)->type) == K_OPT)) {
+		if (fns[idx].fn >= FN_OR_VALUE)
+			ps_fail(s, CEL_E_UNSUPPORTED, pos, "%s() applies to an optional value (x.?field)", fname);
+		else
+			ps_fail(s, CEL_E_UNSUPPORTED, pos,
+				"an optional value can only be used with .?field, orValue(), hasValue() or value()");
+		return -1;
+	}
 	switch (fns[idx].fn) {
 	case FN_SIZE:
 		if (!kind_ok(N(s, target)->type, CEL_STRING, CEL_LIST, CEL_MAP))
@@ -1031,19 +1060,18 @@ static int32_t parse_call(struct ps *s, int32_t target, const uint8_t *w, size_t
 		t = CEL_INT;
 		break;
 	case FN_STRING:
-		if (!kind_ok(N(s, args[0])->type, CEL_STRING, CEL_INT, CEL_DOUBLE) &&
-		    TK(N(s, args[0])->type) != CEL_BOOL)
-			return call_fail(s, pos, fname, -1, args, 1);
+		if (!kind_ok(N(s, target)->type, CEL_STRING, CEL_INT, CEL_DOUBLE) && TK(N(s, target)->type) != CEL_BOOL)
+			return call_fail(s, pos, fname, -1, &target, 1);
 		t = CEL_STRING;
 		break;
 	case FN_INT:
-		if (!kind_ok(N(s, args[0])->type, CEL_STRING, CEL_INT, CEL_DOUBLE))
-			return call_fail(s, pos, fname, -1, args, 1);
+		if (!kind_ok(N(s, target)->type, CEL_STRING, CEL_INT, CEL_DOUBLE))
+			return call_fail(s, pos, fname, -1, &target, 1);
 		t = CEL_INT;
 		break;
 	case FN_DOUBLE:
-		if (!kind_ok(N(s, args[0])->type, CEL_STRING, CEL_INT, CEL_DOUBLE))
-			return call_fail(s, pos, fname, -1, args, 1);
+		if (!kind_ok(N(s, target)->type, CEL_STRING, CEL_INT, CEL_DOUBLE))
+			return call_fail(s, pos, fname, -1, &target, 1);
 		t = CEL_DOUBLE;
 		break;
 	case FN_DYN:
@@ -1070,6 +1098,21 @@ static int32_t parse_call(struct ps *s, int32_t target, const uint8_t *w, size_t
 		    (nargs == 1 && !kind_ok(N(s, args[0])->type, CEL_STRING, CEL_STRING, CEL_STRING)))
 			return call_fail(s, pos, fname, target, args, nargs);
 		t = CEL_STRING;
+		break;
+	case FN_SPLIT:
+		if (!kind_ok(N(s, target)->type, CEL_STRING, CEL_STRING, CEL_STRING) ||
+		    !kind_ok(N(s, args[0])->type, CEL_STRING, CEL_STRING, CEL_STRING))
+			return call_fail(s, pos, fname, target, args, 1);
+		t = T_LIST_OF(CEL_STRING);
+		break;
+	case FN_OR_VALUE:
+		t = TELEM(N(s, target)->type) == N(s, args[0])->type ? N(s, args[0])->type : (stype)CEL_DYN;
+		break;
+	case FN_HAS_VALUE:
+		t = CEL_BOOL;
+		break;
+	case FN_VALUE:
+		t = TELEM(N(s, target)->type);
 		break;
 	}
 	r = new_node(s, OP_CALL, pos, t, target, args[0], args[1]);
@@ -1137,6 +1180,11 @@ static int32_t parse_primary(struct ps *s)
 
 			if (e < 0)
 				return -1;
+			if (TK(N(s, e)->type) == K_OPT) {
+				ps_fail(s, CEL_E_UNSUPPORTED, N(s, e)->pos,
+					"an optional value can only be used with .?field, orValue(), hasValue() or value()");
+				return -1;
+			}
 			if (first < 0)
 				first = e;
 			else
@@ -1215,20 +1263,46 @@ static int32_t parse_member(struct ps *s)
 			const uint8_t *w;
 			size_t n, k;
 
+			bool opt = false;
+
 			lex_next(s);
+			if (s->tok == T_QUESTION) {
+				opt = true;
+				lex_next(s);
+			}
 			if (s->tok != T_IDENT) {
-				ps_fail(s, s->tok == T_QUESTION ? CEL_E_UNSUPPORTED : CEL_E_SYNTAX, s->tpos,
-					s->tok == T_QUESTION ? "optional field selection is outside the supported CEL subset"
-							     : "expected a field or method name after '.'");
+				ps_fail(s, CEL_E_SYNTAX, s->tpos, "expected a field or method name after '.'");
 				return -1;
 			}
 			w = s->p + s->tpos, n = s->tend - s->tpos, pos = s->tpos;
 			k = s->off;
 			while (k < s->len && (s->p[k] == ' ' || s->p[k] == '\t' || s->p[k] == '\n' || s->p[k] == '\r'))
 				k++;
-			if (k < s->len && s->p[k] == '(') {
+			if (k < s->len && s->p[k] == '(' && !opt) {
 				s->off = k;
 				r = parse_call(s, r, w, n, pos);
+				continue;
+			}
+			if (opt) {
+				stype tt = N(s, r)->type, vt;
+				uint32_t off;
+				int32_t sel;
+
+				if (TK(tt) == K_OPT)
+					tt = TELEM(tt);
+				if (!kind_ok(tt, CEL_MAP, CEL_MAP, CEL_MAP)) {
+					ps_fail(s, CEL_E_TYPE, pos, "type '%s' does not support field selection",
+						cel_kind_name(TK(tt)));
+					return -1;
+				}
+				vt = TK(tt) == CEL_MAP ? TELEM(tt) : (stype)CEL_DYN;
+				if (!pool_ident(s, w, n, &off))
+					return -1;
+				sel = new_node(s, OP_OPTSEL, pos, T_OPT_OF(vt), r, -1, -1);
+				if (sel >= 0)
+					N(s, sel)->v.s.off = off, N(s, sel)->v.s.len = (uint32_t)n;
+				r = sel;
+				lex_next(s);
 				continue;
 			}
 			{
@@ -1481,6 +1555,9 @@ int cel_compile_vars(const uint8_t *p, size_t len, unsigned vars, cel_program **
 	root = parse_expr(&s);
 	if (root >= 0 && s.rc == 0 && s.tok != T_EOF)
 		ps_fail(&s, CEL_E_SYNTAX, s.tpos, "unexpected input after the expression");
+	if (root >= 0 && s.rc == 0 && TK(g->nodes[root].type) == K_OPT)
+		ps_fail(&s, CEL_E_UNSUPPORTED, g->nodes[root].pos,
+			"an optional value can only be used with .?field, orValue(), hasValue() or value()");
 	rc = s.rc;
 	if (rc == 0 && root < 0)
 		rc = ps_fail(&s, CEL_E_SYNTAX, 0, "empty expression");
@@ -1521,6 +1598,30 @@ void cel_result_type(const cel_program *prog, cel_kind *kind, cel_kind *elem)
 unsigned cel_program_vars(const cel_program *prog)
 {
 	return prog->vars;
+}
+
+bool cel_program_uses_claim(const cel_program *prog, const char *name)
+{
+	size_t nl = strlen(name);
+
+	for (uint32_t i = 0; i < prog->nnodes; i++) {
+		const node *n = &prog->nodes[i];
+		const node *key = NULL;
+
+		if (n->op != OP_SELECT && n->op != OP_HAS && n->op != OP_OPTSEL && n->op != OP_INDEX)
+			continue;
+		if (prog->nodes[n->kid[0]].op != OP_CLAIMS)
+			continue;
+		if (n->op == OP_INDEX) {
+			key = &prog->nodes[n->kid[1]];
+			if (key->op != OP_STRING)
+				continue;
+			n = key;
+		}
+		if (n->v.s.len == nl && memcmp(prog->pool + n->v.s.off, name, nl) == 0)
+			return true;
+	}
+	return false;
 }
 
 /* ---------------------------------------------------------------- values */
@@ -2028,6 +2129,71 @@ static int do_call(struct ev *e, const node *n, cel_value *out)
 		return rc;
 	memset(out, 0, sizeof(*out));
 	switch (n->fn) {
+	case FN_OR_VALUE:
+		*out = t.kind == K_OPT ? a : t;
+		return 0;
+	case FN_HAS_VALUE:
+		out->kind = CEL_BOOL, out->u.b = t.kind != K_OPT;
+		return 0;
+	case FN_VALUE:
+		if (t.kind == K_OPT)
+			return ev_fail(e, CEL_E_EVAL, n->pos, "optional.none() dereference");
+		*out = t;
+		return 0;
+	case FN_SPLIT: {
+		size_t cnt = 1, k = 0, start = 0;
+		cel_value *items;
+		const char *sp = t.u.s.p, *sep = a.u.s.p;
+		size_t tl = t.u.s.len, sl = a.u.s.len;
+
+		if (t.kind != CEL_STRING || a.kind != CEL_STRING)
+			return no_overload(e, n->pos, "split", &t, &a);
+		if ((rc = spend(e, tl / 4, n->pos)) != 0)
+			return rc;
+		/* Go's strings.Split: an empty separator splits after each UTF-8 sequence, "" gives [""] */
+		if (sl == 0) {
+			cnt = 0;
+			for (size_t i = 0; i < tl; i++)
+				cnt += ((uint8_t)sp[i] & 0xc0) != 0x80;
+		} else {
+			for (size_t i = 0; tl >= sl && i <= tl - sl;)
+				if (memcmp(sp + i, sep, sl) == 0)
+					cnt++, i += sl;
+				else
+					i++;
+		}
+		items = arena_alloc(e, (cnt ? cnt : 1) * sizeof(*items), n->pos, &rc);
+		if (items == NULL)
+			return rc;
+		for (size_t i = 0; k < cnt;) {
+			size_t end;
+			char *p;
+
+			if (sl == 0) {
+				end = i + 1;
+				while (end < tl && ((uint8_t)sp[end] & 0xc0) == 0x80)
+					end++;
+				start = i;
+				i = end;
+			} else {
+				end = start;
+				while (end < tl && !(tl - end >= sl && memcmp(sp + end, sep, sl) == 0))
+					end++;
+			}
+			if ((rc = new_string(e, end - start, n->pos, &p, &items[k])) != 0)
+				return rc;
+			if (end > start)
+				memcpy(p, sp + start, end - start);
+			k++;
+			if (sl != 0)
+				start = end + sl;
+		}
+		out->kind = CEL_LIST;
+		out->rep = CEL_REP_NATIVE;
+		out->u.list.items = items;
+		out->u.list.n = cnt;
+		return 0;
+	}
 	case FN_SIZE:
 		out->kind = CEL_INT;
 		if (t.kind == CEL_STRING) {
@@ -2473,6 +2639,23 @@ static int eval(struct ev *e, int32_t ni, cel_value *out)
 		if (a.kind != CEL_BOOL)
 			return no_overload(e, n->pos, "_?_:_", &a, NULL);
 		return eval(e, n->kid[a.u.b ? 1 : 2], out);
+	case OP_OPTSEL:
+		if ((rc = eval(e, n->kid[0], &a)) != 0)
+			return rc;
+		if (a.kind == K_OPT) {
+			*out = a;
+			return 0;
+		}
+		if (a.kind != CEL_MAP)
+			return ev_fail(e, CEL_E_TYPE, n->pos, "type '%s' does not support field selection",
+				       cel_kind_name(a.kind));
+		if ((rc = spend(e, cel_list_len(&a) / 16, n->pos)) != 0)
+			return rc;
+		if (!map_get(&a, e->g->pool + n->v.s.off, n->v.s.len, out)) {
+			memset(out, 0, sizeof(*out));
+			out->kind = K_OPT;
+		}
+		return 0;
 	case OP_CALL:
 		return do_call(e, n, out);
 	case OP_COMPRE:

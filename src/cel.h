@@ -133,6 +133,9 @@ void cel_program_free(cel_program *prog);
 void cel_result_type(const cel_program *prog, cel_kind *kind, cel_kind *elem);
 /* Which variables (CEL_VAR_*) the program references. */
 unsigned cel_program_vars(const cel_program *prog);
+/* Whether the program reads the claim `name` directly (claims.name, has(claims.name), claims.?name or
+ * claims['name']): the API server requires claims.email_verified to appear once a mapping uses claims.email. */
+bool cel_program_uses_claim(const cel_program *prog, const char *name);
 
 void cel_arena_init(cel_arena *a, void *buf, size_t cap);
 /* Forgets every value allocated from the arena (they must not be used afterwards). */
