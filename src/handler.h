@@ -3,9 +3,9 @@
  *
  * Owns: nothing but its small context; the verifier (behind handler_verify_ops), the service-account token and
  * the metrics are the caller's and must outlive the handler. handler_on_notify() is the spoa_handler_fn; it
- * runs on SPOP worker threads, any number at once, and never blocks or allocates (the identity comes from the
- * verifier by reference, strings are copied into the ACK by libspoa). The decision itself is
- * handler_process(), which writes through a handler_sink so that tests can see every variable it sets.
+ * runs on SPOP worker threads, any number at once, never blocks, and allocates only to hold a request (below):
+ * the identity comes from the verifier by reference, strings are copied into the ACK by libspoa. The decision
+ * itself is handler_process(), which writes through a handler_sink so that tests can see every variable it sets.
  *
  * Held requests: a token whose kid is not in the key set usually means the issuer has just rotated its keys,
  * and the JWKS download that kid triggered lands a few milliseconds later. Like the API server's authenticator
