@@ -69,7 +69,6 @@ static const acase cases[] = {
 	 "  claimValidationRules: [{expression: 'true'}]\n" USER_SUB
 	 "- issuer: {url: https://b.example, audiences: [a]}\n  claimValidationRules: [{expression: 'true'}]\n"
 	 "  claimMappings: {username: {expression: claims.sub}}\n", AUTHCFG_OK, false, {NULL}},
-	{"a null list element is a zero value", V1 "jwt: []\n", AUTHCFG_OK, false, {NULL}},
 
 	/* ---- issuer.url ---- */
 	{"http issuer", V1 ISS_OPEN "    url: http://a.example\n" AUD_A USER_SUB, AUTHCFG_E_INVALID, true,
@@ -217,6 +216,10 @@ static const acase cases[] = {
 	{"duplicate user rule", MIN "  userValidationRules:\n  - {expression: 'true'}\n  - {expression: 'true', message: m}\n",
 	 AUTHCFG_E_INVALID, true, {"jwt[0].userValidationRules[1].expression: Duplicate value: \"true\""}},
 	/* ---- counts ---- */
+	{"a null authenticator is a zero value (as Go decodes null)", V1 "jwt:\n- null\n", AUTHCFG_E_INVALID, true,
+	 {"[jwt[0].issuer.url: Required value, jwt[0].issuer.audiences: Required value: at least one "
+	  "jwt[0].issuer.audiences is required, jwt[0].claimMappings.username: Required value: claim or expression is "
+	  "required]"}},
 	{"65 authenticators", NULL, AUTHCFG_E_INVALID, true, {"jwt: Too many: 65: must have at most 64 items"}},
 	{"64 authenticators", NULL, AUTHCFG_OK, false, {NULL}},
 	{"errors from two authenticators, in order", V1 "jwt:\n- issuer: {url: http://a}\n"
