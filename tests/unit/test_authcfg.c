@@ -561,8 +561,8 @@ static void test_k8s_docs_examples(void **state)
 	assert_int_equal(authcfg_load_file(FIX "k8s-docs-reference.yaml", &c, err, sizeof(err)), AUTHCFG_E_INVALID);
 	assert_null(c);
 	static const char *const want[] = {
-		"jwt[0].issuer.certificateAuthority: Invalid value: \"<omitted>\": data does not contain any valid RSA or "
-		"ECDSA certificates",
+		("jwt[0].issuer.certificateAuthority: Invalid value: \"<omitted>\": data does not contain any valid RSA "
+		 "or ECDSA certificates"),
 		"jwt[0].issuer.egressSelectorType: Forbidden",
 		"jwt[0].claimMappings.username: Invalid value: \"\": claim and expression can't both be set",
 		"jwt[0].claimMappings.groups: Invalid value: \"\": claim and expression can't both be set",
