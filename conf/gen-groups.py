@@ -3,6 +3,9 @@
 
 Kubernetes takes one group per Impersonate-Group header line, and HAProxy cannot loop, so the config carries one
 conditional add-header per possible group g0…g{max-1} and denies (403) past max: groups are never dropped silently.
+Each line has ONE condition, that its variable exists: these lines run on every allowed request, and the agent sets
+exactly g0…g{ng-1} (conf/CONTRACT.md), so "gN found" already means "N < ng". Testing the variable rather than ng is
+also the side that fails closed: a group the agent did not send can never become an empty Impersonate-Group line.
 
     conf/gen-groups.py [--max N] [--check] [FILE]
 
@@ -27,7 +30,7 @@ def block(n):
              f"'{FORBIDDEN}' if {{ var(txn.kos.ng) -m int gt {n} }}"]
     for i in range(n):
         lines.append(f'    http-request add-header Impersonate-Group "%[var(txn.kos.g{i})]" '
-                     f'if {{ var(txn.kos.ng) -m int gt {i} }} {{ var(txn.kos.g{i}) -m found }}')
+                     f'if {{ var(txn.kos.g{i}) -m found }}')
     lines.append(END)
     return "\n".join(lines) + "\n"
 
