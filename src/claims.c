@@ -99,20 +99,29 @@ static char *concat(const char *a, const char *b)
 	return s;
 }
 
-static int check_aud(const claims_rules *r, const cJSON *aud)
+static bool aud_wanted(const char *a, const char *const *auds, size_t naud)
+{
+	for (size_t i = 0; i < naud; i++)
+		if (strcmp(a, auds[i]) == 0)
+			return true;
+	return false;
+}
+
+/* MatchAny: at least one of the token's audiences is one of ours (one audience = the flags' client ID). */
+static int check_aud(const char *const *auds, size_t naud, const cJSON *aud)
 {
 	const cJSON *it;
 	bool found = false;
 
 	if (cJSON_IsString(aud))
-		return strcmp(aud->valuestring, r->client_id) == 0 ? 0 : CLAIMS_E_AUDIENCE;
+		return aud_wanted(aud->valuestring, auds, naud) ? 0 : CLAIMS_E_AUDIENCE;
 	if (!cJSON_IsArray(aud))
 		return CLAIMS_E_AUDIENCE;
 	/* Go unmarshals the whole array into []string first: one non-string member fails the token */
 	for (it = aud->child; it; it = it->next) {
 		if (!cJSON_IsString(it))
 			return CLAIMS_E_AUDIENCE;
-		if (strcmp(it->valuestring, r->client_id) == 0)
+		if (aud_wanted(it->valuestring, auds, naud))
 			found = true;
 	}
 	return found ? 0 : CLAIMS_E_AUDIENCE;
@@ -127,25 +136,21 @@ static int64_t clamp_i64(double d)
 	return (int64_t)floor(d);
 }
 
-int claims_map(const claims_rules *r, const cJSON *payload, int64_t now, uint64_t key_fp, identity **out,
-	       const char **detail)
+int claims_check_std(const char *issuer, const char *const *auds, size_t naud, const cJSON *payload, int64_t now,
+		     int64_t *exp_out, const char **detail)
 {
-	const cJSON *c, *g;
-	const char *d = NULL, *uname;
-	const char **groups = NULL;
-	char *user = NULL;
-	size_t ngroups = 0, i;
+	const cJSON *c;
+	const char *d = NULL;
 	int64_t exp;
-	identity *id;
 	int rc;
 
 	c = cJSON_GetObjectItemCaseSensitive(payload, "iss");
-	if (!cJSON_IsString(c) || strcmp(c->valuestring, r->issuer) != 0) {
+	if (!cJSON_IsString(c) || strcmp(c->valuestring, issuer) != 0) {
 		rc = CLAIMS_E_ISSUER;
 		d = "issuer mismatch";
 		goto out;
 	}
-	if (check_aud(r, cJSON_GetObjectItemCaseSensitive(payload, "aud"))) {
+	if (check_aud(auds, naud, cJSON_GetObjectItemCaseSensitive(payload, "aud"))) {
 		rc = CLAIMS_E_AUDIENCE;
 		d = "audience mismatch";
 		goto out;
@@ -183,6 +188,30 @@ int claims_map(const claims_rules *r, const cJSON *payload, int64_t now, uint64_
 			goto out;
 		}
 	}
+
+	*exp_out = exp;
+	return 0;
+out:
+	if (detail)
+		*detail = d;
+	return rc;
+}
+
+int claims_map(const claims_rules *r, const cJSON *payload, int64_t now, uint64_t key_fp, identity **out,
+	       const char **detail)
+{
+	const cJSON *c, *g;
+	const char *d = NULL, *uname;
+	const char **groups = NULL;
+	char *user = NULL;
+	size_t ngroups = 0, i;
+	int64_t exp;
+	identity *id;
+	int rc;
+
+	rc = claims_check_std(r->issuer, &r->client_id, 1, payload, now, &exp, &d);
+	if (rc)
+		goto out;
 
 	c = cJSON_GetObjectItemCaseSensitive(payload, r->username_claim);
 	if (!c) {

@@ -72,5 +72,11 @@ void claims_rules_free(claims_rules *r);
 int claims_map(const claims_rules *r, const cJSON *payload, int64_t now, uint64_t key_fp, identity **out,
 	       const char **detail);
 const char *claims_strerror(int err);
+/* The token checks that precede any mapping (iss, aud, exp, nbf; rules above), shared with the
+ * AuthenticationConfiguration path (mapping.h): iss equals issuer; aud (string or array of strings) contains at
+ * least one of auds[0..naud) (audienceMatchPolicy MatchAny; the flags' client ID is a list of one). 0 with
+ * *exp (unix seconds), or a negative claims_err with a static detail. Any thread. */
+int claims_check_std(const char *issuer, const char *const *auds, size_t naud, const cJSON *payload, int64_t now,
+		     int64_t *exp, const char **detail);
 
 #endif

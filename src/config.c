@@ -46,6 +46,11 @@ typedef struct opt {
 
 /* The table is the single source of --help, environment names, defaults and parsing. */
 static const opt opts[] = {
+	{"authentication-config", "KOS_AUTHENTICATION_CONFIG", K_STR, F(authn_config), 0, 0, 0, NULL, "FILE",
+	 "Kubernetes AuthenticationConfiguration (apiserver.config.k8s.io v1beta1/v1, YAML or JSON): several "
+	 "issuers, audiences, claim mappings and CEL rules. Replaces the --oidc-issuer-url ... --oidc-signing-algs "
+	 "flags (giving both is an error). SIGHUP re-reads it; an invalid new file is logged and the old one "
+	 "kept."},
 	{"oidc-issuer-url", "KOS_OIDC_ISSUER_URL", K_URL, F(issuer_url), 0, 0, 0, NULL, "URL",
 	 "Issuer URL (https). Required. Discovery is <URL>/.well-known/openid-configuration."},
 	{"oidc-client-id", "KOS_OIDC_CLIENT_ID", K_STR, F(client_id), 0, 0, 0, NULL, "ID",
@@ -653,12 +658,28 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 				goto out;
 		}
 	}
-	if (c.issuer_url == NULL) {
+	if (c.authn_config != NULL) {
+		static const char *const excl[] = {"oidc-issuer-url", "oidc-client-id", "oidc-ca-file",
+						   "oidc-username-claim", "oidc-username-prefix", "oidc-groups-claim",
+						   "oidc-groups-prefix", "oidc-required-claim", "oidc-signing-algs"};
+
+		for (size_t k = 0; k < sizeof(excl) / sizeof(excl[0]); k++) {
+			const opt *o = find_opt(excl[k], strlen(excl[k]));
+
+			if (o != NULL && given[o - opts]) {
+				seterr(err, errlen, "--authentication-config and --%s (or %s) are mutually exclusive: "
+				       "the configuration file defines the issuers, audiences and claim mappings",
+				       o->name, o->env);
+				rc = CONFIG_E_USAGE;
+				goto out;
+			}
+		}
+	} else if (c.issuer_url == NULL) {
 		seterr(err, errlen, "--oidc-issuer-url is required (or KOS_OIDC_ISSUER_URL)");
 		rc = CONFIG_E_USAGE;
 		goto out;
 	}
-	if (c.client_id == NULL) {
+	if (c.authn_config == NULL && c.client_id == NULL) {
 		seterr(err, errlen, "--oidc-client-id is required (or KOS_OIDC_CLIENT_ID)");
 		rc = CONFIG_E_USAGE;
 		goto out;
@@ -709,6 +730,9 @@ static int check_readable(const char *what, const char *path, bool need_content,
 
 int config_check_files(const config *c, char *err, size_t errlen)
 {
+	if (c->authn_config != NULL &&
+	    check_readable("--authentication-config", c->authn_config, true, err, errlen) != 0)
+		return -1;
 	if (c->ca_file != NULL && check_readable("--oidc-ca-file", c->ca_file, true, err, errlen) != 0)
 		return -1;
 	if (check_readable("--service-account-token-file", c->sa_token_file, true, err, errlen) != 0)
@@ -718,7 +742,10 @@ int config_check_files(const config *c, char *err, size_t errlen)
 
 void config_usage(FILE *f)
 {
-	fprintf(f, "Usage: kube-oidc-spoa --oidc-issuer-url=URL --oidc-client-id=ID [flags]\n\n"
+	fprintf(f, "Usage: kube-oidc-spoa --oidc-issuer-url=URL --oidc-client-id=ID [flags]\n"
+		   "       kube-oidc-spoa --authentication-config=FILE [flags]\n"
+		   "       kube-oidc-spoa explain [--token-file FILE] <the same flags>   (token on stdin without "
+		   "--token-file)\n\n"
 		   "HAProxy SPOE agent: verifies OIDC ID tokens for Kubernetes and returns the identity HAProxy\n"
 		   "impersonates towards the API server. Flags keep kube-oidc-proxy's names.\n\n"
 		   "Every flag can also be set by an environment variable: KOS_ + the flag name in upper snake case\n"
@@ -753,6 +780,8 @@ static void print_kv(FILE *f, const char *name, const config_kv *kv, size_t n)
 void config_print(const config *c, FILE *f)
 {
 #define S(x) ((x) ? (x) : "")
+	if (c->authn_config != NULL)
+		fprintf(f, "authentication-config: %s\n", c->authn_config);
 	fprintf(f, "oidc-issuer-url: %s\n", S(c->issuer_url));
 	fprintf(f, "oidc-client-id: %s\n", S(c->client_id));
 	fprintf(f, "oidc-ca-file: %s\n", S(c->ca_file));
@@ -790,6 +819,7 @@ void config_log(const config *c)
 
 	log_begin(&l, LOG_LEVEL_INFO, "config");
 	log_str(&l, "version", KOS_VERSION);
+	log_str(&l, "authentication_config", c->authn_config);
 	log_str(&l, "oidc_issuer_url", c->issuer_url);
 	log_str(&l, "oidc_client_id", c->client_id);
 	log_str(&l, "oidc_ca_file", c->ca_file);

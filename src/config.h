@@ -32,6 +32,9 @@ typedef struct config_kv {
 } config_kv;
 
 typedef struct config {
+	/* Kubernetes AuthenticationConfiguration file: several issuers, CEL mappings and rules (issuers.h).
+	 * Mutually exclusive with the kube-oidc-proxy --oidc-* flags below (not with the tuning knobs). */
+	char *authn_config;
 	/* kube-oidc-proxy's flags */
 	char *issuer_url;
 	char *client_id;

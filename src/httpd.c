@@ -261,13 +261,20 @@ static void route(hconn *c, const httpd_request *r)
 		/* liveness: the main loop answered, which is what a hung agent would fail to do */
 		respond_text(c, 200, "ok\n", head);
 	} else if (path_is(r, "/ready")) {
-		char why[256] = "";
-		char esc[600];
-		char body[700];
+		char why[1024] = "";
+		char esc[2400];
+		char body[2500];
 		size_t elen;
 
 		if (h->routes.ready != NULL && h->routes.ready(h->routes.ud, why, sizeof(why))) {
-			respond(c, 200, "application/json", strdup("{\"ready\":true}\n"), 15, head);
+			if (why[0] == '\0') {
+				respond(c, 200, "application/json", strdup("{\"ready\":true}\n"), 15, head);
+				return;
+			}
+			/* a ready route may still describe its parts (each issuer of --authentication-config) */
+			elen = log_json_escape(esc, sizeof(esc), (const uint8_t *)why, strnlen(why, sizeof(why)), NULL);
+			snprintf(body, sizeof(body), "{\"ready\":true,\"detail\":\"%.*s\"}\n", (int)elen, esc);
+			respond(c, 200, "application/json", strdup(body), strlen(body), head);
 			return;
 		}
 		elen = log_json_escape(esc, sizeof(esc), (const uint8_t *)why, strnlen(why, sizeof(why)), NULL);

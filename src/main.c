@@ -13,8 +13,10 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "explain.h"
 #include "handler.h"
 #include "httpd.h"
+#include "issuers.h"
 #include "log.h"
 #include "metrics.h"
 #include "satoken.h"
@@ -29,6 +31,7 @@ typedef struct app {
 	struct ev_loop *loop;
 	config cfg;
 	verifier *v;
+	issuers *is;     /* --authentication-config instead of v */
 	satoken *sa;
 	metrics *m;
 	handler *h;
@@ -66,14 +69,59 @@ static bool v_refresh_soon(void *ctx, unsigned within_ms)
 	return verifier_refresh_soon(ctx, within_ms);
 }
 
+/* the same for --authentication-config: several issuers behind one verifier-like interface */
+static int is_verify(void *ctx, const uint8_t *tok, size_t len, int64_t now, const identity **id,
+		     const char **detail)
+{
+	return issuers_verify(ctx, tok, len, now, id, detail);
+}
+
+static bool is_ready(void *ctx)
+{
+	return issuers_ready(ctx);
+}
+
+static void is_set_listener(void *ctx, void (*fn)(void *ud), void *ud)
+{
+	issuers_set_refresh_listener(ctx, fn, ud);
+}
+
+static bool is_refresh_soon(void *ctx, unsigned within_ms)
+{
+	return issuers_refresh_soon(ctx, within_ms);
+}
+
+static app *the_app; /* for the probe routes, which get the handler as their user data */
+
 static bool r_ready(void *ud, char *why, size_t whylen)
 {
-	return handler_ready(ud, why, whylen);
+	bool ok = handler_ready(ud, why, whylen);
+	size_t n;
+
+	if (the_app == NULL || the_app->is == NULL || whylen == 0)
+		return ok;
+	/* each issuer's state, ready or not */
+	if (ok)
+		why[0] = '\0';
+	n = strlen(why);
+	if (n + 12 < whylen) {
+		n += (size_t)snprintf(why + n, whylen - n, "%sissuers: ", n ? "; " : "");
+		issuers_describe(the_app->is, why + n, whylen - n);
+	}
+	return ok;
 }
 
 static int r_metrics(void *ud, char **body, size_t *len)
 {
-	return handler_metrics(ud, body, len);
+	if (handler_metrics(ud, body, len) != 0)
+		return -1;
+	/* the issuer-labelled families and the shared cache (the handler renders none of them here) */
+	if (the_app != NULL && the_app->is != NULL && issuers_metrics(the_app->is, body, len) != 0) {
+		free(*body);
+		*body = NULL;
+		return -1;
+	}
+	return 0;
 }
 
 static void oidc_log(void *ud, int level, const char *event, const char *msg)
@@ -107,6 +155,8 @@ static void sa_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	/* a stat() per second on a small local file; the SPOP workers never wait on it */
 	satoken_reload(a->sa, NULL);
+	if (a->is != NULL)
+		issuers_reap(a->is);
 }
 
 static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -128,10 +178,31 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
+	app *a = w->data;
+	char err[1024] = "";
+	log_line l;
+
 	(void)loop;
-	(void)w;
 	(void)revents;
-	log_msg(LOG_LEVEL_INFO, "signal", "SIGHUP ignored (no reload; restart to change the configuration)");
+	if (a->is == NULL) {
+		log_msg(LOG_LEVEL_INFO, "signal", "SIGHUP ignored (flags have no reload; restart to change them)");
+		return;
+	}
+	/* a small local file read and CEL compilation on the main loop, like the token file's reload; the SPOP
+	 * workers keep serving with the old set meanwhile */
+	if (issuers_reload(a->is, err, sizeof(err)) != 0) {
+		log_begin(&l, LOG_LEVEL_ERROR, "reload");
+		log_str(&l, "msg", "invalid authentication configuration: keeping the previous one");
+		log_str(&l, "file", a->cfg.authn_config);
+		log_str(&l, "error", err);
+		log_end(&l);
+		return;
+	}
+	log_begin(&l, LOG_LEVEL_INFO, "reload");
+	log_str(&l, "msg", "authentication configuration reloaded");
+	log_str(&l, "file", a->cfg.authn_config);
+	log_uint(&l, "issuers", issuers_count(a->is));
+	log_end(&l);
 }
 
 /* ---- startup ------------------------------------------------------------------------------------------------ */
@@ -145,31 +216,22 @@ static int start(app *a)
 	char err[512] = "";
 	log_line l;
 
-	memset(&vc, 0, sizeof(vc));
-	vc.oidc.issuer_url = a->cfg.issuer_url;
-	vc.oidc.ca_file = a->cfg.ca_file;
+	explain_verifier_config(&a->cfg, &vc);
 	vc.oidc.log = oidc_log;
-	vc.oidc.min_refresh_s = a->cfg.jwks_min_refresh_s;
-	vc.oidc.unknown_kid_interval_s = a->cfg.unknown_kid_interval_s;
-	vc.oidc.retry_min_ms = a->cfg.retry_min_ms;
-	vc.oidc.retry_max_ms = a->cfg.retry_max_ms;
-	vc.oidc.http_timeout_ms = a->cfg.http_timeout_ms;
-	vc.client_id = a->cfg.client_id;
-	vc.username_claim = a->cfg.username_claim;
-	vc.username_prefix = a->cfg.username_prefix;
-	vc.groups_claim = a->cfg.groups_claim;
-	vc.groups_prefix = a->cfg.groups_prefix;
-	for (size_t i = 0; i < a->cfg.nrequired_claims && i < VERIFIER_MAX_REQUIRED_CLAIMS; i++) {
-		vc.required_claims[i][0] = a->cfg.required_claims[i].key;
-		vc.required_claims[i][1] = a->cfg.required_claims[i].value;
-	}
-	vc.nrequired_claims = a->cfg.nrequired_claims;
-	vc.signing_algs = a->cfg.signing_algs;
-	vc.max_token_bytes = a->cfg.max_token_bytes;
-	vc.cache_entries = a->cfg.cache_entries;
-	vc.cache_ttl_s = a->cfg.cache_ttl_s;
-	vc.allow_reserved = a->cfg.allow_reserved;
-	if (verifier_create(&vc, &a->v, err, sizeof(err)) != 0) {
+	if (a->cfg.authn_config != NULL) {
+		if (issuers_create(a->cfg.authn_config, &vc, &a->is, err, sizeof(err)) != 0) {
+			log_begin(&l, LOG_LEVEL_ERROR, "start");
+			log_str(&l, "msg", "invalid authentication configuration");
+			log_str(&l, "error", err);
+			log_end(&l);
+			return -1;
+		}
+		log_begin(&l, LOG_LEVEL_INFO, "start");
+		log_str(&l, "msg", "authentication configuration loaded");
+		log_str(&l, "file", a->cfg.authn_config);
+		log_uint(&l, "issuers", issuers_count(a->is));
+		log_end(&l);
+	} else if (verifier_create(&vc, &a->v, err, sizeof(err)) != 0) {
 		log_begin(&l, LOG_LEVEL_ERROR, "start");
 		log_str(&l, "msg", "cannot create the verifier");
 		log_str(&l, "error", err);
@@ -186,12 +248,21 @@ static int start(app *a)
 	satoken_reload(a->sa, NULL);
 
 	memset(&hc, 0, sizeof(hc));
-	hc.vops.verify = v_verify;
-	hc.vops.ready = v_ready;
-	hc.vops.stats = v_stats;
-	hc.vops.set_listener = v_set_listener;
-	hc.vops.refresh_soon = v_refresh_soon;
-	hc.vops.ctx = a->v;
+	if (a->is != NULL) {
+		hc.vops.verify = is_verify;
+		hc.vops.ready = is_ready;
+		hc.vops.stats = NULL; /* r_metrics appends the issuer-labelled families instead */
+		hc.vops.set_listener = is_set_listener;
+		hc.vops.refresh_soon = is_refresh_soon;
+		hc.vops.ctx = a->is;
+	} else {
+		hc.vops.verify = v_verify;
+		hc.vops.ready = v_ready;
+		hc.vops.stats = v_stats;
+		hc.vops.set_listener = v_set_listener;
+		hc.vops.refresh_soon = v_refresh_soon;
+		hc.vops.ctx = a->v;
+	}
 	hc.sa = a->sa;
 	hc.metrics = a->m;
 	hc.max_groups = a->cfg.max_groups;
@@ -273,7 +344,28 @@ static void finish(app *a)
 	satoken_destroy(a->sa);
 	if (a->v != NULL)
 		verifier_destroy(a->v);
+	issuers_destroy(a->is);
 	config_free(&a->cfg);
+}
+
+/* --check-config with --authentication-config: parse, validate and compile every expression (no network). */
+static int check_authn_config(const config *c, char *err, size_t errlen)
+{
+	authcfg_config *ac = NULL;
+	int rc = authcfg_load_file(c->authn_config, &ac, err, errlen);
+
+	if (rc != 0)
+		return -1;
+	for (size_t i = 0; i < ac->njwt && rc == 0; i++) {
+		mapping *m = NULL;
+
+		rc = mapping_compile(&ac->jwt[i], &m, err, errlen);
+		mapping_free(m);
+	}
+	if (rc == 0)
+		printf("authentication-config: %zu issuers, every expression compiles\n", ac->njwt);
+	authcfg_free(ac);
+	return rc == 0 ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -283,6 +375,11 @@ int main(int argc, char **argv)
 	int rc;
 
 	memset(&a, 0, sizeof(a));
+	if (argc > 1 && strcmp(argv[1], "explain") == 0) {
+		signal(SIGPIPE, SIG_IGN);
+		return explain_main(argc - 1, argv + 1, environ, stdout, stderr);
+	}
+	the_app = &a;
 	rc = config_parse(argc, argv, environ, &a.cfg, err, sizeof(err));
 	if (rc == CONFIG_HELP) {
 		config_usage(stdout);
@@ -299,6 +396,8 @@ int main(int argc, char **argv)
 	if (a.cfg.check_config) {
 		config_print(&a.cfg, stdout);
 		rc = config_check_files(&a.cfg, err, sizeof(err));
+		if (rc == 0 && a.cfg.authn_config != NULL)
+			rc = check_authn_config(&a.cfg, err, sizeof(err));
 		if (rc != 0)
 			fprintf(stderr, "kube-oidc-spoa: %s\n", err);
 		else

@@ -34,6 +34,8 @@
 struct oidc_provider {
 	char *issuer;
 	char *ca_file;
+	char *ca_pem;             /* inline PEM, NUL-terminated copy; wins over ca_file */
+	size_t ca_pem_len;
 	char *discovery_url;
 	unsigned min_refresh_s, max_refresh_s, unknown_kid_ms, timeout_ms, retry_min_ms, retry_max_ms;
 	void (*log)(void *ud, int level, const char *event, const char *msg);
@@ -440,8 +442,13 @@ static int http_get(oidc_provider *p, const char *url, size_t max, struct http_r
 	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
 	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 3L);
-	if (p->ca_file != NULL)
+	if (p->ca_pem != NULL) {
+		struct curl_blob blob = {p->ca_pem, p->ca_pem_len, CURL_BLOB_NOCOPY};
+
+		curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+	} else if (p->ca_file != NULL) {
 		curl_easy_setopt(c, CURLOPT_CAINFO, p->ca_file);
+	}
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -708,6 +715,7 @@ static void provider_free(oidc_provider *p)
 	jwks_keyset_release(p->keys);
 	free(p->issuer);
 	free(p->ca_file);
+	free(p->ca_pem);
 	free(p->discovery_url);
 	free(p->jwks_uri);
 	free(p);
@@ -730,7 +738,12 @@ int oidc_provider_start(const oidc_config *cfg, oidc_provider **out, char *err, 
 		       OIDC_URL_MAX);
 		return OIDC_E_CONFIG;
 	}
-	if (cfg->ca_file != NULL && access(cfg->ca_file, R_OK) != 0) {
+	if (cfg->discovery_url != NULL && !https_url_ok(cfg->discovery_url, strlen(cfg->discovery_url))) {
+		seterr(err, errlen, "discovery URL must be https://host[:port][/path], printable, under %d bytes",
+		       OIDC_URL_MAX);
+		return OIDC_E_CONFIG;
+	}
+	if (cfg->ca_pem == NULL && cfg->ca_file != NULL && access(cfg->ca_file, R_OK) != 0) {
 		seterr(err, errlen, "CA file %s: %s", cfg->ca_file, strerror(errno));
 		return OIDC_E_CONFIG;
 	}
@@ -781,11 +794,25 @@ int oidc_provider_start(const oidc_config *cfg, oidc_provider **out, char *err, 
 	if (base > 0 && cfg->issuer_url[base - 1] == '/')
 		base--;
 	static const char wk[] = "/.well-known/openid-configuration";
-	p->discovery_url = malloc(base + sizeof wk);
-	if (p->issuer == NULL || (cfg->ca_file && !p->ca_file) || p->discovery_url == NULL)
-		goto nomem;
-	memcpy(p->discovery_url, cfg->issuer_url, base);
-	memcpy(p->discovery_url + base, wk, sizeof wk);
+	if (cfg->ca_pem != NULL) {
+		p->ca_pem_len = cfg->ca_pem_len ? cfg->ca_pem_len : strlen(cfg->ca_pem);
+		p->ca_pem = malloc(p->ca_pem_len + 1);
+		if (p->ca_pem == NULL)
+			goto nomem;
+		memcpy(p->ca_pem, cfg->ca_pem, p->ca_pem_len);
+		p->ca_pem[p->ca_pem_len] = '\0';
+	}
+	if (cfg->discovery_url != NULL) {
+		p->discovery_url = strdup(cfg->discovery_url);
+		if (p->issuer == NULL || (cfg->ca_file && !p->ca_file) || p->discovery_url == NULL)
+			goto nomem;
+	} else {
+		p->discovery_url = malloc(base + sizeof wk);
+		if (p->issuer == NULL || (cfg->ca_file && !p->ca_file) || p->discovery_url == NULL)
+			goto nomem;
+		memcpy(p->discovery_url, cfg->issuer_url, base);
+		memcpy(p->discovery_url + base, wk, sizeof wk);
+	}
 	p->curl = curl_easy_init();
 	if (p->curl == NULL)
 		goto nomem;

@@ -44,7 +44,12 @@ const char *oidc_strerror(int err);
 
 typedef struct oidc_config {
 	const char *issuer_url;        /* required, https:// only */
-	const char *ca_file;           /* NULL = system roots */
+	const char *ca_file;           /* NULL = system roots (and ca_pem unset) */
+	const char *ca_pem;            /* inline PEM CA bundle (AuthenticationConfiguration certificateAuthority),
+					* used instead of ca_file when set (CURLOPT_CAINFO_BLOB); NULL = unset */
+	size_t ca_pem_len;             /* 0 = strlen(ca_pem) */
+	const char *discovery_url;     /* NULL = <issuer_url>/.well-known/openid-configuration; else https. The
+					* document's "issuer" must still equal issuer_url (as the API server wants) */
 	unsigned min_refresh_s;        /* 0 = 60; values below 60 are meant for tests (short key lifetimes) */
 	unsigned max_refresh_s;        /* 0 = 86400 */
 	unsigned unknown_kid_interval_s; /* 0 = 10 */
@@ -84,7 +89,7 @@ int oidc_discovery_parse(const uint8_t *p, size_t len, const char *expected_issu
  * no-cache asks not to reuse the response (the caller then refreshes at its minimum). Pure; any thread. */
 int oidc_max_age_parse(const uint8_t *p, size_t len, uint32_t *max_age_s);
 
-/* Validates the config (https issuer URL, readable CA file, min <= max) and starts the provider thread; returns
+/* Validates the config (https issuer and discovery URLs, readable CA file, min <= max) and starts the provider thread; returns
  * at once (not ready yet). OIDC_E_CONFIG / OIDC_E_NOMEM / OIDC_E_THREAD with the reason in err. Any thread. */
 int oidc_provider_start(const oidc_config *cfg, oidc_provider **out, char *err, size_t errlen);
 /* Current key set with a reference the caller must release, or NULL when none was ever loaded. Any thread;

@@ -8,6 +8,7 @@
 #include "verifier.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,10 @@ struct verifier {
 	char *issuer, *client_id, *username_claim, *username_prefix, *groups_claim, *groups_prefix;
 	char *req_keys[VERIFIER_MAX_REQUIRED_CLAIMS], *req_values[VERIFIER_MAX_REQUIRED_CLAIMS];
 	claims_rules rules;
+	char **auds;                  /* AuthenticationConfiguration audiences (MatchAny); NULL on the flags path */
+	size_t nauds;
+	mapping *map;                 /* AuthenticationConfiguration mappings and rules; NULL on the flags path */
+	bool allow_reserved;
 	unsigned algs;
 	size_t max_token;
 	cache *cache;
@@ -75,6 +80,10 @@ static void verifier_free(verifier *v)
 	cache_destroy(v->cache);
 	jwks_keyset_release(v->keys);
 	claims_rules_free(&v->rules);
+	mapping_free(v->map);
+	for (size_t i = 0; i < v->nauds; i++)
+		free(v->auds[i]);
+	free(v->auds);
 	free(v->issuer);
 	free(v->client_id);
 	free(v->username_claim);
@@ -107,8 +116,10 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 		err[0] = 0;
 	if (!cfg || !cfg->oidc.issuer_url || !*cfg->oidc.issuer_url)
 		FAIL("issuer URL required");
-	if (!cfg->client_id || !*cfg->client_id)
+	if (cfg->authn == NULL && (!cfg->client_id || !*cfg->client_id))
 		FAIL("client ID required");
+	if (cfg->authn != NULL && (cfg->authn->naudiences == 0 || strcmp(cfg->authn->url, cfg->oidc.issuer_url) != 0))
+		FAIL("authenticator without audiences, or issuer URL not its url");
 	if (cfg->nrequired_claims > VERIFIER_MAX_REQUIRED_CLAIMS)
 		FAIL("too many required claims (max %d)", VERIFIER_MAX_REQUIRED_CLAIMS);
 	v = calloc(1, sizeof(*v));
@@ -134,15 +145,29 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 	}
 	if (nomem)
 		FAIL("out of memory");
-	if (claims_rules_init(&v->rules, v->issuer, v->client_id, v->username_claim, v->username_prefix,
-			      v->groups_claim, v->groups_prefix) != 0)
+	v->allow_reserved = cfg->allow_reserved;
+	if (cfg->authn != NULL) {
+		v->auds = calloc(cfg->authn->naudiences, sizeof(*v->auds));
+		if (v->auds == NULL)
+			FAIL("out of memory");
+		for (i = 0; i < cfg->authn->naudiences; i++, v->nauds++)
+			if ((v->auds[i] = strdup(cfg->authn->audiences[i])) == NULL)
+				FAIL("out of memory");
+		if (mapping_compile(cfg->authn, &v->map, err, errlen) != 0)
+			goto out;
+	}
+	/* the flags' rules are initialised on both paths (a placeholder client ID on the config path) so that
+	 * the rest of the verifier needs no second layout */
+	if (claims_rules_init(&v->rules, v->issuer, v->client_id ? v->client_id : "-", v->username_claim,
+			      v->username_prefix, v->groups_claim, v->groups_prefix) != 0)
 		FAIL("bad claim configuration");
 	v->rules.req_keys = (const char *const *)v->req_keys;
 	v->rules.req_values = (const char *const *)v->req_values;
 	v->rules.nrequired = cfg->nrequired_claims;
 	v->rules.allow_reserved = cfg->allow_reserved;
 	v->max_token = cfg->max_token_bytes ? cfg->max_token_bytes : JWT_DEFAULT_MAX_BYTES;
-	if (cache_create(cfg->cache_entries ? cfg->cache_entries : 65536, cfg->cache_ttl_s ? cfg->cache_ttl_s : 600,
+	if (!cfg->no_cache &&
+	    cache_create(cfg->cache_entries ? cfg->cache_entries : 65536, cfg->cache_ttl_s ? cfg->cache_ttl_s : 600,
 			 &v->cache) != 0)
 		FAIL("cannot allocate the token cache");
 	*out = v;
@@ -274,22 +299,53 @@ static int from_claims(int rc)
 }
 
 /* The uncached path. */
+static void tracef(const mapping_trace *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tracef(const mapping_trace *t, const char *fmt, ...)
+{
+	char line[600];
+	va_list ap;
+
+	if (t == NULL || t->line == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	t->line(t->ud, line);
+}
+
+/* A kid for a trace line: printable bytes only, cut at 64. */
+static const char *shown_kid(const jwt_token *t, char *buf, size_t cap)
+{
+	size_t i, n = t->kid_len < 64 ? t->kid_len : 64;
+
+	for (i = 0; i < n && i + 1 < cap; i++)
+		buf[i] = (t->kid[i] >= 0x20 && t->kid[i] < 0x7f && t->kid[i] != '"') ? t->kid[i] : '?';
+	buf[i] = 0;
+	return buf;
+}
+
 static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_t len, int64_t now,
-		       identity **out, const char **detail)
+		       identity **out, const char **detail, const mapping_trace *tr)
 {
 	jwt_token t;
 	const jwks_key *key = NULL;
 	cJSON *payload = NULL;
+	char kidbuf[72];
 	int rc, jrc;
+	int64_t exp;
 
 	jrc = jwt_parse(token, len, v->max_token, &t);
 	if (jrc) {
 		*detail = jwt_strerror(jrc);
+		tracef(tr, "token: FAIL (%s)", *detail);
 		return from_jwt(jrc);
 	}
+	tracef(tr, "header: alg=%s kid=%s%s%s", jwt_alg_name(t.alg), t.kid ? "\"" : "(none)",
+	       t.kid ? shown_kid(&t, kidbuf, sizeof(kidbuf)) : "", t.kid ? "\"" : "");
 	if (!(v->algs & JWT_ALG_BIT(t.alg))) {
 		rc = VERIFY_E_ALG;
 		*detail = "signing algorithm not in --oidc-signing-algs";
+		tracef(tr, "algorithm: FAIL (not in --oidc-signing-algs)");
 		goto out;
 	}
 	if (t.kid) {
@@ -298,11 +354,13 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 			request_refresh(v);
 			rc = VERIFY_E_UNKNOWN_KID;
 			*detail = "unknown key id (JWKS refresh requested)";
+			tracef(tr, "key: FAIL (kid not in the issuer's JWKS, %zu keys)", jwks_keyset_count(ks));
 			goto out;
 		}
 		if (jrc) {
 			rc = VERIFY_E_SIGNATURE;
 			*detail = "key id names a key of another type or algorithm";
+			tracef(tr, "key: FAIL (%s)", *detail);
 			goto out;
 		}
 		jrc = jwt_verify(&t, key);
@@ -324,23 +382,45 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 		if (!tried) {
 			rc = VERIFY_E_SIGNATURE;
 			*detail = "no key for the token's algorithm";
+			tracef(tr, "key: FAIL (%s)", *detail);
 			goto out;
 		}
 	}
 	if (jrc) {
 		rc = from_jwt(jrc);
 		*detail = jwt_strerror(jrc);
+		tracef(tr, "signature: FAIL (%s)", *detail);
 		goto out;
 	}
+	tracef(tr, "key: %s found in the JWKS; signature: ok", t.kid ? "kid" : "a key fitting the algorithm");
 	jrc = jwt_json_parse(t.payload, t.payload_len, &payload);
 	if (jrc) {
 		rc = jrc == JWT_E_NOMEM ? VERIFY_E_INTERNAL : VERIFY_E_MALFORMED;
 		*detail = "payload is not a strict JSON object";
+		tracef(tr, "payload: FAIL (%s)", *detail);
 		goto out;
 	}
-	rc = claims_map(&v->rules, payload, now, key->fp, out, detail);
-	if (rc)
+	if (v->map == NULL) {
+		rc = claims_map(&v->rules, payload, now, key->fp, out, detail);
+		if (rc) {
+			tracef(tr, "claims: FAIL (%s)", *detail);
+			rc = from_claims(rc);
+		} else {
+			tracef(tr, "claims (iss, aud, exp, nbf, username, groups, required claims): ok");
+		}
+		goto out;
+	}
+	rc = claims_check_std(v->issuer, (const char *const *)v->auds, v->nauds, payload, now, &exp, detail);
+	if (rc) {
+		tracef(tr, "standard claims: FAIL (%s)", *detail);
 		rc = from_claims(rc);
+		goto out;
+	}
+	tracef(tr, "standard claims (iss, aud MatchAny, exp, nbf): ok");
+	rc = mapping_apply(v->map, payload, exp, key->fp, v->allow_reserved, out, detail, tr);
+	if (rc)
+		rc = rc == MAPPING_E_RESERVED ? VERIFY_E_RESERVED
+		     : rc == MAPPING_E_CLAIM ? VERIFY_E_CLAIMS : VERIFY_E_INTERNAL;
 out:
 	cJSON_Delete(payload);
 	jwt_token_free(&t);
@@ -370,6 +450,15 @@ int verifier_verify(verifier *v, const uint8_t *token, size_t len, int64_t now, 
 		rc = VERIFY_E_NOT_READY;
 		goto out_nokeys;
 	}
+	if (v->cache == NULL) {
+		rc = verify_full(v, ks, token, len, now, &fresh, &d, NULL);
+		jwks_keyset_release(ks);
+		if (rc == VERIFY_OK) {
+			*id = fresh;
+			return VERIFY_OK;
+		}
+		goto out_nokeys;
+	}
 	cache_key(token, len, key);
 	hit = cache_get(v->cache, key, now);
 	if (hit) {
@@ -382,7 +471,7 @@ int verifier_verify(verifier *v, const uint8_t *token, size_t len, int64_t now, 
 		cache_drop(v->cache, key);
 		identity_release(hit);
 	}
-	rc = verify_full(v, ks, token, len, now, &fresh, &d);
+	rc = verify_full(v, ks, token, len, now, &fresh, &d, NULL);
 	jwks_keyset_release(ks);
 	if (rc == VERIFY_OK) {
 		cache_put(v->cache, key, fresh, now);
@@ -393,6 +482,63 @@ out_nokeys:
 	if (detail)
 		*detail = d ? d : verifier_reason(rc);
 	return rc;
+}
+
+static int verify_nocache(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
+			  const char **detail, const mapping_trace *tr)
+{
+	identity *fresh = NULL;
+	jwks_keyset *ks;
+	const char *d = NULL;
+	int rc;
+
+	if (len > v->max_token) {
+		rc = VERIFY_E_TOO_LARGE;
+		tracef(tr, "token: FAIL (longer than %zu bytes)", v->max_token);
+	} else if (len == 0) {
+		rc = VERIFY_E_MALFORMED;
+		tracef(tr, "token: FAIL (empty)");
+	} else if ((ks = current_keys(v)) == NULL) {
+		rc = VERIFY_E_NOT_READY;
+		tracef(tr, "keys: FAIL (the issuer's JWKS is not loaded)");
+	} else {
+		tracef(tr, "keys: %zu in the issuer's JWKS", jwks_keyset_count(ks));
+		rc = verify_full(v, ks, token, len, now, &fresh, &d, tr);
+		jwks_keyset_release(ks);
+		if (rc == VERIFY_OK) {
+			*id = fresh;
+			return VERIFY_OK;
+		}
+	}
+	if (detail)
+		*detail = d ? d : verifier_reason(rc);
+	return rc;
+}
+
+int verifier_verify_uncached(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
+			     const char **detail)
+{
+	return verify_nocache(v, token, len, now, id, detail, NULL);
+}
+
+int verifier_explain(verifier *v, const uint8_t *token, size_t len, int64_t now, const mapping_trace *trace,
+		     const identity **id, const char **detail)
+{
+	return verify_nocache(v, token, len, now, id, detail, trace);
+}
+
+bool verifier_has_key(verifier *v, uint64_t fp)
+{
+	jwks_keyset *ks = current_keys(v);
+	bool has = ks != NULL && jwks_has_fp(ks, fp);
+
+	jwks_keyset_release(ks);
+	return has;
+}
+
+const char *verifier_issuer(const verifier *v)
+{
+	return v->issuer;
 }
 
 bool verifier_ready(verifier *v)
@@ -423,7 +569,9 @@ void verifier_cache_stats_get(verifier *v, verifier_cache_stats *out)
 {
 	cache_stats st;
 
-	cache_stats_get(v->cache, &st);
+	memset(&st, 0, sizeof(st));
+	if (v->cache != NULL)
+		cache_stats_get(v->cache, &st);
 	out->hits = st.hits;
 	out->misses = st.misses;
 	out->evictions = st.evictions;

@@ -12,7 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "authcfg.h"
 #include "identity.h"
+#include "mapping.h"
 #include "oidc.h"
 
 #define VERIFIER_MAX_REQUIRED_CLAIMS 32
@@ -31,6 +33,13 @@ typedef struct verifier_config {
 	size_t cache_entries;           /* 0 = 65536; bounded, evicting */
 	unsigned cache_ttl_s;           /* 0 = 600; an entry never outlives its token's exp either */
 	bool allow_reserved;            /* accept system: users/groups (off by default, see SECURITY.md) */
+	/* AuthenticationConfiguration (--authentication-config): when set, this authenticator's audiences
+	 * (MatchAny), claim mappings and rules (mapping.h) replace client_id, the username/groups fields and
+	 * required_claims, which are then ignored. Borrowed only during verifier_create*(): everything needed is
+	 * copied or compiled. cfg->oidc.issuer_url must be authn->url. */
+	const authcfg_issuer *authn;
+	bool no_cache;                  /* no token cache of its own: the caller (issuers.h) caches and uses
+					 * verifier_verify_uncached(); verifier_verify() then never caches either */
 } verifier_config;
 
 /* Why a token was refused. The strings (verifier_reason()) are short, stable, safe to log and to show in a 401
@@ -77,6 +86,20 @@ void verifier_set_keys(verifier *v, jwks_keyset *ks);
 int verifier_verify(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
 		    const char **detail);
 bool verifier_ready(verifier *v);
+/* verifier_verify() without the cache (neither lookup nor store): the full verification. For issuers.h, which
+ * keeps one cache for all its authenticators. Same contract otherwise. */
+int verifier_verify_uncached(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
+			     const char **detail);
+/* Whether the key with fingerprint fp (identity.key_fp) is in the current key set: a cached identity stays
+ * valid only while the key that verified it is published. Any thread. */
+bool verifier_has_key(verifier *v, uint64_t fp);
+/* The full verification, uncached, reporting every check in order to trace (header, key, signature, standard
+ * claims, each mapping and rule) for `kube-oidc-spoa explain`. Never reports token bytes. Same results as
+ * verifier_verify_uncached(). */
+int verifier_explain(verifier *v, const uint8_t *token, size_t len, int64_t now, const mapping_trace *trace,
+		     const identity **id, const char **detail);
+/* The issuer URL (the expected "iss"); valid while v is. */
+const char *verifier_issuer(const verifier *v);
 /*
  * For holding a request whose token named an unknown kid until the JWKS download it triggered has ended (the
  * Kubernetes API server's authenticator waits for that download too, so the first request after a rotation

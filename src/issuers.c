@@ -1,0 +1,659 @@
+/*
+ * issuers.c — several authenticators behind one verify call, one shared cache, SIGHUP reload (see issuers.h).
+ *
+ * A set is immutable once built. Requests take a reference on the current set under a mutex held only for a
+ * pointer load and an increment (the same cost as taking the key set's reference), so a reload never waits for
+ * requests and a request never sees a half-built set. Replaced sets go to a retired list that the main thread
+ * reaps: providers are stopped on the thread that started them, and no worker ever frees a set.
+ *
+ * The cache is shared by the authenticators of a set. An identity records the fingerprint of the key that
+ * verified it, salted with its authenticator's index, so a hit names its authenticator: the key is checked
+ * against that authenticator's keys only (the same key published by two issuers cannot keep another's token
+ * alive).
+ */
+#include "issuers.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "b64url.h"
+#include "cache.h"
+#include "jwt.h"
+
+typedef struct iset {
+	atomic_uint refs;
+	uint64_t gen;
+	authcfg_config *cfg;
+	verifier **v;
+	size_t n;
+	cache *cache;
+	size_t max_token;
+	struct iset *next_retired;
+} iset;
+
+struct issuers {
+	char *path;
+	verifier_config tmpl;
+	char *algs;                 /* tmpl.signing_algs copy */
+	pthread_mutex_t mu;         /* cur, retired, listener */
+	iset *cur;
+	iset *retired;
+	uint64_t next_gen;
+	void (*listen_fn)(void *ud);
+	void *listen_ud;
+	atomic_uint_fast64_t reload_ok, reload_failed;
+};
+
+/* Which authenticator last answered "unknown key id" on this thread (for issuers_refresh_soon). */
+static _Thread_local uint64_t tl_gen;
+static _Thread_local size_t tl_ix = SIZE_MAX;
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static uint64_t salt(size_t i)
+{
+	uint64_t z = (uint64_t)i + 0x9E3779B97F4A7C15ULL;
+
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	return z ^ (z >> 31);
+}
+
+static void set_free(iset *s)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		verifier_destroy(s->v[i]);
+	free(s->v);
+	cache_destroy(s->cache);
+	authcfg_free(s->cfg);
+	free(s);
+}
+
+static int set_build(issuers *h, iset **out, char *err, size_t errlen)
+{
+	char e[768] = "";
+	iset *s;
+	int rc;
+
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	atomic_init(&s->refs, 1);
+	rc = authcfg_load_file(h->path, &s->cfg, e, sizeof(e));
+	if (rc != 0) {
+		seterr(err, errlen, "--authentication-config %s: %s", h->path, e[0] ? e : authcfg_strerror(rc));
+		goto fail;
+	}
+	s->max_token = h->tmpl.max_token_bytes ? h->tmpl.max_token_bytes : JWT_DEFAULT_MAX_BYTES;
+	if (cache_create(h->tmpl.cache_entries ? h->tmpl.cache_entries : 65536,
+			 h->tmpl.cache_ttl_s ? h->tmpl.cache_ttl_s : 600, &s->cache) != 0) {
+		seterr(err, errlen, "cannot allocate the token cache");
+		goto fail;
+	}
+	if (s->cfg->njwt > 0 && (s->v = calloc(s->cfg->njwt, sizeof(*s->v))) == NULL) {
+		seterr(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < s->cfg->njwt; i++) {
+		const authcfg_issuer *is = &s->cfg->jwt[i];
+		verifier_config vc = h->tmpl;
+
+		vc.oidc.issuer_url = is->url;
+		vc.oidc.discovery_url = is->discovery_url;
+		vc.oidc.ca_pem = is->certificate_authority;
+		vc.oidc.ca_pem_len = is->certificate_authority_len;
+		vc.oidc.ca_file = NULL;
+		vc.client_id = NULL;
+		vc.username_claim = vc.username_prefix = vc.groups_claim = vc.groups_prefix = NULL;
+		vc.nrequired_claims = 0;
+		vc.authn = is;
+		vc.no_cache = true;
+		if (verifier_create(&vc, &s->v[i], e, sizeof(e)) != 0) {
+			seterr(err, errlen, "--authentication-config %s: jwt[%zu] (%s): %s", h->path, i, is->url, e);
+			goto fail;
+		}
+		s->n++;
+	}
+	*out = s;
+	return 0;
+fail:
+	set_free(s);
+	return -1;
+}
+
+int issuers_create(const char *path, const verifier_config *tmpl, issuers **out, char *err, size_t errlen)
+{
+	issuers *h = calloc(1, sizeof(*h));
+
+	if (h == NULL || (h->path = strdup(path)) == NULL ||
+	    (tmpl->signing_algs != NULL && (h->algs = strdup(tmpl->signing_algs)) == NULL)) {
+		seterr(err, errlen, "out of memory");
+		if (h != NULL)
+			free(h->path);
+		free(h);
+		return -1;
+	}
+	h->tmpl = *tmpl;
+	h->tmpl.signing_algs = h->algs;
+	pthread_mutex_init(&h->mu, NULL);
+	atomic_init(&h->reload_ok, 0);
+	atomic_init(&h->reload_failed, 0);
+	if (set_build(h, &h->cur, err, errlen) != 0) {
+		pthread_mutex_destroy(&h->mu);
+		free(h->algs);
+		free(h->path);
+		free(h);
+		return -1;
+	}
+	h->cur->gen = ++h->next_gen;
+	*out = h;
+	return 0;
+}
+
+static iset *acquire(issuers *h)
+{
+	iset *s;
+
+	pthread_mutex_lock(&h->mu);
+	s = h->cur;
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&h->mu);
+	return s;
+}
+
+static void release(iset *s)
+{
+	/* never frees: the holder's own reference on the current set, or the reaper, does */
+	atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel);
+}
+
+int issuers_reload(issuers *h, char *err, size_t errlen)
+{
+	iset *s, *old;
+	void (*fn)(void *ud);
+	void *ud;
+
+	if (set_build(h, &s, err, errlen) != 0) {
+		atomic_fetch_add(&h->reload_failed, 1);
+		return -1;
+	}
+	s->gen = ++h->next_gen;
+	pthread_mutex_lock(&h->mu);
+	fn = h->listen_fn;
+	ud = h->listen_ud;
+	pthread_mutex_unlock(&h->mu);
+	for (size_t i = 0; i < s->n && fn != NULL; i++)
+		verifier_set_refresh_listener(s->v[i], fn, ud);
+	pthread_mutex_lock(&h->mu);
+	old = h->cur;
+	h->cur = s;
+	old->next_retired = h->retired;
+	h->retired = old;
+	pthread_mutex_unlock(&h->mu);
+	/* the old set's providers stop reporting to the handler; its last users may still finish with it */
+	for (size_t i = 0; i < old->n; i++)
+		verifier_set_refresh_listener(old->v[i], NULL, NULL);
+	release(old); /* the holder's reference */
+	atomic_fetch_add(&h->reload_ok, 1);
+	if (fn != NULL)
+		fn(ud);
+	return 0;
+}
+
+void issuers_reap(issuers *h)
+{
+	iset *keep = NULL, *s, *next, *dead = NULL;
+
+	pthread_mutex_lock(&h->mu);
+	for (s = h->retired; s != NULL; s = next) {
+		next = s->next_retired;
+		if (atomic_load_explicit(&s->refs, memory_order_acquire) == 0) {
+			s->next_retired = dead;
+			dead = s;
+		} else {
+			s->next_retired = keep;
+			keep = s;
+		}
+	}
+	h->retired = keep;
+	pthread_mutex_unlock(&h->mu);
+	for (s = dead; s != NULL; s = next) {
+		next = s->next_retired;
+		set_free(s);
+	}
+}
+
+void issuers_destroy(issuers *h)
+{
+	if (h == NULL)
+		return;
+	for (unsigned i = 0; i < 1000; i++) {
+		issuers_reap(h);
+		if (h->retired == NULL)
+			break;
+		struct timespec ts = {0, 10 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	set_free(h->cur);
+	pthread_mutex_destroy(&h->mu);
+	free(h->algs);
+	free(h->path);
+	free(h);
+}
+
+/* ---- verification --------------------------------------------------------------------------------------- */
+
+/* The authenticator whose url equals the token's unverified "iss", or -1 (detail set). Reads the payload only
+ * for that; everything in it is checked again after the signature. */
+static long pick(const iset *s, const uint8_t *tok, size_t len, const char **detail, char *issbuf, size_t isscap)
+{
+	const uint8_t *d1, *d2;
+	uint8_t *buf = NULL;
+	size_t plen = 0;
+	cJSON *payload = NULL;
+	const cJSON *iss;
+	long ix = -1;
+
+	*detail = "malformed token";
+	d1 = memchr(tok, '.', len);
+	if (d1 == NULL)
+		return -2;
+	d2 = memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok));
+	if (d2 == NULL)
+		return -2;
+	buf = malloc(b64url_decoded_max((size_t)(d2 - d1 - 1)) + 1);
+	if (buf == NULL) {
+		*detail = "out of memory";
+		return -3;
+	}
+	if (b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), buf, b64url_decoded_max((size_t)(d2 - d1 - 1)) + 1,
+			  &plen) != 0 ||
+	    jwt_json_parse(buf, plen, &payload) != 0) {
+		free(buf);
+		return -2;
+	}
+	free(buf);
+	iss = cJSON_GetObjectItemCaseSensitive(payload, "iss");
+	if (!cJSON_IsString(iss)) {
+		*detail = "unknown issuer (no iss claim)";
+		cJSON_Delete(payload);
+		return -1;
+	}
+	if (issbuf != NULL && isscap > 0) {
+		size_t i;
+
+		for (i = 0; iss->valuestring[i] && i + 1 < isscap && i < 200; i++)
+			issbuf[i] = (iss->valuestring[i] >= 0x20 && iss->valuestring[i] < 0x7f) ? iss->valuestring[i]
+												 : '?';
+		issbuf[i] = 0;
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		if (strcmp(verifier_issuer(s->v[i]), iss->valuestring) == 0) {
+			ix = (long)i;
+			break;
+		}
+	}
+	if (ix < 0)
+		*detail = "unknown issuer";
+	cJSON_Delete(payload);
+	return ix;
+}
+
+static void tracef(const mapping_trace *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tracef(const mapping_trace *t, const char *fmt, ...)
+{
+	char line[600];
+	va_list ap;
+
+	if (t == NULL || t->line == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	t->line(t->ud, line);
+}
+
+static int set_verify(iset *s, const uint8_t *tok, size_t len, int64_t now, const identity **id,
+		      const char **detail, const mapping_trace *tr)
+{
+	uint8_t key[CACHE_KEY_LEN];
+	const identity *hit, *fresh = NULL;
+	const char *d = NULL;
+	char iss[208] = "";
+	long ix;
+	int rc;
+
+	if (len > s->max_token) {
+		*detail = verifier_reason(VERIFY_E_TOO_LARGE);
+		tracef(tr, "token: FAIL (longer than %zu bytes)", s->max_token);
+		return VERIFY_E_TOO_LARGE;
+	}
+	if (len == 0) {
+		*detail = verifier_reason(VERIFY_E_MALFORMED);
+		return VERIFY_E_MALFORMED;
+	}
+	if (tr == NULL) {
+		cache_key(tok, len, key);
+		hit = cache_get(s->cache, key, now);
+		if (hit != NULL) {
+			for (size_t i = 0; i < s->n; i++) {
+				if (verifier_has_key(s->v[i], hit->key_fp ^ salt(i))) {
+					*id = hit;
+					return VERIFY_OK;
+				}
+			}
+			/* the key that verified this token left its issuer's JWKS: judge it afresh */
+			cache_drop(s->cache, key);
+			identity_release(hit);
+		}
+	}
+	ix = pick(s, tok, len, &d, iss, sizeof(iss));
+	if (ix < 0) {
+		if (ix == -1)
+			tracef(tr, "issuer: FAIL (iss \"%s\" is none of the %zu configured issuers)", iss, s->n);
+		else
+			tracef(tr, "token: FAIL (%s)", d);
+		*detail = d;
+		return ix == -1 ? VERIFY_E_ISSUER : ix == -3 ? VERIFY_E_INTERNAL : VERIFY_E_MALFORMED;
+	}
+	tracef(tr, "issuer: jwt[%ld] %s", ix, verifier_issuer(s->v[ix]));
+	if (tr != NULL)
+		rc = verifier_explain(s->v[ix], tok, len, now, tr, &fresh, &d);
+	else
+		rc = verifier_verify_uncached(s->v[ix], tok, len, now, &fresh, &d);
+	if (rc == VERIFY_OK) {
+		/* only this thread holds fresh yet: salting the fingerprint ties the cache entry to its issuer */
+		((identity *)fresh)->key_fp ^= salt((size_t)ix);
+		if (tr == NULL)
+			cache_put(s->cache, key, fresh, now);
+		*id = fresh;
+		return VERIFY_OK;
+	}
+	if (rc == VERIFY_E_UNKNOWN_KID) {
+		tl_gen = s->gen;
+		tl_ix = (size_t)ix;
+	}
+	*detail = d;
+	return rc;
+}
+
+int issuers_verify(issuers *h, const uint8_t *token, size_t len, int64_t now, const identity **id,
+		   const char **detail)
+{
+	iset *s = acquire(h);
+	const char *d = NULL;
+	int rc = set_verify(s, token, len, now, id, &d, NULL);
+
+	release(s);
+	if (rc != VERIFY_OK && detail != NULL)
+		*detail = d ? d : verifier_reason(rc);
+	return rc;
+}
+
+int issuers_explain(issuers *h, const uint8_t *token, size_t len, int64_t now, const mapping_trace *trace,
+		    const identity **id, const char **detail)
+{
+	static const mapping_trace none = {NULL, NULL};
+	iset *s = acquire(h);
+	const char *d = NULL;
+	int rc = set_verify(s, token, len, now, id, &d, trace ? trace : &none);
+
+	release(s);
+	if (rc != VERIFY_OK && detail != NULL)
+		*detail = d ? d : verifier_reason(rc);
+	return rc;
+}
+
+bool issuers_ready(issuers *h)
+{
+	iset *s = acquire(h);
+	bool ready = true;
+
+	for (size_t i = 0; i < s->n && ready; i++)
+		ready = verifier_ready(s->v[i]);
+	release(s);
+	return ready;
+}
+
+bool issuers_wait_ready(issuers *h, unsigned timeout_ms)
+{
+	for (unsigned waited = 0;; waited += 50) {
+		if (issuers_ready(h))
+			return true;
+		if (waited >= timeout_ms)
+			return false;
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+void issuers_set_refresh_listener(issuers *h, void (*fn)(void *ud), void *ud)
+{
+	iset *s;
+
+	pthread_mutex_lock(&h->mu);
+	h->listen_fn = fn;
+	h->listen_ud = fn ? ud : NULL;
+	s = h->cur;
+	atomic_fetch_add(&s->refs, 1);
+	pthread_mutex_unlock(&h->mu);
+	for (size_t i = 0; i < s->n; i++)
+		verifier_set_refresh_listener(s->v[i], fn, ud);
+	release(s);
+}
+
+bool issuers_refresh_soon(issuers *h, unsigned within_ms)
+{
+	iset *s = acquire(h);
+	bool soon = false;
+
+	/* a reload since that verdict: the listener is called for the new set, no need to wait here */
+	if (tl_ix < s->n && tl_gen == s->gen)
+		soon = verifier_refresh_soon(s->v[tl_ix], within_ms);
+	release(s);
+	return soon;
+}
+
+void issuers_cache_stats(issuers *h, verifier_cache_stats *out)
+{
+	iset *s = acquire(h);
+	cache_stats st;
+
+	cache_stats_get(s->cache, &st);
+	memset(out, 0, sizeof(*out));
+	out->hits = st.hits;
+	out->misses = st.misses;
+	out->evictions = st.evictions;
+	out->size = st.size;
+	for (size_t i = 0; i < s->n; i++) {
+		verifier_cache_stats vs;
+
+		verifier_cache_stats_get(s->v[i], &vs);
+		out->refresh_requests += vs.refresh_requests;
+	}
+	release(s);
+}
+
+size_t issuers_count(issuers *h)
+{
+	iset *s = acquire(h);
+	size_t n = s->n;
+
+	release(s);
+	return n;
+}
+
+size_t issuers_describe(issuers *h, char *buf, size_t cap)
+{
+	iset *s = acquire(h);
+	size_t off = 0;
+
+	if (cap == 0) {
+		release(s);
+		return 0;
+	}
+	buf[0] = '\0';
+	if (s->n == 0)
+		off = (size_t)snprintf(buf, cap, "no issuers configured");
+	for (size_t i = 0; i < s->n && off + 1 < cap; i++) {
+		oidc_status st;
+		int w;
+
+		verifier_status(s->v[i], &st);
+		if (st.ready)
+			w = snprintf(buf + off, cap - off, "%s%s: ready (%zu keys)", i ? "; " : "",
+				     verifier_issuer(s->v[i]), st.nkeys);
+		else
+			w = snprintf(buf + off, cap - off, "%s%s: not ready (%s)", i ? "; " : "",
+				     verifier_issuer(s->v[i]), st.last_error[0] ? st.last_error : "keys not loaded yet");
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+	release(s);
+	return off < cap ? off : cap - 1;
+}
+
+/* ---- metrics ---------------------------------------------------------------------------------------------- */
+
+typedef struct mbuf {
+	char **buf;
+	size_t *len;
+	size_t cap;
+	bool fail;
+} mbuf;
+
+static void mb(mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void mb(mbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->fail)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(*b->buf + *b->len, b->cap - *b->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->fail = true;
+			return;
+		}
+		if ((size_t)n < b->cap - *b->len) {
+			*b->len += (size_t)n;
+			return;
+		}
+		size_t ncap = (b->cap + (size_t)n + 1) * 2;
+		char *p = realloc(*b->buf, ncap);
+
+		if (p == NULL) {
+			b->fail = true;
+			return;
+		}
+		*b->buf = p;
+		b->cap = ncap;
+	}
+}
+
+/* An issuer URL as a label value (escape \ and "; the URL has no newline: authcfg refuses control bytes). */
+static void label(const char *s, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	for (; *s && o + 3 < cap; s++) {
+		if (*s == '\\' || *s == '"')
+			out[o++] = '\\';
+		out[o++] = (*s == '\n') ? ' ' : *s;
+	}
+	out[o] = '\0';
+}
+
+int issuers_metrics(issuers *h, char **buf, size_t *len)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} fam[] = {
+		{"kos_issuer_ready", "gauge", "1 when the issuer's keys are loaded."},
+		{"kos_jwks_refreshes_total", "counter", "Successful JWKS loads."},
+		{"kos_jwks_failures_total", "counter", "Failed discovery or JWKS fetches."},
+		{"kos_jwks_keys", "gauge", "Keys in the current key set."},
+		{"kos_jwks_last_success_timestamp_seconds", "gauge", "Time of the last successful JWKS load."},
+		{"kos_jwks_unknown_kid_refreshes_total", "counter", "JWKS refreshes asked for by an unknown kid."},
+	};
+	mbuf b = {buf, len, 0, false};
+	iset *s = acquire(h);
+	verifier_cache_stats cs;
+	cache_stats st;
+
+	if (*buf == NULL) {
+		*len = 0;
+	}
+	b.cap = *buf ? *len + 1 : 0;
+	if (*buf == NULL) {
+		*buf = malloc(4096);
+		if (*buf == NULL) {
+			release(s);
+			return -1;
+		}
+		b.cap = 4096;
+		(*buf)[0] = '\0';
+	}
+	for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+		mb(&b, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help, fam[f].name, fam[f].type);
+		for (size_t i = 0; i < s->n; i++) {
+			char lab[OIDC_URL_MAX * 2 + 4];
+			oidc_status os;
+			double v = 0;
+
+			verifier_status(s->v[i], &os);
+			verifier_cache_stats_get(s->v[i], &cs);
+			label(verifier_issuer(s->v[i]), lab, sizeof(lab));
+			switch (f) {
+			case 0: v = os.ready ? 1 : 0; break;
+			case 1: v = (double)os.refreshes; break;
+			case 2: v = (double)os.failures; break;
+			case 3: v = (double)os.nkeys; break;
+			case 4: v = (double)os.last_success; break;
+			default: v = (double)cs.refresh_requests; break;
+			}
+			mb(&b, "%s{issuer=\"%s\"} %.0f\n", fam[f].name, lab, v);
+		}
+	}
+	cache_stats_get(s->cache, &st);
+	mb(&b, "# HELP kos_cache_hits_total Token cache hits.\n# TYPE kos_cache_hits_total counter\n"
+	       "kos_cache_hits_total %llu\n", (unsigned long long)st.hits);
+	mb(&b, "# HELP kos_cache_misses_total Token cache misses.\n# TYPE kos_cache_misses_total counter\n"
+	       "kos_cache_misses_total %llu\n", (unsigned long long)st.misses);
+	mb(&b, "# HELP kos_cache_evictions_total Token cache evictions.\n# TYPE kos_cache_evictions_total counter\n"
+	       "kos_cache_evictions_total %llu\n", (unsigned long long)st.evictions);
+	mb(&b, "# HELP kos_cache_entries Tokens in the cache.\n# TYPE kos_cache_entries gauge\nkos_cache_entries %zu\n",
+	   st.size);
+	mb(&b, "# HELP kos_issuers Authenticators in the current --authentication-config.\n# TYPE kos_issuers gauge\n"
+	       "kos_issuers %zu\n", s->n);
+	mb(&b, "# HELP kos_authentication_config_reloads_total SIGHUP reloads of --authentication-config by "
+	       "result.\n# TYPE kos_authentication_config_reloads_total counter\n"
+	       "kos_authentication_config_reloads_total{result=\"ok\"} %llu\n"
+	       "kos_authentication_config_reloads_total{result=\"invalid\"} %llu\n",
+	   (unsigned long long)atomic_load(&h->reload_ok), (unsigned long long)atomic_load(&h->reload_failed));
+	release(s);
+	return b.fail ? -1 : 0;
+}

@@ -1,0 +1,77 @@
+/*
+ * issuers.h — the authenticators of an AuthenticationConfiguration file (--authentication-config): one verifier
+ * per jwt[] entry, each with its own OIDC provider (discovery URL, inline CA, audiences, mappings), one token
+ * cache shared by all of them, and reload on SIGHUP.
+ *
+ * Selection: the token's unverified "iss" (payload read only to pick the authenticator, as the API server does)
+ * must equal one issuer.url byte for byte; then that authenticator verifies the token in full with its own keys.
+ * A token whose iss matches none is refused (VERIFY_E_ISSUER, detail "unknown issuer"). The cache is checked
+ * before anything is parsed: a hit costs one SHA-256, one shard lookup and a check that the key which verified
+ * the token is still published by the authenticator that verified it.
+ *
+ * Reload: issuers_reload() reads the file again; when it is valid (parses, validates, every expression
+ * compiles, every provider starts) the new set of authenticators replaces the old one atomically — requests
+ * already running finish with the old set — and the old set is freed by issuers_reap() once no request holds
+ * it. When the new file is invalid the old set keeps serving and the error is returned. A new set starts with
+ * an empty cache (its mappings may differ).
+ *
+ * Owns: every set (verifiers, providers, cache, the parsed configuration). Threads: issuers_verify(),
+ * issuers_ready(), issuers_refresh_soon(), issuers_stats() from any thread; issuers_create(), issuers_reload(),
+ * issuers_reap(), issuers_destroy() and issuers_set_refresh_listener() from the main thread only.
+ */
+#ifndef KOS_ISSUERS_H
+#define KOS_ISSUERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "authcfg.h"
+#include "identity.h"
+#include "mapping.h"
+#include "verifier.h"
+
+typedef struct issuers issuers;
+
+/* Loads path and builds the first set. tmpl supplies what every authenticator shares (oidc tuning and log,
+ * signing_algs, max_token_bytes, cache_entries, cache_ttl_s, allow_reserved); its issuer, client and claim
+ * fields are ignored. 0, or -1 with one line in err (the file's error, the field path of a refused
+ * expression, or a provider's). Blocking file I/O: start-up or the main thread. */
+int issuers_create(const char *path, const verifier_config *tmpl, issuers **out, char *err, size_t errlen);
+/* Re-reads the file: 0 when the new set is in place, -1 with err when the old one stays. Main thread. */
+int issuers_reload(issuers *s, char *err, size_t errlen);
+/* Frees replaced sets that no request uses any more. Cheap; call it periodically from the main thread. */
+void issuers_reap(issuers *s);
+/* Waits for every replaced set to be unused, then frees everything. The workers must be gone. */
+void issuers_destroy(issuers *s);
+
+/* verifier_verify() for the whole set (see the top of this file). Any thread. */
+int issuers_verify(issuers *s, const uint8_t *token, size_t len, int64_t now, const identity **id,
+		   const char **detail);
+/* The same, uncached, with every check reported to trace (for explain): the issuer chosen, then
+ * verifier_explain(). */
+int issuers_explain(issuers *s, const uint8_t *token, size_t len, int64_t now, const mapping_trace *trace,
+		    const identity **id, const char **detail);
+/* True when every authenticator has its keys (an empty jwt[] is ready: every token is then refused). */
+bool issuers_ready(issuers *s);
+/* Blocks until ready or timeout_ms (explain only). */
+bool issuers_wait_ready(issuers *s, unsigned timeout_ms);
+/* verifier_set_refresh_listener() over every authenticator, kept across reloads (fn is also called once after
+ * a reload, so held requests are judged again with the new set). Main thread. */
+void issuers_set_refresh_listener(issuers *s, void (*fn)(void *ud), void *ud);
+/* verifier_refresh_soon() of the authenticator that last answered "unknown key id" on this thread. */
+bool issuers_refresh_soon(issuers *s, unsigned within_ms);
+/* Cache counters of the shared cache plus the sum of the authenticators' unknown-kid refresh requests. */
+void issuers_cache_stats(issuers *s, verifier_cache_stats *out);
+/* One line per authenticator for /ready: "<url>: ready (N keys)" or "<url>: not ready (<last error>)",
+ * joined with "; ". Returns the length written (truncated to cap - 1). Any thread. */
+size_t issuers_describe(issuers *s, char *buf, size_t cap);
+/* Prometheus text for the authenticators, labelled issuer="<url>": kos_issuer_ready, kos_jwks_refreshes_total,
+ * kos_jwks_failures_total, kos_jwks_keys, kos_jwks_last_success_timestamp_seconds,
+ * kos_jwks_unknown_kid_refreshes_total; then the shared cache's kos_cache_* counters, kos_issuers and
+ * kos_authentication_config_reloads_total{result}. Appended to buf (malloc'd, grown); 0 or -1 (no memory). */
+int issuers_metrics(issuers *s, char **buf, size_t *len);
+/* Issuers in the current set (for logs and tests). */
+size_t issuers_count(issuers *s);
+
+#endif
