@@ -236,6 +236,13 @@ static const tcase cases[] = {
 	{"Bearer\tgood", false, false, false, HANDLER_UNAUTHENTICATED, "malformed Authorization header"},
 	{"Bearergood", false, false, false, HANDLER_UNAUTHENTICATED, "malformed Authorization header"},
 	{"Bearer go\x01od", false, false, false, HANDLER_UNAUTHENTICATED, "malformed Authorization header"},
+	/* the token's bytes are looked at after the verifier refused it: the verdict still names the header, not
+	 * what the verifier said (here "token too large", "invalid signature"), and still wins over impersonation */
+	{"Bearer good\x7f", false, false, false, HANDLER_UNAUTHENTICATED, "malformed Authorization header"},
+	{"Bearer good \x01", false, false, false, HANDLER_UNAUTHENTICATED, "malformed Authorization header"},
+	{"Bearer 0123456789012345678901234567890123456789012345678901234567890123456789\x1f", false, false, false,
+	 HANDLER_UNAUTHENTICATED, "malformed Authorization header"},
+	{"Bearer go od", true, false, false, HANDLER_UNAUTHENTICATED, "malformed Authorization header"},
 	{"Bearer bad", false, false, false, HANDLER_UNAUTHENTICATED, "invalid signature"},
 	{"Bearer expired", false, false, false, HANDLER_UNAUTHENTICATED, "token expired"},
 	{"Bearer claims", false, false, false, HANDLER_UNAUTHENTICATED, "invalid claims"},
@@ -322,6 +329,33 @@ static void test_allow_variables(void **state)
 	assert_string_equal(r.s[find(&r, "x")], "cluster=prod\n");
 	assert_int_equal(metrics_count(f->m, METRICS_ALLOW, HR_OK), 1);
 	assert_int_equal(metrics_latency_count(f->m), 1);
+	fx_free(f);
+}
+
+/* 64 groups (the most --max-groups allows) go out as g0…g63, each with its own group, in order. */
+static void test_sixty_four_group_names(void **state)
+{
+	fx *f = fx_new(true, false, 0);
+	handler_input in = input_auth("Bearer max");
+	rec r;
+	handler_sink k = {rec_str, rec_int, &r};
+	char want[16];
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_ALLOW);
+	assert_int_equal(r.i[find(&r, "ng")], 64);
+	for (int i = 0; i < 64; i++) {
+		int j;
+
+		snprintf(want, sizeof(want), "g%d", i);
+		j = find(&r, want);
+		if (j < 0)
+			fail_msg("no variable %s", want);
+		assert_string_equal(r.s[j], want); /* the fake names its groups like the variables */
+		assert_int_equal(j, find(&r, "ng") + 1 + i);
+	}
+	assert_int_equal(find(&r, "g64"), -1);
 	fx_free(f);
 }
 
@@ -511,6 +545,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_allow_variables),
+		cmocka_unit_test(test_sixty_four_group_names),
 		cmocka_unit_test(test_uid_extras_ipv6),
 		cmocka_unit_test(test_client_ip_without_src),
 		cmocka_unit_test(test_no_satoken),
