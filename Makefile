@@ -125,6 +125,7 @@ TEST_SUITES   ?= experimental
 MATRIX_SUITES ?= trixie,sid,experimental
 
 test: deps
+	scripts/build.sh
 	$(MAKE) all
 	$(MAKE) asan
 	$(MAKE) fuzz-build
