@@ -66,7 +66,12 @@ def write_sa_token(sa_dir, token, n):
 
 class Stack:
     def __init__(self, haproxy_bin, agent="real", agent_args=(), env=None, watch_gaps=(0.2,),
-                 spoe_timeout="1s"):
+                 spoe_timeout="1s", oidc_flags=True, before_agent=None):
+        """oidc_flags=False leaves out the --oidc-* flags (e.g. for --authentication-config in agent_args);
+        before_agent(stack), if given, runs once the issuer is up and before the agent starts (to write files
+        that name the issuer) and may return more agent arguments."""
+        self.oidc_flags = oidc_flags
+        self.before_agent = before_agent
         self.haproxy_bin = haproxy_bin
         self.agent_kind = agent
         self.agent_args = list(agent_args)
@@ -108,6 +113,8 @@ class Stack:
             for p in (front["cert"], front["key"]):
                 with open(p) as f:
                     out.write(f.read())
+        if self.before_agent is not None:
+            self.agent_args += list(self.before_agent(self) or ())
         self.start_agent()
         self.start_haproxy()
         self.kubeconfig = self.write_kubeconfig()
@@ -123,8 +130,9 @@ class Stack:
         return write_sa_token(self.sa_dir, token, self.sa_gen)
 
     def agent_cmd(self, port, probe_port):
-        return [kostest.build_path("kube-oidc-spoa"), "--oidc-issuer-url", self.issuer.issuer,
-                "--oidc-client-id", CLIENT_ID, "--oidc-ca-file", self.issuer.ca,
+        oidc = ["--oidc-issuer-url", self.issuer.issuer, "--oidc-client-id", CLIENT_ID,
+                "--oidc-ca-file", self.issuer.ca] if self.oidc_flags else []
+        return [kostest.build_path("kube-oidc-spoa")] + oidc + [
                 "--listen", f"127.0.0.1:{port}", "--readiness-probe-port", str(probe_port),
                 "--readiness-probe-address", "127.0.0.1", "--service-account-token-file", self.sa_file,
                 "--threads", "2", "--log-level", "info"] + self.agent_args
