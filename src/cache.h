@@ -3,9 +3,11 @@
  *
  * Owns: the table and one reference on every identity it holds (released on eviction, expiry, drop, destroy).
  * cache_get() hands the caller a new reference. Layout: 64 shards, each with its own mutex and a fixed
- * 8-way set-associative array allocated at creation, so there is no global lock, no allocation after
- * cache_create(), and the size is bounded (max_entries rounded up to a multiple of 512). An entry lives until
- * min(token exp, insertion + ttl); when a set is full the entry closest to its end is evicted.
+ * 8-way set-associative array, all in one anonymous mapping made at creation (its pages are touched only as
+ * entries arrive; large tables ask for transparent huge pages), so there is no global lock, no allocation after
+ * cache_create(), and the size is bounded (max_entries rounded up to a multiple of 512). A lookup reads two
+ * cache lines of its set plus the matching way's key (see cache.c). An entry lives until min(token exp,
+ * insertion + ttl, year 2106); when a set is full the entry closest to its end is evicted.
  * Dropping entries whose key left the JWKS is the caller's check (it knows the current key set; the identity
  * carries the key fingerprint) followed by cache_drop().
  */
