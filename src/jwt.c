@@ -272,16 +272,18 @@ int jwt_json_check_duplicates(const cJSON *obj)
 {
 	size_t n = 0, i;
 	const cJSON *it;
-	const char **names;
+	const char *small[32], **names = small; /* ID tokens and JWKs have a dozen members: no malloc per token */
 	int rc = 0;
 
 	for (it = obj->child; it; it = it->next)
 		n++;
 	if (n < 2)
 		return 0;
-	names = malloc(n * sizeof(*names));
-	if (!names)
-		return JWT_E_NOMEM;
+	if (n > sizeof(small) / sizeof(small[0])) {
+		names = malloc(n * sizeof(*names));
+		if (!names)
+			return JWT_E_NOMEM;
+	}
 	for (i = 0, it = obj->child; it; it = it->next)
 		names[i++] = it->string ? it->string : "";
 	qsort(names, n, sizeof(*names), fold_cmp);
@@ -290,7 +292,8 @@ int jwt_json_check_duplicates(const cJSON *obj)
 			rc = JWT_E_JSON;
 			break;
 		}
-	free(names);
+	if (names != small)
+		free(names);
 	return rc;
 }
 

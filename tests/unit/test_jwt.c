@@ -798,6 +798,26 @@ static void test_json_parse(void **state)
 			fail_msg("case %zu %s: got %d", i, cases[i].j, rc);
 		cJSON_Delete(j);
 	}
+	/* the duplicate check keeps up to 32 names on the stack and allocates past that: both sides of the line,
+	 * with and without a duplicate (placed last, so that every name is compared) */
+	for (size_t n = 31; n <= 34; n++) {
+		for (int dup = 0; dup < 2; dup++) {
+			char buf[1024];
+			size_t o = 0;
+			cJSON *j = NULL;
+			int rc;
+
+			buf[o++] = '{';
+			for (size_t m = 0; m < n; m++)
+				o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s\"k%zu\":%zu", m ? "," : "",
+						      dup && m == n - 1 ? (size_t)0 : m, m);
+			buf[o++] = '}';
+			rc = jwt_json_parse((const uint8_t *)buf, o, &j);
+			if (rc != (dup ? JWT_E_JSON : 0))
+				fail_msg("%zu members, duplicate %d: got %d", n, dup, rc);
+			cJSON_Delete(j);
+		}
+	}
 	{
 		cJSON *j = NULL;
 
