@@ -10,6 +10,12 @@
  * insertion + ttl, year 2106); when a set is full the entry closest to its end is evicted.
  * Dropping entries whose key left the JWKS is the caller's check (it knows the current key set; the identity
  * carries the key fingerprint) followed by cache_drop().
+ *
+ * Why the key is SHA-256 and not a faster keyed hash (issue 7 weighed SipHash-128 with a per-process random
+ * key): natively OpenSSL hashes with SHA-NI, 0.69 µs for a 1 KiB token here, against 0.42 µs for SipHash-2-4-128
+ * — 0.27 µs less per cache hit, about a tenth of the agent's CPU on a hit and under 0.5% of a request through
+ * HAProxy. Not worth trading a collision-resistant hash, whose safety needs no secret, for a PRF whose safety
+ * rests on a key that never leaks. (callgrind's 22k instructions for SHA-256 are without SHA-NI.)
  */
 #ifndef KOS_CACHE_H
 #define KOS_CACHE_H
