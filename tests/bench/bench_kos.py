@@ -4,7 +4,7 @@
 shared: absolute numbers drift between runs, ratios much less). Figures only; never fails on speed.
 
     /usr/bin/python3 tests/bench/bench_kos.py [--build DIR] [--rounds N] [--secs S] [--results FILE] [--quick]
-                                              [--soak SECONDS]
+                                              [--soak SECONDS] [--only ABCDF] [--haproxy BINARY]
 
 Everything on 127.0.0.1, ports picked at run time, every run bounded in time; every process started here is
 stopped by its pid on exit. Tokens are minted in-process with python3-cryptography from the test issuer's keys
@@ -495,7 +495,7 @@ frontend fe_b1
             f.write(self.haproxy_cfg(ports, {"hit": hit.port, "miss": miss.port, "noop": noop_port}))
         env = dict(os.environ, KOS_SPOE_TIMEOUT="2s", KOS_CONF_DIR=os.path.join(ROOT, "conf"))
         hlog = open(os.path.join(self.tmp, "haproxy.log"), "w")
-        hap = start(["haproxy", "-db", "-f", cfg], stdout=hlog, stderr=subprocess.STDOUT, env=env)
+        hap = start([self.a.haproxy, "-db", "-f", cfg], stdout=hlog, stderr=subprocess.STDOUT, env=env)
         try:
             wait_port(ports["B5"], hap)
         except (RuntimeError, TimeoutError):
@@ -677,7 +677,7 @@ frontend fe_b1
 
     # -- output
     def table(self):
-        hv = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
+        hv = subprocess.run([self.a.haproxy, "-v"], capture_output=True, text=True).stdout.splitlines()[0]
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
         mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
         head = [f"date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
@@ -719,6 +719,8 @@ def main():
     ap.add_argument("--soak", type=float, default=20, help="seconds of steady load for the RSS growth figure")
     ap.add_argument("--results", default=None, help="write the table as markdown here (bench/RESULTS.md)")
     ap.add_argument("--only", default="ABCDF")
+    ap.add_argument("--haproxy", default="haproxy",
+                    help="HAProxy binary for B, e.g. build/haproxy/experimental/haproxy (scripts/haproxy-versions.py)")
     a = ap.parse_args()
     os.chdir(ROOT)
     b = Bench(a)
