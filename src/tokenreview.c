@@ -1,0 +1,758 @@
+/* tokenreview.c — TokenReview for --token-passthrough on one reviewer thread (see tokenreview.h).
+ *
+ * Locking: rv->mu guards the queue (pending + active reviews and their waiters), the cache, the rate bucket,
+ * the counters and the stop flag. The curl multi handle and the easy handles belong to the reviewer thread
+ * alone; workers only wake it with curl_multi_wakeup(), which libcurl allows from any thread. Callbacks run
+ * without the lock, after their review left every list.
+ */
+#include "tokenreview.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cJSON.h>
+#include <curl/curl.h>
+
+#include "cache.h"
+#include "log.h"
+
+#define DEF_TIMEOUT_MS 700u
+#define DEF_RATE 20u
+#define DEF_INFLIGHT 16u
+#define DEF_WAITING 1024u
+#define CACHE_SLOTS 1024u
+#define REVIEW_PATH "/apis/authentication.k8s.io/v1/tokenreviews"
+
+const char *tokenreview_strerror(int result)
+{
+	switch (result) {
+	case TOKENREVIEW_OK: return "authenticated";
+	case TOKENREVIEW_E_DENIED: return "not authenticated";
+	case TOKENREVIEW_E_AUDIENCE: return "audience mismatch";
+	case TOKENREVIEW_E_RATE: return "rate limit";
+	case TOKENREVIEW_E_BUSY: return "too many waiting";
+	case TOKENREVIEW_E_UNAVAILABLE: return "API server unavailable";
+	case TOKENREVIEW_E_RESPONSE: return "malformed response";
+	case TOKENREVIEW_E_SHUTDOWN: return "shutting down";
+	case TOKENREVIEW_E_NOMEM: return "out of memory";
+	}
+	return "unknown";
+}
+
+/* ---- parser ------------------------------------------------------------------------------------------------ */
+
+static bool clean_str(const char *s, size_t cap)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0'; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || i + 1 >= cap)
+			return false;
+	return true;
+}
+
+int tokenreview_parse(const uint8_t *p, size_t len, const char *const *auds, size_t nauds, tokenreview_parsed *out)
+{
+	tokenreview_parsed r;
+	cJSON *doc;
+	const cJSON *kind, *st, *auth, *user, *name, *got, *a;
+	int rc = TOKENREVIEW_E_RESPONSE;
+
+	if (len == 0 || len > TOKENREVIEW_MAX_RESPONSE)
+		return TOKENREVIEW_E_RESPONSE;
+	/* cJSON reads at most len bytes; a NUL inside ends the document early and is refused below */
+	doc = cJSON_ParseWithLength((const char *)p, len);
+	if (doc == NULL)
+		return TOKENREVIEW_E_RESPONSE;
+	memset(&r, 0, sizeof(r));
+	kind = cJSON_GetObjectItemCaseSensitive(doc, "kind");
+	st = cJSON_GetObjectItemCaseSensitive(doc, "status");
+	if (!cJSON_IsObject(doc) || !cJSON_IsString(kind) || strcmp(kind->valuestring, "TokenReview") != 0 ||
+	    !cJSON_IsObject(st))
+		goto out;
+	auth = cJSON_GetObjectItemCaseSensitive(st, "authenticated");
+	if (auth != NULL && !cJSON_IsBool(auth))
+		goto out;
+	r.authenticated = auth != NULL && cJSON_IsTrue(auth);
+	user = cJSON_GetObjectItemCaseSensitive(st, "user");
+	name = cJSON_IsObject(user) ? cJSON_GetObjectItemCaseSensitive(user, "username") : NULL;
+	if (cJSON_IsString(name) && clean_str(name->valuestring, sizeof(r.user)))
+		snprintf(r.user, sizeof(r.user), "%s", name->valuestring);
+	r.audience_ok = nauds == 0;
+	got = cJSON_GetObjectItemCaseSensitive(st, "audiences");
+	if (got != NULL && !cJSON_IsArray(got) && !cJSON_IsNull(got))
+		goto out;
+	cJSON_ArrayForEach(a, got) {
+		if (!cJSON_IsString(a))
+			goto out;
+		for (size_t i = 0; i < nauds && !r.audience_ok; i++)
+			if (strcmp(a->valuestring, auds[i]) == 0)
+				r.audience_ok = true;
+	}
+	*out = r;
+	rc = TOKENREVIEW_OK;
+out:
+	cJSON_Delete(doc);
+	return rc;
+}
+
+/* ---- reviewer ---------------------------------------------------------------------------------------------- */
+
+typedef struct waiter {
+	struct waiter *next;
+	tokenreview_done_fn done;
+	void *ud;
+} waiter;
+
+typedef struct review {
+	struct review *next;
+	uint8_t key[CACHE_KEY_LEN];
+	int64_t deadline_ms;
+	waiter *waiters;
+	CURL *easy;
+	struct curl_slist *hdrs;
+	satoken_val *sa;
+	char *body;         /* request */
+	uint8_t *resp;      /* response, at most TOKENREVIEW_MAX_RESPONSE */
+	size_t resp_len;
+	bool resp_over;
+	char ebuf[CURL_ERROR_SIZE];
+	size_t tlen;
+	uint8_t tok[];
+} review;
+
+typedef struct slot {
+	uint8_t key[CACHE_KEY_LEN];
+	int64_t expires_ms; /* 0 = empty */
+	int result;
+	char user[TOKENREVIEW_USER_MAX];
+} slot;
+
+struct tokenreview {
+	char *url;          /* full endpoint URL */
+	char *ca_file;
+	char **auds;
+	size_t nauds;
+	satoken *sa;
+	unsigned timeout_ms, ttl_ms, rate, max_inflight, max_waiting;
+
+	pthread_t th;
+	bool started, joined;
+	CURLM *multi;
+
+	pthread_mutex_t mu;
+	bool stopping;
+	review *pending, *active; /* singly linked; pending in arrival (so deadline) order */
+	unsigned nactive, nwaiting;
+	double bucket;
+	int64_t bucket_ms;
+	slot *cache;
+	tokenreview_stats st;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_rc;
+static void curl_init(void)
+{
+	curl_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void *rv_main(void *arg);
+
+int tokenreview_create(const tokenreview_config *cfg, tokenreview **out, char *err, size_t errlen)
+{
+	tokenreview *rv;
+	size_t n;
+
+	if (cfg->url == NULL || strncmp(cfg->url, "https://", 8) != 0 || cfg->sa == NULL ||
+	    cfg->naudiences > TOKENREVIEW_MAX_AUDIENCES || cfg->cache_ttl_s > TOKENREVIEW_MAX_TTL_S) {
+		snprintf(err, errlen, "token review: an https API server URL, the service-account token, at most %d "
+			 "audiences and a cache TTL of at most %ds are required", TOKENREVIEW_MAX_AUDIENCES,
+			 TOKENREVIEW_MAX_TTL_S);
+		return -1;
+	}
+	pthread_once(&curl_once, curl_init);
+	if (curl_rc != CURLE_OK) {
+		snprintf(err, errlen, "libcurl init: %s", curl_easy_strerror(curl_rc));
+		return -1;
+	}
+	rv = calloc(1, sizeof(*rv));
+	if (rv == NULL)
+		goto nomem;
+	n = strlen(cfg->url);
+	while (n > 8 && cfg->url[n - 1] == '/')
+		n--;
+	rv->url = malloc(n + sizeof(REVIEW_PATH));
+	rv->ca_file = cfg->ca_file ? strdup(cfg->ca_file) : NULL;
+	rv->auds = calloc(cfg->naudiences + 1, sizeof(char *));
+	rv->cache = cfg->cache_ttl_s ? calloc(CACHE_SLOTS, sizeof(slot)) : NULL;
+	if (rv->url == NULL || (cfg->ca_file && rv->ca_file == NULL) || rv->auds == NULL ||
+	    (cfg->cache_ttl_s && rv->cache == NULL))
+		goto nomem_free;
+	memcpy(rv->url, cfg->url, n);
+	memcpy(rv->url + n, REVIEW_PATH, sizeof(REVIEW_PATH));
+	for (size_t i = 0; i < cfg->naudiences; i++) {
+		rv->auds[i] = strdup(cfg->audiences[i]);
+		if (rv->auds[i] == NULL)
+			goto nomem_free;
+		rv->nauds++;
+	}
+	rv->sa = cfg->sa;
+	rv->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : DEF_TIMEOUT_MS;
+	rv->ttl_ms = cfg->cache_ttl_s * 1000u;
+	rv->rate = cfg->rate ? cfg->rate : DEF_RATE;
+	rv->max_inflight = cfg->max_inflight ? cfg->max_inflight : DEF_INFLIGHT;
+	rv->max_waiting = cfg->max_waiting ? cfg->max_waiting : DEF_WAITING;
+	rv->bucket = rv->rate;
+	rv->bucket_ms = mono_ms();
+	rv->multi = curl_multi_init();
+	if (rv->multi == NULL)
+		goto nomem_free;
+	if (pthread_mutex_init(&rv->mu, NULL) != 0)
+		goto nomem_free;
+	if (pthread_create(&rv->th, NULL, rv_main, rv) != 0) {
+		pthread_mutex_destroy(&rv->mu);
+		snprintf(err, errlen, "token review: cannot start the reviewer thread");
+		rv->started = false;
+		goto fail;
+	}
+	rv->started = true;
+	*out = rv;
+	return 0;
+nomem_free:
+	snprintf(err, errlen, "token review: out of memory");
+fail:
+	if (rv->multi)
+		curl_multi_cleanup(rv->multi);
+	for (size_t i = 0; i < rv->nauds; i++)
+		free(rv->auds[i]);
+	free(rv->auds);
+	free(rv->cache);
+	free(rv->ca_file);
+	free(rv->url);
+	free(rv);
+	return -1;
+nomem:
+	snprintf(err, errlen, "token review: out of memory");
+	return -1;
+}
+
+/* ---- cache and rate (rv->mu held) ----------------------------------------------------------------------- */
+
+static slot *cache_slot(tokenreview *rv, const uint8_t key[CACHE_KEY_LEN])
+{
+	uint32_t h;
+
+	memcpy(&h, key, sizeof(h));
+	return &rv->cache[h % CACHE_SLOTS];
+}
+
+static bool cache_find(tokenreview *rv, const uint8_t key[CACHE_KEY_LEN], int64_t now, int *result, char *user,
+		       size_t usercap)
+{
+	slot *s;
+
+	if (rv->cache == NULL)
+		return false;
+	s = cache_slot(rv, key);
+	if (s->expires_ms == 0 || s->expires_ms <= now || memcmp(s->key, key, CACHE_KEY_LEN) != 0)
+		return false;
+	*result = s->result;
+	if (user != NULL && usercap > 0)
+		snprintf(user, usercap, "%s", s->user);
+	return true;
+}
+
+static void cache_store(tokenreview *rv, const uint8_t key[CACHE_KEY_LEN], int result, const char *user)
+{
+	slot *s;
+
+	if (rv->cache == NULL)
+		return;
+	s = cache_slot(rv, key);
+	memcpy(s->key, key, CACHE_KEY_LEN);
+	s->result = result;
+	snprintf(s->user, sizeof(s->user), "%s", user);
+	s->expires_ms = mono_ms() + rv->ttl_ms;
+}
+
+static bool rate_take(tokenreview *rv, int64_t now)
+{
+	double add = (double)(now - rv->bucket_ms) * rv->rate / 1000.0;
+
+	rv->bucket_ms = now;
+	rv->bucket += add;
+	if (rv->bucket > rv->rate)
+		rv->bucket = rv->rate;
+	if (rv->bucket < 1.0)
+		return false;
+	rv->bucket -= 1.0;
+	return true;
+}
+
+static review *find_review(review *list, const uint8_t key[CACHE_KEY_LEN])
+{
+	for (; list != NULL; list = list->next)
+		if (memcmp(list->key, key, CACHE_KEY_LEN) == 0)
+			return list;
+	return NULL;
+}
+
+int tokenreview_check(tokenreview *rv, const uint8_t *tok, size_t len, char *user, size_t usercap,
+		      tokenreview_done_fn done, void *ud)
+{
+	uint8_t key[CACHE_KEY_LEN];
+	int64_t now = mono_ms();
+	review *r;
+	waiter *w;
+	int result;
+
+	if (user != NULL && usercap > 0)
+		user[0] = '\0';
+	cache_key(tok, len, key);
+	w = malloc(sizeof(*w));
+	if (w == NULL)
+		return TOKENREVIEW_E_NOMEM;
+	w->done = done;
+	w->ud = ud;
+	pthread_mutex_lock(&rv->mu);
+	if (rv->stopping) {
+		result = TOKENREVIEW_E_SHUTDOWN;
+		goto now_answer;
+	}
+	if (cache_find(rv, key, now, &result, user, usercap)) {
+		rv->st.cache_hits++;
+		goto now_answer;
+	}
+	if (rv->nwaiting >= rv->max_waiting) {
+		rv->st.busy++;
+		result = TOKENREVIEW_E_BUSY;
+		goto now_answer;
+	}
+	r = find_review(rv->pending, key);
+	if (r == NULL)
+		r = find_review(rv->active, key);
+	if (r != NULL) {
+		/* kubectl's first call fans out into many parallel requests with one token: one review for all */
+		rv->st.joined++;
+		goto wait;
+	}
+	if (!rate_take(rv, now)) {
+		rv->st.rate_limited++;
+		result = TOKENREVIEW_E_RATE;
+		goto now_answer;
+	}
+	r = calloc(1, sizeof(*r) + len);
+	if (r == NULL) {
+		result = TOKENREVIEW_E_NOMEM;
+		goto now_answer;
+	}
+	memcpy(r->key, key, CACHE_KEY_LEN);
+	r->deadline_ms = now + rv->timeout_ms;
+	r->tlen = len;
+	memcpy(r->tok, tok, len);
+	/* append: pending stays in deadline order */
+	{
+		review **pp = &rv->pending;
+
+		while (*pp != NULL)
+			pp = &(*pp)->next;
+		*pp = r;
+	}
+wait:
+	w->next = r->waiters;
+	r->waiters = w;
+	rv->nwaiting++;
+	pthread_mutex_unlock(&rv->mu);
+	curl_multi_wakeup(rv->multi);
+	return TOKENREVIEW_PENDING;
+now_answer:
+	pthread_mutex_unlock(&rv->mu);
+	free(w);
+	return result;
+}
+
+/* ---- the reviewer thread --------------------------------------------------------------------------------- */
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+	review *r = ud;
+	size_t len = size * n;
+
+	if (len > TOKENREVIEW_MAX_RESPONSE - r->resp_len) {
+		r->resp_over = true;
+		return 0; /* aborts the transfer */
+	}
+	memcpy(r->resp + r->resp_len, p, len);
+	r->resp_len += len;
+	return len;
+}
+
+static char *request_body(const tokenreview *rv, const review *r)
+{
+	cJSON *doc = cJSON_CreateObject(), *spec, *auds;
+	char *tok = malloc(r->tlen + 1), *s = NULL;
+
+	if (doc == NULL || tok == NULL)
+		goto out;
+	memcpy(tok, r->tok, r->tlen);
+	tok[r->tlen] = '\0';
+	if (cJSON_AddStringToObject(doc, "apiVersion", "authentication.k8s.io/v1") == NULL ||
+	    cJSON_AddStringToObject(doc, "kind", "TokenReview") == NULL ||
+	    (spec = cJSON_AddObjectToObject(doc, "spec")) == NULL ||
+	    cJSON_AddStringToObject(spec, "token", tok) == NULL)
+		goto out;
+	if (rv->nauds > 0) {
+		auds = cJSON_CreateStringArray((const char *const *)rv->auds, (int)rv->nauds);
+		if (auds == NULL || !cJSON_AddItemToObject(spec, "audiences", auds)) {
+			cJSON_Delete(auds);
+			goto out;
+		}
+	}
+	s = cJSON_PrintUnformatted(doc);
+out:
+	if (tok != NULL) {
+		/* the token leaves no copy behind in freed memory */
+		memset(tok, 0, r->tlen);
+		free(tok);
+	}
+	cJSON_Delete(doc);
+	return s;
+}
+
+/* Sets up r's transfer; false when it cannot start (the review then fails as unavailable). */
+static bool start_review(tokenreview *rv, review *r, int64_t now)
+{
+	long left = (long)(r->deadline_ms - now);
+	char *auth = NULL;
+
+	if (left <= 0)
+		return false;
+	r->sa = satoken_acquire(rv->sa);
+	r->body = r->sa ? request_body(rv, r) : NULL;
+	r->resp = malloc(TOKENREVIEW_MAX_RESPONSE);
+	r->easy = curl_easy_init();
+	if (r->sa == NULL || r->body == NULL || r->resp == NULL || r->easy == NULL)
+		return false;
+	auth = malloc(sizeof("Authorization: ") + r->sa->len);
+	if (auth == NULL)
+		return false;
+	memcpy(auth, "Authorization: ", sizeof("Authorization: ") - 1);
+	memcpy(auth + sizeof("Authorization: ") - 1, r->sa->str, r->sa->len + 1);
+	r->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+	if (r->hdrs != NULL)
+		r->hdrs = curl_slist_append(r->hdrs, "Accept: application/json");
+	{
+		struct curl_slist *h = r->hdrs ? curl_slist_append(r->hdrs, auth) : NULL;
+
+		memset(auth, 0, strlen(auth));
+		free(auth);
+		if (h == NULL)
+			return false;
+		r->hdrs = h;
+	}
+	curl_easy_setopt(r->easy, CURLOPT_URL, rv->url);
+	curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L);
+	if (rv->ca_file != NULL)
+		curl_easy_setopt(r->easy, CURLOPT_CAINFO, rv->ca_file);
+	curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, left);
+	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, left);
+	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->hdrs);
+	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);
+	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(r->body));
+	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "kube-oidc-spoa");
+	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->ebuf);
+	return curl_multi_add_handle(rv->multi, r->easy) == CURLM_OK;
+}
+
+static void free_review(tokenreview *rv, review *r)
+{
+	if (r->easy != NULL) {
+		curl_multi_remove_handle(rv->multi, r->easy);
+		curl_easy_cleanup(r->easy);
+	}
+	curl_slist_free_all(r->hdrs);
+	if (r->body != NULL) {
+		memset(r->body, 0, strlen(r->body));
+		free(r->body);
+	}
+	free(r->resp);
+	satoken_val_release(r->sa);
+	memset(r->tok, 0, r->tlen);
+	free(r);
+}
+
+static void unlink_review(review **list, review *r)
+{
+	for (review **pp = list; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == r) {
+			*pp = r->next;
+			r->next = NULL;
+			return;
+		}
+	}
+}
+
+/* Answers every waiter of r (already off the lists, rv->mu not held) and frees r. */
+static void finish(tokenreview *rv, review *r, int result, const char *user)
+{
+	waiter *w, *next;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&rv->mu);
+	w = r->waiters;
+	r->waiters = NULL;
+	for (waiter *x = w; x != NULL; x = x->next)
+		n++;
+	rv->nwaiting -= n;
+	if (result == TOKENREVIEW_OK || result == TOKENREVIEW_E_DENIED || result == TOKENREVIEW_E_AUDIENCE)
+		cache_store(rv, r->key, result, user);
+	pthread_mutex_unlock(&rv->mu);
+	free_review(rv, r);
+	for (; w != NULL; w = next) {
+		next = w->next;
+		w->done(w->ud, result, user);
+		free(w);
+	}
+}
+
+static void log_failure(const char *what, const char *why, long code)
+{
+	log_line l;
+
+	log_begin(&l, LOG_LEVEL_WARN, "tokenreview");
+	log_str(&l, "msg", what);
+	if (why != NULL)
+		log_str(&l, "error", why);
+	if (code != 0)
+		log_int(&l, "http_status", code);
+	log_end(&l);
+}
+
+static void count(tokenreview *rv, int result)
+{
+	pthread_mutex_lock(&rv->mu);
+	rv->st.reviews++;
+	if (result == TOKENREVIEW_OK)
+		rv->st.authenticated++;
+	else if (result == TOKENREVIEW_E_DENIED || result == TOKENREVIEW_E_AUDIENCE)
+		rv->st.denied++;
+	else
+		rv->st.failed++;
+	pthread_mutex_unlock(&rv->mu);
+}
+
+static void complete(tokenreview *rv, review *r, CURLcode cc)
+{
+	tokenreview_parsed p;
+	long code = 0;
+	int result;
+
+	pthread_mutex_lock(&rv->mu);
+	unlink_review(&rv->active, r);
+	rv->nactive--;
+	pthread_mutex_unlock(&rv->mu);
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+	if (cc != CURLE_OK) {
+		result = TOKENREVIEW_E_UNAVAILABLE;
+		log_failure("token review failed", r->resp_over ? "response too large"
+					      : r->ebuf[0] ? r->ebuf : curl_easy_strerror(cc), 0);
+	} else if (code != 200 && code != 201) {
+		result = TOKENREVIEW_E_UNAVAILABLE;
+		log_failure("token review refused by the API server (RBAC: create tokenreviews?)", NULL, code);
+	} else if ((result = tokenreview_parse(r->resp, r->resp_len, (const char *const *)rv->auds, rv->nauds,
+					       &p)) != TOKENREVIEW_OK) {
+		log_failure("token review answer is not a TokenReview", NULL, code);
+	} else {
+		result = !p.authenticated ? TOKENREVIEW_E_DENIED
+			 : !p.audience_ok ? TOKENREVIEW_E_AUDIENCE : TOKENREVIEW_OK;
+	}
+	count(rv, result);
+	finish(rv, r, result, result == TOKENREVIEW_OK ? p.user : "");
+}
+
+static void *rv_main(void *arg)
+{
+	tokenreview *rv = arg;
+
+	for (;;) {
+		review *start = NULL, *expired = NULL, *r;
+		int64_t now = mono_ms(), next = now + 1000;
+		CURLMsg *msg;
+		int running = 0, left;
+		bool stop;
+
+		pthread_mutex_lock(&rv->mu);
+		stop = rv->stopping;
+		/* reviews that waited for a slot until their deadline, then as many new transfers as slots allow */
+		while (rv->pending != NULL && (stop || rv->pending->deadline_ms <= now)) {
+			r = rv->pending;
+			rv->pending = r->next;
+			r->next = expired;
+			expired = r;
+		}
+		while (!stop && rv->pending != NULL && rv->nactive < rv->max_inflight) {
+			r = rv->pending;
+			rv->pending = r->next;
+			r->next = start;
+			start = r;
+			rv->nactive++;
+		}
+		if (rv->pending != NULL && rv->pending->deadline_ms < next)
+			next = rv->pending->deadline_ms;
+		pthread_mutex_unlock(&rv->mu);
+
+		for (r = expired; r != NULL; r = expired) {
+			expired = r->next;
+			r->next = NULL;
+			if (!stop)
+				count(rv, TOKENREVIEW_E_UNAVAILABLE);
+			finish(rv, r, stop ? TOKENREVIEW_E_SHUTDOWN : TOKENREVIEW_E_UNAVAILABLE, "");
+		}
+		for (r = start; r != NULL; r = start) {
+			start = r->next;
+			r->next = NULL;
+			if (start_review(rv, r, now)) {
+				pthread_mutex_lock(&rv->mu);
+				r->next = rv->active;
+				rv->active = r;
+				pthread_mutex_unlock(&rv->mu);
+			} else {
+				pthread_mutex_lock(&rv->mu);
+				rv->nactive--;
+				pthread_mutex_unlock(&rv->mu);
+				log_failure("token review could not start", r->sa == NULL ? "service-account token not "
+					    "loaded" : "out of memory or time", 0);
+				count(rv, TOKENREVIEW_E_UNAVAILABLE);
+				finish(rv, r, TOKENREVIEW_E_UNAVAILABLE, "");
+			}
+		}
+		if (stop) {
+			pthread_mutex_lock(&rv->mu);
+			while ((r = rv->active) != NULL) {
+				rv->active = r->next;
+				r->next = NULL;
+				rv->nactive--;
+				pthread_mutex_unlock(&rv->mu);
+				finish(rv, r, TOKENREVIEW_E_SHUTDOWN, "");
+				pthread_mutex_lock(&rv->mu);
+			}
+			pthread_mutex_unlock(&rv->mu);
+			break;
+		}
+		curl_multi_perform(rv->multi, &running);
+		while ((msg = curl_multi_info_read(rv->multi, &left)) != NULL) {
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			r = NULL;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+			if (r != NULL)
+				complete(rv, r, msg->data.result);
+		}
+		{
+			int64_t wait = next - mono_ms();
+
+			if (wait < 1)
+				wait = 1;
+			curl_multi_poll(rv->multi, NULL, 0, (int)wait, NULL);
+		}
+	}
+	return NULL;
+}
+
+void tokenreview_stop(tokenreview *rv)
+{
+	if (rv == NULL || !rv->started || rv->joined)
+		return;
+	pthread_mutex_lock(&rv->mu);
+	rv->stopping = true;
+	pthread_mutex_unlock(&rv->mu);
+	curl_multi_wakeup(rv->multi);
+	pthread_join(rv->th, NULL);
+	rv->joined = true;
+}
+
+void tokenreview_destroy(tokenreview *rv)
+{
+	if (rv == NULL)
+		return;
+	tokenreview_stop(rv);
+	curl_multi_cleanup(rv->multi);
+	pthread_mutex_destroy(&rv->mu);
+	for (size_t i = 0; i < rv->nauds; i++)
+		free(rv->auds[i]);
+	free(rv->auds);
+	if (rv->cache != NULL) {
+		memset(rv->cache, 0, CACHE_SLOTS * sizeof(slot));
+		free(rv->cache);
+	}
+	free(rv->ca_file);
+	free(rv->url);
+	free(rv);
+}
+
+void tokenreview_stats_get(tokenreview *rv, tokenreview_stats *out)
+{
+	pthread_mutex_lock(&rv->mu);
+	*out = rv->st;
+	out->waiting = rv->nwaiting;
+	pthread_mutex_unlock(&rv->mu);
+}
+
+int tokenreview_metrics(tokenreview *rv, char **buf, size_t *len)
+{
+	tokenreview_stats s;
+	char add[1600];
+	size_t cur = *buf ? *len : 0;
+	int n;
+	char *nb;
+
+	tokenreview_stats_get(rv, &s);
+	n = snprintf(add, sizeof(add),
+		     "# HELP kos_tokenreviews_total TokenReviews sent to the API server for --token-passthrough, by "
+		     "outcome.\n# TYPE kos_tokenreviews_total counter\n"
+		     "kos_tokenreviews_total{result=\"authenticated\"} %llu\n"
+		     "kos_tokenreviews_total{result=\"denied\"} %llu\n"
+		     "kos_tokenreviews_total{result=\"failed\"} %llu\n"
+		     "# HELP kos_tokenreview_cache_hits_total Passthrough verdicts answered from the cache.\n"
+		     "# TYPE kos_tokenreview_cache_hits_total counter\nkos_tokenreview_cache_hits_total %llu\n"
+		     "# HELP kos_tokenreview_joined_total Requests that waited for a review already under way.\n"
+		     "# TYPE kos_tokenreview_joined_total counter\nkos_tokenreview_joined_total %llu\n"
+		     "# HELP kos_tokenreview_rate_limited_total Reviews not made: over --token-passthrough-rate.\n"
+		     "# TYPE kos_tokenreview_rate_limited_total counter\nkos_tokenreview_rate_limited_total %llu\n"
+		     "# HELP kos_tokenreview_busy_total Requests refused: too many waiting for reviews.\n"
+		     "# TYPE kos_tokenreview_busy_total counter\nkos_tokenreview_busy_total %llu\n"
+		     "# HELP kos_tokenreview_waiting Requests waiting for a review now.\n"
+		     "# TYPE kos_tokenreview_waiting gauge\nkos_tokenreview_waiting %u\n",
+		     (unsigned long long)s.authenticated, (unsigned long long)s.denied, (unsigned long long)s.failed,
+		     (unsigned long long)s.cache_hits, (unsigned long long)s.joined,
+		     (unsigned long long)s.rate_limited, (unsigned long long)s.busy, s.waiting);
+	if (n < 0 || (size_t)n >= sizeof(add))
+		return -1;
+	nb = realloc(*buf, cur + (size_t)n + 1);
+	if (nb == NULL)
+		return -1;
+	memcpy(nb + cur, add, (size_t)n + 1);
+	*buf = nb;
+	*len = cur + (size_t)n;
+	return 0;
+}
