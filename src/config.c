@@ -24,6 +24,7 @@ enum opt_kind {
 	K_DURATION,
 	K_LEVEL,
 	K_KV,       /* repeatable key=value, comma form accepted */
+	K_LIST,     /* repeatable value, comma form accepted (values without commas) */
 	K_ALGS,
 	K_LISTEN,
 	K_IPADDR,
@@ -112,6 +113,32 @@ static const opt opts[] = {
 	 "How long a request whose token names a key id missing from the JWKS waits for the refresh it triggers "
 	 "(the first request after a key rotation then succeeds); 0 = answer 401 at once. Keep it below HAProxy's "
 	 "SPOE timeout processing (KOS_SPOE_TIMEOUT in conf/, 1s)."},
+	{"token-passthrough", "KOS_TOKEN_PASSTHROUGH", K_BOOL, F(token_passthrough), 0, 0, 0, "false", NULL,
+	 "A bearer token that is not an OIDC token of the configured issuer(s) (not a JWT, or a JWT whose iss is "
+	 "none of them) is checked with a TokenReview at --apiserver-url; if authenticated, HAProxy forwards the "
+	 "request with the client's own Authorization and no impersonation (contract status 5). Needs RBAC: "
+	 "create tokenreviews (authentication.k8s.io)."},
+	{"token-passthrough-audiences", "KOS_TOKEN_PASSTHROUGH_AUDIENCES", K_LIST, F(tp_audiences),
+	 F(ntp_audiences), 0, 0, NULL, "AUD",
+	 "spec.audiences of the TokenReview; one of them must come back in status.audiences. Repeatable, or "
+	 "a,b. Unset: none sent (the API server's own audiences apply)."},
+	{"apiserver-url", "KOS_APISERVER_URL", K_URL, F(apiserver_url), 0, 0, 0, "https://kubernetes.default.svc",
+	 "URL", "API server for TokenReviews (--token-passthrough). Not HAProxy's KOS_APISERVER (host:port): both "
+	 "must name the same API server."},
+	{"apiserver-ca-file", "KOS_APISERVER_CA_FILE", K_STR, F(apiserver_ca_file), 0, 0, 0,
+	 "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt", "FILE", "PEM CA that verifies --apiserver-url."},
+	{"token-passthrough-cache-ttl", "KOS_TOKEN_PASSTHROUGH_CACHE_TTL", K_DURATION, F(tp_cache_ttl_s), 0, 0, 10,
+	 "10s", "DURATION", "How long a TokenReview verdict (authenticated or not) is reused for the same token; "
+	 "0 = every request asks; at most 10s."},
+	{"token-passthrough-rate", "KOS_TOKEN_PASSTHROUGH_RATE", K_UINT, F(tp_rate), 0, 1, 10000, "20", "N",
+	 "At most N new TokenReviews per second (burst N); a token that would need one more is refused (401)."},
+	{"token-passthrough-timeout-ms", "KOS_TOKEN_PASSTHROUGH_TIMEOUT_MS", K_UINT, F(tp_timeout_ms), 0, 50, 10000,
+	 "700", "MS", "Time a TokenReview may take, waiting included (then 503). Keep it below HAProxy's SPOE "
+	 "timeout processing (KOS_SPOE_TIMEOUT in conf/, 1s)."},
+	{"credential-id-extra", "KOS_CREDENTIAL_ID_EXTRA", K_BOOL, F(credential_id_extra), 0, 0, 0, "false", NULL,
+	 "Add the extra authentication.kubernetes.io/credential-id = JTI=<jti> for tokens with a jti, as the API "
+	 "server does itself since 1.32. Needs RBAC: impersonate "
+	 "userextras/authentication.kubernetes.io/credential-id."},
 	{"check-config", "KOS_CHECK_CONFIG", K_BOOL, F(check_config), 0, 0, 0, "false", NULL,
 	 "Validate flags and files, print the effective configuration, exit 0 (valid) or 1."},
 	{"help", NULL, K_ACTION, 0, 0, 0, 0, NULL, NULL, "Print this help and exit."},
@@ -135,8 +162,6 @@ static const struct {
 	{"cert-dir", "HAProxy terminates TLS (KOS_TLS_CERT in conf/)"},
 	{"kubeconfig", "HAProxy reaches the API server (KOS_APISERVER, KOS_APISERVER_CA in conf/); the agent only "
 		       "needs --service-account-token-file"},
-	{"token-passthrough", "not supported: every request is impersonated"},
-	{"token-passthrough-audiences", "not supported: every request is impersonated"},
 	{"disable-impersonation", "not supported: every request is impersonated"},
 	{"flush-interval", "HAProxy streams responses as they come; nothing to set"},
 	{"audit-log-path", "use HAProxy's logs and the agent's JSON logs"},
@@ -351,6 +376,47 @@ static void kv_clear(config_kv *kv, size_t *n)
 	*n = 0;
 }
 
+static void list_clear(char **v, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++) {
+		free(v[i]);
+		v[i] = NULL;
+	}
+	*n = 0;
+}
+
+/* Adds "v" or "v1,v2" to a list; a repeated value is kept once; empty items are refused. */
+static int list_add(char **v, size_t *n, const char *s, char *why, size_t whylen)
+{
+	const char *p = s;
+
+	for (;;) {
+		const char *c = strchr(p, ',');
+		size_t len = c ? (size_t)(c - p) : strlen(p), i;
+
+		if (len == 0) {
+			seterr(why, whylen, "empty value in the list");
+			return CONFIG_E_USAGE;
+		}
+		for (i = 0; i < *n; i++)
+			if (strlen(v[i]) == len && memcmp(v[i], p, len) == 0)
+				break;
+		if (i == *n) {
+			if (*n == CONFIG_MAX_KV) {
+				seterr(why, whylen, "more than %d entries", CONFIG_MAX_KV);
+				return CONFIG_E_USAGE;
+			}
+			v[i] = strndup(p, len);
+			if (v[i] == NULL)
+				return CONFIG_E_NOMEM;
+			(*n)++;
+		}
+		if (c == NULL)
+			return CONFIG_OK;
+		p = c + 1;
+	}
+}
+
 /* Adds "k=v" or "k1=v1,k2=v2" to a key=value list; a repeated key replaces the earlier value. */
 static int kv_add(config_kv *kv, size_t *n, const char *s, char *why, size_t whylen)
 {
@@ -503,6 +569,11 @@ static int apply(config *c, const opt *o, const char *v, const char *src, char *
 		if (rc == CONFIG_E_USAGE)
 			goto bad;
 		return rc;
+	case K_LIST:
+		rc = list_add((char **)((char *)c + o->off), (size_t *)((char *)c + o->off_n), v, why, sizeof(why));
+		if (rc == CONFIG_E_USAGE)
+			goto bad;
+		return rc;
 	case K_ACTION:
 		break;
 	}
@@ -552,6 +623,9 @@ void config_free(config *c)
 		}
 		case K_KV:
 			kv_clear((config_kv *)((char *)c + o->off), (size_t *)((char *)c + o->off_n));
+			break;
+		case K_LIST:
+			list_clear((char **)((char *)c + o->off), (size_t *)((char *)c + o->off_n));
 			break;
 		default:
 			break;
@@ -737,6 +811,9 @@ int config_check_files(const config *c, char *err, size_t errlen)
 		return -1;
 	if (check_readable("--service-account-token-file", c->sa_token_file, true, err, errlen) != 0)
 		return -1;
+	if (c->token_passthrough &&
+	    check_readable("--apiserver-ca-file", c->apiserver_ca_file, true, err, errlen) != 0)
+		return -1;
 	return 0;
 }
 
@@ -810,6 +887,17 @@ void config_print(const config *c, FILE *f)
 	fprintf(f, "oidc-retry-max-ms: %u\n", c->retry_max_ms);
 	fprintf(f, "oidc-http-timeout-ms: %u\n", c->http_timeout_ms);
 	fprintf(f, "unknown-kid-wait-ms: %u\n", c->unknown_kid_wait_ms);
+	fprintf(f, "token-passthrough: %s\n", c->token_passthrough ? "true" : "false");
+	fprintf(f, "token-passthrough-audiences: ");
+	for (size_t i = 0; i < c->ntp_audiences; i++)
+		fprintf(f, "%s%s", i ? "," : "", c->tp_audiences[i]);
+	fprintf(f, "\n");
+	fprintf(f, "apiserver-url: %s\n", S(c->apiserver_url));
+	fprintf(f, "apiserver-ca-file: %s\n", S(c->apiserver_ca_file));
+	fprintf(f, "token-passthrough-cache-ttl: %us\n", c->tp_cache_ttl_s);
+	fprintf(f, "token-passthrough-rate: %u\n", c->tp_rate);
+	fprintf(f, "token-passthrough-timeout-ms: %u\n", c->tp_timeout_ms);
+	fprintf(f, "credential-id-extra: %s\n", c->credential_id_extra ? "true" : "false");
 #undef S
 }
 
@@ -848,5 +936,13 @@ void config_log(const config *c)
 	log_uint(&l, "oidc_retry_max_ms", c->retry_max_ms);
 	log_uint(&l, "oidc_http_timeout_ms", c->http_timeout_ms);
 	log_uint(&l, "unknown_kid_wait_ms", c->unknown_kid_wait_ms);
+	log_bool(&l, "token_passthrough", c->token_passthrough);
+	log_uint(&l, "token_passthrough_audiences", c->ntp_audiences);
+	log_str(&l, "apiserver_url", c->apiserver_url);
+	log_str(&l, "apiserver_ca_file", c->apiserver_ca_file);
+	log_uint(&l, "token_passthrough_cache_ttl_s", c->tp_cache_ttl_s);
+	log_uint(&l, "token_passthrough_rate", c->tp_rate);
+	log_uint(&l, "token_passthrough_timeout_ms", c->tp_timeout_ms);
+	log_bool(&l, "credential_id_extra", c->credential_id_extra);
 	log_end(&l);
 }

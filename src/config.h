@@ -68,6 +68,16 @@ typedef struct config {
 	unsigned retry_max_ms;         /* backoff ceiling */
 	unsigned http_timeout_ms;      /* whole discovery/JWKS transfer */
 	unsigned unknown_kid_wait_ms;  /* hold a request with an unknown kid for the JWKS refresh; 0 = never */
+	/* --token-passthrough: tokens that are not ours go to the API server's TokenReview (tokenreview.h) */
+	bool token_passthrough;
+	char *tp_audiences[CONFIG_MAX_KV]; /* --token-passthrough-audiences */
+	size_t ntp_audiences;
+	char *apiserver_url;           /* where TokenReviews go (https) */
+	char *apiserver_ca_file;       /* verifies it */
+	unsigned tp_cache_ttl_s;       /* 0..10 */
+	unsigned tp_rate;              /* new reviews per second */
+	unsigned tp_timeout_ms;        /* per review, queue + transfer */
+	bool credential_id_extra;      /* --credential-id-extra: authentication.kubernetes.io/credential-id=JTI=<jti> */
 	bool check_config;
 } config;
 

@@ -37,6 +37,13 @@ const char *const handler_reason_names[HR_COUNT] = {
 	[HR_NO_SATOKEN] = "service-account token not loaded",
 	[HR_TOO_BIG] = "identity too large for the SPOP frame",
 	[HR_SHUTDOWN] = "agent shutting down",
+	[HR_PASSTHROUGH] = "token passthrough",
+	[HR_TR_DENIED] = "token review: not authenticated",
+	[HR_TR_AUDIENCE] = "token review: audience mismatch",
+	[HR_TR_RATE] = "token review rate limit",
+	[HR_TR_BUSY] = "token review queue full",
+	[HR_TR_UNAVAILABLE] = "token review unavailable",
+	[HR_TR_RESPONSE] = "token review: malformed answer",
 	[HR_OTHER] = "other",
 };
 
@@ -415,9 +422,9 @@ static void log_decision(const handler_input *in, int status, enum handler_reaso
 	char ip[INET6_ADDRSTRLEN] = "";
 	log_line l;
 
-	log_begin(&l, status == HANDLER_ALLOW ? LOG_LEVEL_DEBUG
+	log_begin(&l, status == HANDLER_ALLOW || status == HANDLER_PASSTHROUGH ? LOG_LEVEL_DEBUG
 		      : status == HANDLER_UNAVAILABLE ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
-		  status == HANDLER_ALLOW ? "allow" : "reject");
+		  status == HANDLER_ALLOW ? "allow" : status == HANDLER_PASSTHROUGH ? "passthrough" : "reject");
 	if (!l.on)
 		return;
 	if (in->src_family != 0)
@@ -444,7 +451,7 @@ static int conclude(handler *h, const handler_input *in, const handler_sink *k, 
 		k->set_str(k->ud, "reason", handler_reason_names[why], strlen(handler_reason_names[why]));
 	/* the verdict goes last: HAProxy stops applying actions at the first bad one, and a missing status is a
 	 * 503 — so a half-written ACK can never read as an allow */
-	if (k->set_int(k->ud, "status", status) != 0 && status == HANDLER_ALLOW) {
+	if (k->set_int(k->ud, "status", status) != 0 && (status == HANDLER_ALLOW || status == HANDLER_PASSTHROUGH)) {
 		status = HANDLER_UNAVAILABLE;
 		why = HR_TOO_BIG;
 	}
@@ -456,11 +463,103 @@ static int conclude(handler *h, const handler_input *in, const handler_sink *k, 
 	return status;
 }
 
+/* ---- token passthrough (see handler.h) -------------------------------------------------------------------- */
+
+#define PT_PENDING (-2) /* judge(): waiting for a TokenReview (handler_submit() says HANDLER_HELD) */
+
+/* A request waiting for its TokenReview. */
+typedef struct ptreq {
+	handler *h;
+	handler_input in;      /* src, imp; auth unused */
+	handler_sink sink;
+	handler_done_fn done;
+	int64_t t0_ns;
+} ptreq;
+
+static bool pt_candidate(handler *h, int rc, const uint8_t *tok, size_t tlen)
+{
+	char iss[1024];
+	int n;
+
+	if (rc == VERIFY_E_TOO_LARGE || rc == VERIFY_E_INTERNAL)
+		return false;
+	n = tokenreview_token_issuer(tok, tlen, iss, sizeof(iss));
+	if (n < 0)
+		return false;
+	if (n == 0)
+		return true;
+	return h->cfg.vops.foreign != NULL && h->cfg.vops.foreign(h->cfg.vops.ctx, rc, iss);
+}
+
+static int pt_verdict(handler *h, const handler_input *in, const handler_sink *k, int result, const char *user,
+		      int64_t t0)
+{
+	enum handler_reason why;
+	int status = HANDLER_UNAUTHENTICATED;
+
+	switch (result) {
+	case TOKENREVIEW_OK:
+		if (in->imp) {
+			status = HANDLER_IMPERSONATION;
+			why = HR_IMPERSONATION;
+			break;
+		}
+		/* for HAProxy's log line only: the status 5 rules never turn it into a header */
+		if (user != NULL && *user != '\0' && clean(user))
+			k->set_str(k->ud, "user", user, strlen(user));
+		status = HANDLER_PASSTHROUGH;
+		why = HR_PASSTHROUGH;
+		break;
+	case TOKENREVIEW_E_DENIED: why = HR_TR_DENIED; break;
+	case TOKENREVIEW_E_AUDIENCE: why = HR_TR_AUDIENCE; break;
+	case TOKENREVIEW_E_RATE: why = HR_TR_RATE; break;
+	case TOKENREVIEW_E_BUSY: status = HANDLER_UNAVAILABLE; why = HR_TR_BUSY; break;
+	case TOKENREVIEW_E_RESPONSE: status = HANDLER_UNAVAILABLE; why = HR_TR_RESPONSE; break;
+	case TOKENREVIEW_E_SHUTDOWN: status = HANDLER_UNAVAILABLE; why = HR_SHUTDOWN; break;
+	default: status = HANDLER_UNAVAILABLE; why = HR_TR_UNAVAILABLE; break;
+	}
+	return conclude(h, in, k, status, why, NULL, NULL, NULL, mono_ns() - t0);
+}
+
+/* tokenreview_done_fn, on the reviewer thread */
+static void pt_done(void *ud, int result, const char *user)
+{
+	ptreq *p = ud;
+
+	pt_verdict(p->h, &p->in, &p->sink, result, user, p->t0_ns);
+	p->done(p->sink.ud);
+	free(p);
+}
+
+static int passthrough(handler *h, const handler_input *in, const uint8_t *tok, size_t tlen,
+		       const handler_sink *k, int64_t t0, handler_done_fn done)
+{
+	char user[TOKENREVIEW_USER_MAX];
+	ptreq *p = malloc(sizeof(*p));
+	int rc;
+
+	if (p == NULL)
+		return pt_verdict(h, in, k, TOKENREVIEW_E_NOMEM, NULL, t0);
+	p->h = h;
+	p->in = *in;
+	p->in.auth = NULL;
+	p->in.auth_len = 0;
+	p->sink = *k;
+	p->done = done;
+	p->t0_ns = t0;
+	rc = tokenreview_check(h->cfg.reviewer, tok, tlen, user, sizeof(user), pt_done, p);
+	if (rc == TOKENREVIEW_PENDING)
+		return PT_PENDING;
+	free(p);
+	return pt_verdict(h, in, k, rc, user, t0);
+}
+
 /* Judges a bare token: verification, then impersonation, group count, service-account token, identity. When
  * hold_ms > 0 and the kid is unknown while a key-set download may come within hold_ms, writes nothing and
- * returns HANDLER_HELD. t0: when the first verification of this request started (monotonic ns). */
+ * returns HANDLER_HELD. t0: when the first verification of this request started (monotonic ns). done != NULL:
+ * a token that is not ours may go to the TokenReview (PT_PENDING, done(sink->ud) later). */
 static int judge(handler *h, const handler_input *in, const uint8_t *tok, size_t tlen, int64_t now,
-		 const handler_sink *k, int64_t t0, int64_t hold_ms)
+		 const handler_sink *k, int64_t t0, int64_t hold_ms, handler_done_fn done)
 {
 	const identity *id = NULL;
 	const char *detail = NULL;
@@ -479,6 +578,8 @@ static int judge(handler *h, const handler_input *in, const uint8_t *tok, size_t
 		why = HR_MALFORMED_HEADER;
 		goto out;
 	}
+	if (rc != VERIFY_OK && done != NULL && h->cfg.reviewer != NULL && pt_candidate(h, rc, tok, tlen))
+		return passthrough(h, in, tok, tlen, k, t0, done);
 	if (rc == VERIFY_E_UNKNOWN_KID && hold_ms > 0 && tlen <= h->cfg.max_token_bytes &&
 	    h->cfg.vops.refresh_soon(h->cfg.vops.ctx, (unsigned)hold_ms))
 		return HANDLER_HELD;
@@ -549,7 +650,7 @@ int handler_process(handler *h, const handler_input *in, int64_t now, const hand
 
 	if (!front(h, in, k, &off, &tlen, &status))
 		return status;
-	return judge(h, in, in->auth + off, tlen, now, k, mono_ns(), 0);
+	return judge(h, in, in->auth + off, tlen, now, k, mono_ns(), 0, NULL);
 }
 
 /* ---- held requests ------------------------------------------------------------------------------------------ */
@@ -600,7 +701,7 @@ static held *hold_pass(handler *h, held *list, uint64_t gen, bool stop)
 			r->gen = gen;
 			/* the whole verdict again (never a shortcut to allow); holding on only while time is left */
 			if (judge(h, &r->in, r->tok, r->tlen, (int64_t)time(NULL), &r->sink, r->t0_ns,
-				  left > 0 ? left : 0) != HANDLER_HELD) {
+				  left > 0 ? left : 0, NULL) != HANDLER_HELD) {
 				atomic_fetch_sub(&h->nheld, 1);
 				r->done(r->sink.ud);
 				free(r);
@@ -678,7 +779,10 @@ int handler_submit(handler *h, const handler_input *in, int64_t now, const handl
 		return rc;
 	/* read before verifying: an attempt that ends after this makes the holding thread judge the token again */
 	gen = atomic_load(&h->gen);
-	rc = judge(h, in, in->auth + off, tlen, now, k, t0, h->holding ? (int64_t)h->cfg.unknown_kid_wait_ms : 0);
+	rc = judge(h, in, in->auth + off, tlen, now, k, t0, h->holding ? (int64_t)h->cfg.unknown_kid_wait_ms : 0,
+		   done);
+	if (rc == PT_PENDING)
+		return HANDLER_HELD;
 	if (rc != HANDLER_HELD)
 		return rc;
 	r = malloc(sizeof(*r) + tlen);

@@ -16,6 +16,20 @@
  * can come before its deadline (unknown_kid_wait_ms: 401 "unknown key id"), or at handler_stop() (status 4).
  * At most max_held requests wait at once; beyond that the answer is 401 "unknown key id" at once. The waiting
  * happens on one handler thread (started only when holding is enabled); worker threads never block.
+ *
+ * Token passthrough (cfg.reviewer set, --token-passthrough): a token the verifier refuses is sent to the API
+ * server's TokenReview (tokenreview.h) when it is not an OIDC token of ours — not a JWT at all, a JWT without
+ * a string iss, or a JWT whose unverified iss vops.foreign() says is none of our issuers — and the refusal is
+ * not "token too large" or an internal error. A JWT naming one of our issuers is judged by us alone (expired,
+ * bad signature, unknown kid held for the JWKS refresh...: the usual verdicts), so a token of ours that failed
+ * a check never reaches the API server. The request is answered from the review's cache at once, or held like
+ * an unknown kid (HANDLER_HELD, token and input copied) until the reviewer thread completes it. Verdicts:
+ * authenticated → 403 if impersonation headers came with it (the safe default: HAProxy would have to forward
+ * them and the API server would honour them under the client's own rights), else status 5 (HAProxy forwards
+ * the client's own Authorization, no Impersonate-*; user is set for the logs only); not authenticated,
+ * audience mismatch, over the review rate → 401; API server unreachable, timeout, bad answer, queue full → 503
+ * (status 4). Never forwarded without an authenticated review. handler_process() (synchronous) never passes
+ * through: it gives the ordinary refusal.
  */
 #ifndef KOS_HANDLER_H
 #define KOS_HANDLER_H
@@ -29,6 +43,7 @@
 #include "metrics.h"
 #include "satoken.h"
 #include "spoa.h"
+#include "tokenreview.h"
 #include "verifier.h"
 
 /* Contract status values (txn.kos.status). */
@@ -38,6 +53,7 @@ enum handler_status {
 	HANDLER_IMPERSONATION = 2,
 	HANDLER_TOO_MANY_GROUPS = 3,
 	HANDLER_UNAVAILABLE = 4,
+	HANDLER_PASSTHROUGH = 5, /* forward with the client's own Authorization, no impersonation */
 };
 
 /* Reasons: txn.kos.reason, the logs and the metrics' reason label. Stable strings, never token bytes. */
@@ -66,6 +82,13 @@ enum handler_reason {
 	HR_NO_SATOKEN,         /* "service-account token not loaded" */
 	HR_TOO_BIG,            /* "identity too large for the SPOP frame" */
 	HR_SHUTDOWN,           /* "agent shutting down" (a held request at handler_stop) */
+	HR_PASSTHROUGH,        /* "token passthrough" (status 5) */
+	HR_TR_DENIED,          /* "token review: not authenticated" */
+	HR_TR_AUDIENCE,        /* "token review: audience mismatch" */
+	HR_TR_RATE,            /* "token review rate limit" */
+	HR_TR_BUSY,            /* "token review queue full" */
+	HR_TR_UNAVAILABLE,     /* "token review unavailable" */
+	HR_TR_RESPONSE,        /* "token review: malformed answer" */
 	HR_OTHER,
 	HR_COUNT,
 };
@@ -82,6 +105,9 @@ typedef struct handler_verify_ops {
 	 * are verifier_set_refresh_listener() and verifier_refresh_soon(). */
 	void (*set_listener)(void *ctx, void (*fn)(void *ud), void *ud);
 	bool (*refresh_soon)(void *ctx, unsigned within_ms);
+	/* Token passthrough: whether a token the verifier refused with rc, whose unverified iss is iss, belongs
+	 * to none of our issuers. NULL = any JWT with an iss is ours (only non-JWTs may pass through). */
+	bool (*foreign)(void *ctx, int rc, const char *iss);
 	void *ctx;
 } handler_verify_ops;
 
@@ -97,6 +123,7 @@ typedef struct handler_config {
 				       * Keep it well below HAProxy's SPOE "timeout processing" (conf: 1s). */
 	unsigned max_held;            /* requests held at once; 0 = HANDLER_DEFAULT_MAX_HELD */
 	size_t max_token_bytes;       /* longest token a held request copies; 0 = 16384 (longer: no hold) */
+	tokenreview *reviewer;        /* --token-passthrough; NULL = off. Borrowed; stop it after handler_stop() */
 } handler_config;
 
 #define HANDLER_DEFAULT_MAX_HELD 1024

@@ -21,6 +21,7 @@
 #include "metrics.h"
 #include "satoken.h"
 #include "spoa.h"
+#include "tokenreview.h"
 #include "verifier.h"
 
 extern char **environ;
@@ -35,6 +36,7 @@ typedef struct app {
 	satoken *sa;
 	metrics *m;
 	handler *h;
+	tokenreview *rv; /* --token-passthrough */
 	spoa_server *srv;
 	httpd *http;
 	ev_timer sa_timer;
@@ -69,6 +71,13 @@ static bool v_refresh_soon(void *ctx, unsigned within_ms)
 	return verifier_refresh_soon(ctx, within_ms);
 }
 
+/* Token passthrough: with one issuer, a token is ours exactly when its unverified iss is that issuer. */
+static bool v_foreign(void *ctx, int rc, const char *iss)
+{
+	(void)rc;
+	return strcmp(verifier_issuer(ctx), iss) != 0;
+}
+
 /* the same for --authentication-config: several issuers behind one verifier-like interface */
 static int is_verify(void *ctx, const uint8_t *tok, size_t len, int64_t now, const identity **id,
 		     const char **detail)
@@ -89,6 +98,15 @@ static void is_set_listener(void *ctx, void (*fn)(void *ud), void *ud)
 static bool is_refresh_soon(void *ctx, unsigned within_ms)
 {
 	return issuers_refresh_soon(ctx, within_ms);
+}
+
+/* The set picks the authenticator by the unverified iss and answers VERIFY_E_ISSUER exactly when it names
+ * none of them (issuers.h); any other refusal came from one of ours. */
+static bool is_foreign(void *ctx, int rc, const char *iss)
+{
+	(void)ctx;
+	(void)iss;
+	return rc == VERIFY_E_ISSUER;
 }
 
 static app *the_app; /* for the probe routes, which get the handler as their user data */
@@ -117,6 +135,11 @@ static int r_metrics(void *ud, char **body, size_t *len)
 		return -1;
 	/* the issuer-labelled families and the shared cache (the handler renders none of them here) */
 	if (the_app != NULL && the_app->is != NULL && issuers_metrics(the_app->is, body, len) != 0) {
+		free(*body);
+		*body = NULL;
+		return -1;
+	}
+	if (the_app != NULL && the_app->rv != NULL && tokenreview_metrics(the_app->rv, body, len) != 0) {
 		free(*body);
 		*body = NULL;
 		return -1;
@@ -171,8 +194,9 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	log_end(&l);
 	if (a->srv != NULL)
 		spoa_server_stop(a->srv, DRAIN_MS);
-	/* requests held for an unknown kid get their 503 now, so that the drain does not wait for them */
+	/* requests held for an unknown kid or a TokenReview get their 503 now, so that the drain does not wait */
 	handler_stop(a->h);
+	tokenreview_stop(a->rv);
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -254,6 +278,7 @@ static int start(app *a)
 		hc.vops.stats = NULL; /* r_metrics appends the issuer-labelled families instead */
 		hc.vops.set_listener = is_set_listener;
 		hc.vops.refresh_soon = is_refresh_soon;
+		hc.vops.foreign = is_foreign;
 		hc.vops.ctx = a->is;
 	} else {
 		hc.vops.verify = v_verify;
@@ -261,6 +286,7 @@ static int start(app *a)
 		hc.vops.stats = v_stats;
 		hc.vops.set_listener = v_set_listener;
 		hc.vops.refresh_soon = v_refresh_soon;
+		hc.vops.foreign = v_foreign;
 		hc.vops.ctx = a->v;
 	}
 	hc.sa = a->sa;
@@ -271,6 +297,27 @@ static int start(app *a)
 	hc.nextras = a->cfg.nextra_headers;
 	hc.unknown_kid_wait_ms = a->cfg.unknown_kid_wait_ms;
 	hc.max_token_bytes = a->cfg.max_token_bytes;
+	if (a->cfg.token_passthrough) {
+		tokenreview_config tc;
+
+		memset(&tc, 0, sizeof(tc));
+		tc.url = a->cfg.apiserver_url;
+		tc.ca_file = a->cfg.apiserver_ca_file;
+		tc.audiences = (const char *const *)a->cfg.tp_audiences;
+		tc.naudiences = a->cfg.ntp_audiences;
+		tc.sa = a->sa;
+		tc.timeout_ms = a->cfg.tp_timeout_ms;
+		tc.cache_ttl_s = a->cfg.tp_cache_ttl_s;
+		tc.rate = a->cfg.tp_rate;
+		if (tokenreview_create(&tc, &a->rv, err, sizeof(err)) != 0) {
+			log_begin(&l, LOG_LEVEL_ERROR, "start");
+			log_str(&l, "msg", "cannot start token passthrough");
+			log_str(&l, "error", err);
+			log_end(&l);
+			return -1;
+		}
+		hc.reviewer = a->rv;
+	}
 	if (handler_create(&hc, &a->h) != 0) {
 		log_msg(LOG_LEVEL_ERROR, "start", "cannot create the handler");
 		return -1;
@@ -337,9 +384,11 @@ static void finish(app *a)
 	httpd_stop(a->http);
 	/* held requests must be completed while their server exists */
 	handler_stop(a->h);
+	tokenreview_stop(a->rv);
 	if (a->srv != NULL)
 		spoa_server_destroy(a->srv);
 	handler_destroy(a->h);
+	tokenreview_destroy(a->rv);
 	metrics_destroy(a->m);
 	satoken_destroy(a->sa);
 	if (a->v != NULL)

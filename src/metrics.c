@@ -8,7 +8,7 @@
 #include <string.h>
 
 static const char *const verdict_names[METRICS_NVERDICTS] = {
-	"allow", "unauthenticated", "impersonation", "too_many_groups", "unavailable",
+	"allow", "unauthenticated", "impersonation", "too_many_groups", "unavailable", "passthrough",
 };
 
 /* Verification is microseconds on a cache hit and about a millisecond for an RSA verify; the buckets cover

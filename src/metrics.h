@@ -23,7 +23,8 @@ enum metrics_verdict {
 	METRICS_IMPERSONATION = 2,
 	METRICS_TOO_MANY_GROUPS = 3,
 	METRICS_UNAVAILABLE = 4,
-	METRICS_NVERDICTS = 5,
+	METRICS_PASSTHROUGH = 5, /* --token-passthrough: the API server authenticated the client's own token */
+	METRICS_NVERDICTS = 6,
 };
 
 #define METRICS_MAX_REASONS 64

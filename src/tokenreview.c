@@ -17,6 +17,7 @@
 #include <cJSON.h>
 #include <curl/curl.h>
 
+#include "b64url.h"
 #include "cache.h"
 #include "log.h"
 
@@ -96,6 +97,40 @@ int tokenreview_parse(const uint8_t *p, size_t len, const char *const *auds, siz
 	*out = r;
 	rc = TOKENREVIEW_OK;
 out:
+	cJSON_Delete(doc);
+	return rc;
+}
+
+int tokenreview_token_issuer(const uint8_t *p, size_t len, char *iss, size_t cap)
+{
+	const uint8_t *d1, *d2;
+	uint8_t *buf;
+	size_t n, plen = 0;
+	cJSON *doc;
+	const cJSON *v;
+	int rc = 0;
+
+	d1 = memchr(p, '.', len);
+	if (d1 == NULL)
+		return 0;
+	d2 = memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - p));
+	if (d2 == NULL || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - p)) != NULL)
+		return 0;
+	n = (size_t)(d2 - d1 - 1);
+	buf = malloc(b64url_decoded_max(n) + 1);
+	if (buf == NULL)
+		return -1;
+	if (b64url_decode(d1 + 1, n, buf, b64url_decoded_max(n) + 1, &plen) != 0) {
+		free(buf);
+		return 0;
+	}
+	doc = cJSON_ParseWithLength((const char *)buf, plen);
+	free(buf);
+	v = cJSON_GetObjectItemCaseSensitive(doc, "iss");
+	if (cJSON_IsObject(doc) && cJSON_IsString(v) && strlen(v->valuestring) < cap) {
+		memcpy(iss, v->valuestring, strlen(v->valuestring) + 1);
+		rc = 1;
+	}
 	cJSON_Delete(doc);
 	return rc;
 }

@@ -101,4 +101,11 @@ typedef struct tokenreview_parsed {
  * *out is written only on success. Any thread. */
 int tokenreview_parse(const uint8_t *p, size_t len, const char *const *auds, size_t nauds, tokenreview_parsed *out);
 
+/* The unverified "iss" of a token p[0..len), to tell whether it is one of ours before passing it through:
+ * 1 with iss copied (NUL-terminated) when the token has three dot-separated parts, the second strict base64url
+ * of a JSON object whose iss is a string that fits in cap; 0 when it is not such a JWT or has no string iss
+ * (or an iss that does not fit: no issuer URL of ours is that long); -1 out of memory. Nothing is verified.
+ * Any thread. */
+int tokenreview_token_issuer(const uint8_t *p, size_t len, char *iss, size_t cap);
+
 #endif
