@@ -10,6 +10,12 @@ It behaves like kube-apiserver wherever the proxy in front of it can tell the di
   * /version, /api, /api/v1, /apis, /apis/authentication.k8s.io/v1 (legacy discovery, enough for kubectl);
   * POST /apis/authentication.k8s.io/v1/selfsubjectreviews answers with the identity it received
     (so `kubectl auth whoami` prints what the proxy sent);
+  * token passthrough: a configured set of "review tokens" (stand-ins for service-account or CI tokens) maps each
+    to a user, groups and audiences. POST /apis/authentication.k8s.io/v1/tokenreviews, by a caller with the
+    service-account token and no impersonation, answers a TokenReview for spec.token (status.audiences is the
+    intersection with spec.audiences when given, as the API server does; an empty intersection is not
+    authenticated). A review token arriving directly as the bearer of any other request is served as its user
+    (with impersonation headers: 403, as RBAC would say for such a user);
   * GET /api/v1/namespaces/default/pods (list; ?watch=1 streams events with configurable quiet gaps, then ends;
     ?_slow=1 answers the list only after the first gap);
   * GET /api/v1/namespaces/default/pods/<name>/log (?follow=true streams lines with the same gaps);
@@ -23,9 +29,12 @@ Every request (except the /_test/ control endpoints) is recorded with all its he
 Control endpoints (tests call them directly, not through the proxy):
   GET  /_test/requests        JSON list of recorded requests
   POST /_test/reset           forget the recorded requests
-  POST /_test/config          JSON {"tokens": [...], "watch_gaps": [seconds, ...]} (either key optional)
+  POST /_test/config          JSON {"tokens": [...], "watch_gaps": [seconds, ...], "review_tokens": {token:
+                              {"username": u, "groups": [...], "audiences": [...]}}, "review_delay": seconds,
+                              "review_status": HTTP status to answer TokenReviews with (0 = normal)} (all optional)
 
 Run:  apiserver.py [--port 0] [--dir DIR] (--token-file FILE | --token TOKEN ...) [--watch-gaps 0.2,3]
+                   [--review-token TOKEN=USER[:GROUP,GROUP...]] ...
 It prints one JSON line when ready: {"ready": true, "port": N, "ca": "<DIR>/ca.pem", "url": "https://127.0.0.1:N"}
 and runs until SIGTERM/SIGINT. The token file is re-read on every request, so rotating it is picked up at once.
 """
@@ -161,6 +170,9 @@ class State:
         self.watch_gaps = list(watch_gaps)
         self.records = []
         self.seq = 0
+        self.review_tokens = {}
+        self.review_delay = 0.0
+        self.review_status = 0
 
     def accepted_tokens(self):
         with self.lock:
@@ -317,6 +329,11 @@ class Handler(BaseHTTPRequestHandler):
     def route(self, st, path, query, lines, body):
         auths = [v for k, v in lines if k.lower() == "authorization"]
         toks = st.accepted_tokens()
+        with st.lock:
+            review_tokens = dict(st.review_tokens)
+        bearer = auths[0][len("Bearer "):] if len(auths) == 1 and auths[0].startswith("Bearer ") else None
+        if bearer is not None and bearer not in toks and bearer in review_tokens:
+            return self.as_review_user(path, review_tokens[bearer], lines)
         if len(auths) != 1 or not auths[0].startswith("Bearer ") or auths[0][len("Bearer "):] not in toks:
             return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
         self._rec["auth_ok"] = True
@@ -327,6 +344,58 @@ class Handler(BaseHTTPRequestHandler):
         self._rec["user"] = ident["username"]
         self._rec["identity"] = ident
 
+        if path.rstrip("/") == "/apis/authentication.k8s.io/v1/tokenreviews" and self.command == "POST":
+            if ident["username"] != SA_USER:
+                return self.send_json(403, status(403, "Forbidden", "cannot create tokenreviews"))
+            return self.token_review(st, body, review_tokens)
+        self.serve(path, query, ident)
+
+    def as_review_user(self, path, entry, lines):
+        """A request authenticated by the client's own (review) token, as the API server would serve it."""
+        ident = {"username": entry["username"], "groups": list(entry.get("groups", [])) + ["system:authenticated"]}
+        self._rec["passthrough_user"] = ident["username"]
+        self._rec["user"] = ident["username"]
+        self._rec["identity"] = ident
+        if any(k.lower().startswith("impersonate-") for k, _ in lines):
+            return self.send_json(403, status(403, "Forbidden", f'users "{ident["username"]}" is forbidden: '
+                                              "cannot impersonate"))
+        url = urllib.parse.urlsplit(self.path)
+        return self.serve(path, urllib.parse.parse_qs(url.query), ident)
+
+    def token_review(self, st, body, review_tokens):
+        with st.lock:
+            delay, code = st.review_delay, st.review_status
+        self._rec["tokenreview"] = True
+        if delay:
+            time.sleep(delay)
+        if code:
+            return self.send_json(code, status(code, "InternalError", "stand-in failure"))
+        try:
+            req = json.loads(body)
+            tok = req["spec"]["token"]
+            want = req["spec"].get("audiences") or []
+        except (ValueError, KeyError, TypeError):
+            return self.send_json(400, status(400, "BadRequest", "not a TokenReview"))
+        st_ = {"authenticated": False, "user": {}}
+        entry = review_tokens.get(tok)
+        if entry is not None:
+            have = entry.get("audiences") or ["https://kubernetes.default.svc"]
+            got = [a for a in want if a in have] if want else have
+            if got:
+                st_ = {"authenticated": True, "audiences": got,
+                       "user": {"username": entry["username"], "uid": "uid-" + entry["username"],
+                                "groups": list(entry.get("groups", [])) + ["system:authenticated"]}}
+            else:
+                st_["error"] = "token audiences are invalid for the target audiences"
+        else:
+            st_["error"] = "invalid bearer token"
+        self._rec["review_authenticated"] = st_["authenticated"]
+        return self.send_json(201, {"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+                                    "metadata": {"creationTimestamp": None},
+                                    "spec": {"audiences": want} if want else {}, "status": st_})
+
+    def serve(self, path, query, ident):
+        st = self.server.state
         d = discovery(path, self.server.server_port)
         if d is not None and self.command in ("GET", "HEAD"):
             return self.send_json(200, d)
@@ -531,6 +600,12 @@ class Handler(BaseHTTPRequestHandler):
                     st.tokens = [str(t) for t in cfg["tokens"]]
                 if "watch_gaps" in cfg:
                     st.watch_gaps = [float(g) for g in cfg["watch_gaps"]]
+                if "review_tokens" in cfg:
+                    st.review_tokens = {str(k): dict(v) for k, v in cfg["review_tokens"].items()}
+                if "review_delay" in cfg:
+                    st.review_delay = float(cfg["review_delay"])
+                if "review_status" in cfg:
+                    st.review_status = int(cfg["review_status"])
             return self.send_json(200, {"ok": True})
         return self.send_json(404, status(404, "NotFound", "no such control endpoint"))
 
@@ -553,14 +628,25 @@ class Server(ThreadingHTTPServer):
         return self.ssl_ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 
 
-def serve(host, port, directory, token_file, tokens, watch_gaps):
+def serve(host, port, directory, token_file, tokens, watch_gaps, review_tokens=None):
     pki = make_pki(directory)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(pki["cert"], pki["key"])
     ctx.set_alpn_protocols(["http/1.1"])
-    srv = Server((host, port), State(token_file, tokens, watch_gaps), ctx)
+    state = State(token_file, tokens, watch_gaps)
+    state.review_tokens = dict(review_tokens or {})
+    srv = Server((host, port), state, ctx)
     return srv, pki
+
+
+def parse_review_token(s):
+    """TOKEN=USER[:GROUP,GROUP] -> (token, entry)."""
+    tok, _, rest = s.partition("=")
+    user, _, groups = rest.partition(":")
+    if not tok or not user:
+        raise ValueError("expected TOKEN=USER[:GROUP,...]")
+    return tok, {"username": user, "groups": [g for g in groups.split(",") if g]}
 
 
 def main():
@@ -571,13 +657,16 @@ def main():
     ap.add_argument("--token-file", help="service-account token accepted (re-read on every request)")
     ap.add_argument("--token", action="append", default=[], help="an accepted token (repeatable)")
     ap.add_argument("--watch-gaps", default="0.2", help="comma-separated quiet gaps (s) of watch/follow streams")
+    ap.add_argument("--review-token", action="append", default=[],
+                    help="TOKEN=USER[:GROUP,...] authenticated by TokenReview and as a direct bearer (repeatable)")
     a = ap.parse_args()
     if a.host not in ("127.0.0.1", "::1", "localhost"):
         ap.error("listens on loopback only")
     gaps = [float(g) for g in a.watch_gaps.split(",") if g.strip()]
     directory = a.dir or tempfile.mkdtemp(prefix="kos-apiserver-")
     os.makedirs(directory, exist_ok=True)
-    srv, pki = serve(a.host, a.port, directory, a.token_file, a.token, gaps)
+    srv, pki = serve(a.host, a.port, directory, a.token_file, a.token, gaps,
+                     dict(parse_review_token(t) for t in a.review_token))
     port = srv.server_address[1]
     host = a.host if ":" not in a.host else f"[{a.host}]"
     print(json.dumps({"ready": True, "port": port, "ca": pki["ca"], "url": f"https://{host}:{port}"}), flush=True)
