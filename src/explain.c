@@ -38,6 +38,7 @@ void explain_verifier_config(const config *c, verifier_config *vc)
 	vc->cache_entries = c->cache_entries;
 	vc->cache_ttl_s = c->cache_ttl_s;
 	vc->allow_reserved = c->allow_reserved;
+	vc->credential_id = c->credential_id_extra;
 }
 
 static void line_out(void *ud, const char *text)

@@ -26,6 +26,7 @@ struct verifier {
 	size_t nauds;
 	mapping *map;                 /* AuthenticationConfiguration mappings and rules; NULL on the flags path */
 	bool allow_reserved;
+	bool credential_id;           /* --credential-id-extra */
 	unsigned algs;
 	size_t max_token;
 	cache *cache;
@@ -146,6 +147,7 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 	if (nomem)
 		FAIL("out of memory");
 	v->allow_reserved = cfg->allow_reserved;
+	v->credential_id = cfg->credential_id;
 	if (cfg->authn != NULL) {
 		v->auds = calloc(cfg->authn->naudiences, sizeof(*v->auds));
 		if (v->auds == NULL)
@@ -324,6 +326,50 @@ static const char *shown_kid(const jwt_token *t, char *buf, size_t cap)
 	return buf;
 }
 
+#define CREDENTIAL_ID_KEY "authentication.kubernetes.io/credential-id"
+#define CREDENTIAL_ID_MAX 256 /* bytes of jti kept; a longer jti adds nothing */
+
+/* --credential-id-extra: rebuilds *id with the extra the API server (1.32+) sets for a token with a jti, so the
+ * cached identity carries it. No jti, a non-string, empty or unprintable one, or a key already mapped: *id stays
+ * as it is. VERIFY_OK or VERIFY_E_INTERNAL (no memory; *id released). */
+static int add_credential_id(identity **id, const cJSON *payload)
+{
+	const cJSON *jti = cJSON_GetObjectItemCaseSensitive(payload, "jti");
+	identity_extra *ex;
+	identity *nid;
+	char val[CREDENTIAL_ID_MAX + 8];
+	size_t n;
+
+	if (!cJSON_IsString(jti) || (n = strlen(jti->valuestring)) == 0 || n > CREDENTIAL_ID_MAX)
+		return VERIFY_OK;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)jti->valuestring[i] < 0x20 || jti->valuestring[i] == 0x7f)
+			return VERIFY_OK;
+	for (size_t i = 0; i < (*id)->nextra; i++)
+		if (strcmp((*id)->extra[i].key, CREDENTIAL_ID_KEY) == 0)
+			return VERIFY_OK;
+	ex = malloc(((*id)->nextra + 1) * sizeof(*ex));
+	if (ex == NULL)
+		goto nomem;
+	if ((*id)->nextra > 0)
+		memcpy(ex, (*id)->extra, (*id)->nextra * sizeof(*ex));
+	snprintf(val, sizeof(val), "JTI=%s", jti->valuestring);
+	ex[(*id)->nextra].key = CREDENTIAL_ID_KEY;
+	ex[(*id)->nextra].value = val;
+	nid = identity_build((*id)->user, (*id)->uid, (const char *const *)(*id)->groups, (*id)->ngroups, ex,
+			     (*id)->nextra + 1, (*id)->exp, (*id)->key_fp);
+	free(ex);
+	if (nid == NULL)
+		goto nomem;
+	identity_release(*id);
+	*id = nid;
+	return VERIFY_OK;
+nomem:
+	identity_release(*id);
+	*id = NULL;
+	return VERIFY_E_INTERNAL;
+}
+
 static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_t len, int64_t now,
 		       identity **out, const char **detail, const mapping_trace *tr)
 {
@@ -422,6 +468,13 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 		rc = rc == MAPPING_E_RESERVED ? VERIFY_E_RESERVED
 		     : rc == MAPPING_E_CLAIM ? VERIFY_E_CLAIMS : VERIFY_E_INTERNAL;
 out:
+	if (rc == VERIFY_OK && v->credential_id && *out != NULL) {
+		rc = add_credential_id(out, payload);
+		if (rc == VERIFY_OK)
+			tracef(tr, "credential-id extra (--credential-id-extra): %s",
+			       (*out)->nextra && strcmp((*out)->extra[(*out)->nextra - 1].key, CREDENTIAL_ID_KEY) == 0
+			       ? "added" : "none (no usable jti)");
+	}
 	cJSON_Delete(payload);
 	jwt_token_free(&t);
 	return rc;

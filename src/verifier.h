@@ -33,6 +33,9 @@ typedef struct verifier_config {
 	size_t cache_entries;           /* 0 = 65536; bounded, evicting */
 	unsigned cache_ttl_s;           /* 0 = 600; an entry never outlives its token's exp either */
 	bool allow_reserved;            /* accept system: users/groups (off by default, see SECURITY.md) */
+	bool credential_id;             /* --credential-id-extra: a token with a jti gets the extra
+					 * authentication.kubernetes.io/credential-id = "JTI=<jti>", as the API server (1.32+)
+					 * adds itself; a jti that is empty or has control bytes adds nothing */
 	/* AuthenticationConfiguration (--authentication-config): when set, this authenticator's audiences
 	 * (MatchAny), claim mappings and rules (mapping.h) replace client_id, the username/groups fields and
 	 * required_claims, which are then ignored. Borrowed only during verifier_create*(): everything needed is

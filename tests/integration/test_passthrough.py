@@ -1,4 +1,4 @@
-"""--token-passthrough end to end (issue 9): tokens that are not OIDC tokens of our issuer are checked with a
+"""--token-passthrough and --credential-id-extra end to end (issue 9): tokens that are not OIDC tokens of our issuer are checked with a
 TokenReview at the stand-in API server and, when authenticated, forwarded by HAProxy (contract status 5) with the
 client's own Authorization and no Impersonate-*; everything else stays fail-closed."""
 import json
@@ -21,7 +21,7 @@ def sa_like(stack, name):
 def passthrough_args(stack):
     return ["--token-passthrough", "--apiserver-url", f"https://127.0.0.1:{stack.api_port}",
             "--apiserver-ca-file", stack.api_ca, "--token-passthrough-audiences", ",".join(AUDS),
-            "--token-passthrough-timeout-ms", "700"]
+            "--token-passthrough-timeout-ms", "700", "--credential-id-extra"]
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +187,19 @@ def test_without_the_flag_it_is_401(plain):
     st, _, _ = get(plain, tok)
     assert st == 401
     assert reviews(plain) == [] and forwarded_with(plain, tok) == []
+
+
+def test_credential_id_extra(stack):
+    """--credential-id-extra: a token with a jti carries authentication.kubernetes.io/credential-id = JTI=<jti>,
+    percent-encoded in the header name as the API server expects; without a jti there is no such extra."""
+    stack.api_reset()
+    p = stack.kubectl("auth", "whoami", "-o", "json", token=stack.mint({"sub": "alice", "jti": "4f1c-77"}))
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)["status"]["userInfo"]
+    assert info["extra"] == {"authentication.kubernetes.io/credential-id": ["JTI=4f1c-77"]}
+    (r,) = [r for r in stack.api_requests() if "selfsubjectreviews" in r["path"]]
+    assert header_values(r["headers"], "Impersonate-Extra-authentication.kubernetes.io%2Fcredential-id") == \
+        ["JTI=4f1c-77"]
+    p = stack.kubectl("auth", "whoami", "-o", "json", token=stack.mint({"sub": "alice"}))
+    assert p.returncode == 0, p.stderr
+    assert "extra" not in json.loads(p.stdout)["status"]["userInfo"]
