@@ -318,20 +318,6 @@ static long pick(const iset *s, const uint8_t *tok, size_t len, const char **det
 	return ix;
 }
 
-static void tracef(const mapping_trace *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tracef(const mapping_trace *t, const char *fmt, ...)
-{
-	char line[600];
-	va_list ap;
-
-	if (t == NULL || t->line == NULL)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	t->line(t->ud, line);
-}
-
 static int set_verify(iset *s, const uint8_t *tok, size_t len, int64_t now, const identity **id,
 		      const char **detail, const mapping_trace *tr)
 {
@@ -344,7 +330,7 @@ static int set_verify(iset *s, const uint8_t *tok, size_t len, int64_t now, cons
 
 	if (len > s->max_token) {
 		*detail = verifier_reason(VERIFY_E_TOO_LARGE);
-		tracef(tr, "token: FAIL (longer than %zu bytes)", s->max_token);
+		mapping_tracef(tr, "token: FAIL (longer than %zu bytes)", s->max_token);
 		return VERIFY_E_TOO_LARGE;
 	}
 	if (len == 0) {
@@ -369,13 +355,13 @@ static int set_verify(iset *s, const uint8_t *tok, size_t len, int64_t now, cons
 	ix = pick(s, tok, len, &d, iss, sizeof(iss));
 	if (ix < 0) {
 		if (ix == -1)
-			tracef(tr, "issuer: FAIL (iss \"%s\" is none of the %zu configured issuers)", iss, s->n);
+			mapping_tracef(tr, "issuer: FAIL (iss \"%s\" is none of the %zu configured issuers)", iss, s->n);
 		else
-			tracef(tr, "token: FAIL (%s)", d);
+			mapping_tracef(tr, "token: FAIL (%s)", d);
 		*detail = d;
 		return ix == -1 ? VERIFY_E_ISSUER : ix == -3 ? VERIFY_E_INTERNAL : VERIFY_E_MALFORMED;
 	}
-	tracef(tr, "issuer: jwt[%ld] %s", ix, verifier_issuer(s->v[ix]));
+	mapping_tracef(tr, "issuer: jwt[%ld] %s", ix, verifier_issuer(s->v[ix]));
 	if (tr != NULL)
 		rc = verifier_explain(s->v[ix], tok, len, now, tr, &fresh, &d);
 	else

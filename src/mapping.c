@@ -332,8 +332,7 @@ static const char *detailf(const char *fmt, ...)
 	return detail_buf;
 }
 
-static void tracef(const mapping_trace *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tracef(const mapping_trace *t, const char *fmt, ...)
+void mapping_tracef(const mapping_trace *t, const char *fmt, ...)
 {
 	char line[1024];
 	va_list ap;
@@ -642,7 +641,7 @@ static int map_extras(const mapping *m, const cJSON *payload, work *w, cel_arena
 		if (rc != 0)
 			return list_error(rc, what);
 		if (w->nextra == before)
-			tracef(t, "extra %s: no value (omitted)", x->key);
+			mapping_tracef(t, "extra %s: no value (omitted)", x->key);
 	}
 	return 0;
 }
@@ -659,17 +658,17 @@ static int claim_rules(const mapping *m, const cJSON *payload, cel_arena *a, con
 			continue;
 		c = cJSON_GetObjectItemCaseSensitive(payload, r->claim);
 		if (c == NULL) {
-			tracef(t, "claim rule: claim \"%s\" == \"%s\": FAIL (not present)", r->claim, r->required);
+			mapping_tracef(t, "claim rule: claim \"%s\" == \"%s\": FAIL (not present)", r->claim, r->required);
 			detailf("oidc: required claim %s not present in ID token", r->claim);
 			return MAPPING_E_CLAIM;
 		}
 		if (!cJSON_IsString(c) || strcmp(c->valuestring, r->required) != 0) {
-			tracef(t, "claim rule: claim \"%s\" == \"%s\": FAIL (%s)", r->claim, r->required,
+			mapping_tracef(t, "claim rule: claim \"%s\" == \"%s\": FAIL (%s)", r->claim, r->required,
 			       cJSON_IsString(c) ? "different value" : "not a string");
 			detailf("oidc: required claim %s value does not match", r->claim);
 			return MAPPING_E_CLAIM;
 		}
-		tracef(t, "claim rule: claim \"%s\" == \"%s\": ok", r->claim, r->required);
+		mapping_tracef(t, "claim rule: claim \"%s\" == \"%s\": ok", r->claim, r->required);
 	}
 	for (size_t i = 0; i < m->ncrules; i++) {
 		const map_crule *r = &m->crules[i];
@@ -680,11 +679,11 @@ static int claim_rules(const mapping *m, const cJSON *payload, cel_arena *a, con
 			continue;
 		rc = eval(&r->ex, payload, NULL, &v, a, "claim validation expression");
 		if (rc != 0) {
-			tracef(t, "claim rule %s (%s): FAIL (%s)", r->ex.path, r->ex.text, detail_buf);
+			mapping_tracef(t, "claim rule %s (%s): FAIL (%s)", r->ex.path, r->ex.text, detail_buf);
 			return rc;
 		}
 		if (v.kind != CEL_BOOL || !v.u.b) {
-			tracef(t, "claim rule %s (%s): FAIL (%s)", r->ex.path, r->ex.text,
+			mapping_tracef(t, "claim rule %s (%s): FAIL (%s)", r->ex.path, r->ex.text,
 			       v.kind != CEL_BOOL ? "not a boolean" : "false");
 			if (v.kind != CEL_BOOL)
 				detailf("oidc: error evaluating claim validation expression: validation expression must "
@@ -694,7 +693,7 @@ static int claim_rules(const mapping *m, const cJSON *payload, cel_arena *a, con
 					"'%.200s' failed: %.200s", r->ex.text, r->message);
 			return MAPPING_E_CLAIM;
 		}
-		tracef(t, "claim rule %s (%s): ok", r->ex.path, r->ex.text);
+		mapping_tracef(t, "claim rule %s (%s): ok", r->ex.path, r->ex.text);
 	}
 	return 0;
 }
@@ -742,11 +741,11 @@ static int user_rules(const mapping *m, const work *w, cel_arena *a, const mappi
 
 		rc = eval(&r->ex, NULL, &u, &v, a, "user info validation rule");
 		if (rc != 0) {
-			tracef(t, "user rule %s (%s): FAIL (%s)", r->ex.path, r->ex.text, detail_buf);
+			mapping_tracef(t, "user rule %s (%s): FAIL (%s)", r->ex.path, r->ex.text, detail_buf);
 			goto out;
 		}
 		if (v.kind != CEL_BOOL || !v.u.b) {
-			tracef(t, "user rule %s (%s): FAIL (%s)", r->ex.path, r->ex.text,
+			mapping_tracef(t, "user rule %s (%s): FAIL (%s)", r->ex.path, r->ex.text,
 			       v.kind != CEL_BOOL ? "not a boolean" : "false");
 			if (v.kind != CEL_BOOL)
 				detailf("oidc: error evaluating user info validation rule: validation expression must "
@@ -757,7 +756,7 @@ static int user_rules(const mapping *m, const work *w, cel_arena *a, const mappi
 			rc = MAPPING_E_CLAIM;
 			goto out;
 		}
-		tracef(t, "user rule %s (%s): ok", r->ex.path, r->ex.text);
+		mapping_tracef(t, "user rule %s (%s): ok", r->ex.path, r->ex.text);
 	}
 out:
 	free(groups);
@@ -778,28 +777,28 @@ int mapping_apply(const mapping *m, const cJSON *payload, int64_t exp, uint64_t 
 	detail_buf[0] = '\0';
 	cel_arena_init(&a, arena_buf, sizeof(arena_buf));
 	if ((rc = map_username(m, payload, &w, &a)) != 0) {
-		tracef(t, "username: FAIL (%s)", detail_buf);
+		mapping_tracef(t, "username: FAIL (%s)", detail_buf);
 		goto out;
 	}
-	tracef(t, "username: %s", w.user);
+	mapping_tracef(t, "username: %s", w.user);
 	if ((rc = map_groups(m, payload, &w, &a)) != 0) {
-		tracef(t, "groups: FAIL (%s)", detail_buf);
+		mapping_tracef(t, "groups: FAIL (%s)", detail_buf);
 		goto out;
 	}
-	tracef(t, "groups: %zu", w.ngroups);
+	mapping_tracef(t, "groups: %zu", w.ngroups);
 	for (size_t i = 0; i < w.ngroups; i++)
-		tracef(t, "  group: %s", w.groups[i]);
+		mapping_tracef(t, "  group: %s", w.groups[i]);
 	if ((rc = map_uid(m, payload, &w, &a)) != 0) {
-		tracef(t, "uid: FAIL (%s)", detail_buf);
+		mapping_tracef(t, "uid: FAIL (%s)", detail_buf);
 		goto out;
 	}
-	tracef(t, "uid: %s", w.uid ? w.uid : "(none)");
+	mapping_tracef(t, "uid: %s", w.uid ? w.uid : "(none)");
 	if ((rc = map_extras(m, payload, &w, &a, t)) != 0) {
-		tracef(t, "extra: FAIL (%s)", detail_buf);
+		mapping_tracef(t, "extra: FAIL (%s)", detail_buf);
 		goto out;
 	}
 	for (size_t i = 0; i < w.nextra; i++)
-		tracef(t, "extra %s: %s", w.extra[i].key, w.extra[i].value);
+		mapping_tracef(t, "extra %s: %s", w.extra[i].key, w.extra[i].value);
 	if ((rc = claim_rules(m, payload, &a, t)) != 0)
 		goto out;
 	if ((rc = user_rules(m, &w, &a, t)) != 0)
@@ -830,7 +829,7 @@ int mapping_apply(const mapping *m, const cJSON *payload, int64_t exp, uint64_t 
 			bad = strncmp(w.groups[i], "system:", 7) == 0;
 		if (bad) {
 			detailf("system: user or group");
-			tracef(t, "reserved identity: FAIL (a user or group starts with system:)");
+			mapping_tracef(t, "reserved identity: FAIL (a user or group starts with system:)");
 			rc = MAPPING_E_RESERVED;
 			goto out;
 		}

@@ -67,6 +67,10 @@ typedef struct mapping_trace {
 	void *ud;
 } mapping_trace;
 
+/* printf into one trace line (cut at 1 KiB); nothing when t or t->line is NULL. Shared by the explain paths of
+ * mapping, verifier and issuers. */
+void mapping_tracef(const mapping_trace *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Applies the mappings and rules to a payload whose signature and standard claims were verified. On success
  * *out is a new identity (exp and key_fp recorded). Otherwise a negative mapping_err and *detail (static or
  * thread-local, the API server's wording, e.g. "oidc: error evaluating username claim expression: no such key:

@@ -301,20 +301,6 @@ static int from_claims(int rc)
 }
 
 /* The uncached path. */
-static void tracef(const mapping_trace *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tracef(const mapping_trace *t, const char *fmt, ...)
-{
-	char line[600];
-	va_list ap;
-
-	if (t == NULL || t->line == NULL)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	t->line(t->ud, line);
-}
-
 /* A kid for a trace line: printable bytes only, cut at 64. */
 static const char *shown_kid(const jwt_token *t, char *buf, size_t cap)
 {
@@ -383,15 +369,15 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 	jrc = jwt_parse(token, len, v->max_token, &t);
 	if (jrc) {
 		*detail = jwt_strerror(jrc);
-		tracef(tr, "token: FAIL (%s)", *detail);
+		mapping_tracef(tr, "token: FAIL (%s)", *detail);
 		return from_jwt(jrc);
 	}
-	tracef(tr, "header: alg=%s kid=%s%s%s", jwt_alg_name(t.alg), t.kid ? "\"" : "(none)",
+	mapping_tracef(tr, "header: alg=%s kid=%s%s%s", jwt_alg_name(t.alg), t.kid ? "\"" : "(none)",
 	       t.kid ? shown_kid(&t, kidbuf, sizeof(kidbuf)) : "", t.kid ? "\"" : "");
 	if (!(v->algs & JWT_ALG_BIT(t.alg))) {
 		rc = VERIFY_E_ALG;
 		*detail = "signing algorithm not in --oidc-signing-algs";
-		tracef(tr, "algorithm: FAIL (not in --oidc-signing-algs)");
+		mapping_tracef(tr, "algorithm: FAIL (not in --oidc-signing-algs)");
 		goto out;
 	}
 	if (t.kid) {
@@ -400,13 +386,13 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 			request_refresh(v);
 			rc = VERIFY_E_UNKNOWN_KID;
 			*detail = "unknown key id (JWKS refresh requested)";
-			tracef(tr, "key: FAIL (kid not in the issuer's JWKS, %zu keys)", jwks_keyset_count(ks));
+			mapping_tracef(tr, "key: FAIL (kid not in the issuer's JWKS, %zu keys)", jwks_keyset_count(ks));
 			goto out;
 		}
 		if (jrc) {
 			rc = VERIFY_E_SIGNATURE;
 			*detail = "key id names a key of another type or algorithm";
-			tracef(tr, "key: FAIL (%s)", *detail);
+			mapping_tracef(tr, "key: FAIL (%s)", *detail);
 			goto out;
 		}
 		jrc = jwt_verify(&t, key);
@@ -428,41 +414,41 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 		if (!tried) {
 			rc = VERIFY_E_SIGNATURE;
 			*detail = "no key for the token's algorithm";
-			tracef(tr, "key: FAIL (%s)", *detail);
+			mapping_tracef(tr, "key: FAIL (%s)", *detail);
 			goto out;
 		}
 	}
 	if (jrc) {
 		rc = from_jwt(jrc);
 		*detail = jwt_strerror(jrc);
-		tracef(tr, "signature: FAIL (%s)", *detail);
+		mapping_tracef(tr, "signature: FAIL (%s)", *detail);
 		goto out;
 	}
-	tracef(tr, "key: %s found in the JWKS; signature: ok", t.kid ? "kid" : "a key fitting the algorithm");
+	mapping_tracef(tr, "key: %s found in the JWKS; signature: ok", t.kid ? "kid" : "a key fitting the algorithm");
 	jrc = jwt_json_parse(t.payload, t.payload_len, &payload);
 	if (jrc) {
 		rc = jrc == JWT_E_NOMEM ? VERIFY_E_INTERNAL : VERIFY_E_MALFORMED;
 		*detail = "payload is not a strict JSON object";
-		tracef(tr, "payload: FAIL (%s)", *detail);
+		mapping_tracef(tr, "payload: FAIL (%s)", *detail);
 		goto out;
 	}
 	if (v->map == NULL) {
 		rc = claims_map(&v->rules, payload, now, key->fp, out, detail);
 		if (rc) {
-			tracef(tr, "claims: FAIL (%s)", *detail);
+			mapping_tracef(tr, "claims: FAIL (%s)", *detail);
 			rc = from_claims(rc);
 		} else {
-			tracef(tr, "claims (iss, aud, exp, nbf, username, groups, required claims): ok");
+			mapping_tracef(tr, "claims (iss, aud, exp, nbf, username, groups, required claims): ok");
 		}
 		goto out;
 	}
 	rc = claims_check_std(v->issuer, (const char *const *)v->auds, v->nauds, payload, now, &exp, detail);
 	if (rc) {
-		tracef(tr, "standard claims: FAIL (%s)", *detail);
+		mapping_tracef(tr, "standard claims: FAIL (%s)", *detail);
 		rc = from_claims(rc);
 		goto out;
 	}
-	tracef(tr, "standard claims (iss, aud MatchAny, exp, nbf): ok");
+	mapping_tracef(tr, "standard claims (iss, aud MatchAny, exp, nbf): ok");
 	rc = mapping_apply(v->map, payload, exp, key->fp, v->allow_reserved, out, detail, tr);
 	if (rc)
 		rc = rc == MAPPING_E_RESERVED ? VERIFY_E_RESERVED
@@ -471,7 +457,7 @@ out:
 	if (rc == VERIFY_OK && v->credential_id && *out != NULL) {
 		rc = add_credential_id(out, payload);
 		if (rc == VERIFY_OK)
-			tracef(tr, "credential-id extra (--credential-id-extra): %s",
+			mapping_tracef(tr, "credential-id extra (--credential-id-extra): %s",
 			       (*out)->nextra && strcmp((*out)->extra[(*out)->nextra - 1].key, CREDENTIAL_ID_KEY) == 0
 			       ? "added" : "none (no usable jti)");
 	}
@@ -547,15 +533,15 @@ static int verify_nocache(verifier *v, const uint8_t *token, size_t len, int64_t
 
 	if (len > v->max_token) {
 		rc = VERIFY_E_TOO_LARGE;
-		tracef(tr, "token: FAIL (longer than %zu bytes)", v->max_token);
+		mapping_tracef(tr, "token: FAIL (longer than %zu bytes)", v->max_token);
 	} else if (len == 0) {
 		rc = VERIFY_E_MALFORMED;
-		tracef(tr, "token: FAIL (empty)");
+		mapping_tracef(tr, "token: FAIL (empty)");
 	} else if ((ks = current_keys(v)) == NULL) {
 		rc = VERIFY_E_NOT_READY;
-		tracef(tr, "keys: FAIL (the issuer's JWKS is not loaded)");
+		mapping_tracef(tr, "keys: FAIL (the issuer's JWKS is not loaded)");
 	} else {
-		tracef(tr, "keys: %zu in the issuer's JWKS", jwks_keyset_count(ks));
+		mapping_tracef(tr, "keys: %zu in the issuer's JWKS", jwks_keyset_count(ks));
 		rc = verify_full(v, ks, token, len, now, &fresh, &d, tr);
 		jwks_keyset_release(ks);
 		if (rc == VERIFY_OK) {
