@@ -16,7 +16,7 @@ import kostest
 
 ROOT = kostest.ROOT
 DEPLOY = os.path.join(ROOT, "deploy")
-KUSTOMIZATIONS = ["base", "overlays/example", "overlays/client-ip", "ingress-controller"]
+KUSTOMIZATIONS = ["base", "overlays/example", "overlays/client-ip", "overlays/token-passthrough", "ingress-controller"]
 AGENT_BIN = next((p for p in (os.environ.get("KOS_AGENT_BIN", ""), os.path.join(ROOT, "build", "kube-oidc-spoa"),
                                  kostest.build_path("kube-oidc-spoa"))
                   if os.path.exists(p)), os.path.join(ROOT, "build", "kube-oidc-spoa"))
@@ -109,24 +109,31 @@ def test_clusterrole_is_exactly_what_the_flags_need(path):
     # The API server's impersonation checks: Impersonate-User -> users (serviceaccounts for a
     # system:serviceaccount:* name, which the agent only emits with --allow-reserved-identities), each
     # Impersonate-Group -> groups, Impersonate-Uid -> uids (never emitted), Impersonate-Extra-<key> ->
-    # userextras/<lower-cased key> in authentication.k8s.io.
-    need = {("", "users"), ("", "groups")}
+    # userextras/<lower-cased key> in authentication.k8s.io (the decoded key is the subresource, slashes included:
+    # --credential-id-extra -> userextras/authentication.kubernetes.io/credential-id). --token-passthrough: the
+    # agent creates TokenReviews.
+    imp = "impersonate"
+    need = {("", "users", imp), ("", "groups", imp)}
     if (flag(args, env, "allow-reserved-identities", "KOS_ALLOW_RESERVED_IDENTITIES") or "false") == "true":
-        need.add(("", "serviceaccounts"))
+        need.add(("", "serviceaccounts", imp))
     if (flag(args, env, "extra-user-header-client-ip", "KOS_EXTRA_USER_HEADER_CLIENT_IP") or "false") == "true":
-        need.add(("authentication.k8s.io", "userextras/remote-client-ip"))
+        need.add(("authentication.k8s.io", "userextras/remote-client-ip", imp))
     extras = flag(args, env, "extra-user-headers", "KOS_EXTRA_USER_HEADERS") or ""
     for kv in filter(None, extras.split(",")):
-        need.add(("authentication.k8s.io", "userextras/" + kv.split("=", 1)[0].lower()))
+        need.add(("authentication.k8s.io", "userextras/" + kv.split("=", 1)[0].lower(), imp))
+    if (flag(args, env, "credential-id-extra", "KOS_CREDENTIAL_ID_EXTRA") or "false") == "true":
+        need.add(("authentication.k8s.io", "userextras/authentication.kubernetes.io/credential-id", imp))
+    if (flag(args, env, "token-passthrough", "KOS_TOKEN_PASSTHROUGH") or "false") == "true":
+        need.add(("authentication.k8s.io", "tokenreviews", "create"))
     (role,) = find(objs, "ClusterRole")
     have = set()
     for r in role["rules"]:
-        assert r["verbs"] == ["impersonate"], r
+        assert len(r["verbs"]) == 1 and r["verbs"][0] in (imp, "create"), r
         assert "resourceNames" not in r and "nonResourceURLs" not in r, r
         for g in r["apiGroups"]:
             for res in r["resources"]:
                 assert "*" not in res and g != "*", r
-                have.add((g, res))
+                have.add((g, res, r["verbs"][0]))
     assert have == need
     (binding,) = find(objs, "ClusterRoleBinding")
     (sa,) = find(objs, "ServiceAccount")
@@ -196,6 +203,10 @@ def test_agent_accepts_the_manifest_flags(path, tmp_path):
     # Files the pod mounts do not exist here: point file flags at stand-ins.
     token = tmp_path / "token"
     token.write_text("stand-in")
+    if "KOS_APISERVER_CA_FILE" in env:  # --token-passthrough checks the API server CA it names
+        ca = tmp_path / "ca.crt"
+        ca.write_text("stand-in")
+        env["KOS_APISERVER_CA_FILE"] = str(ca)
     args = [re.sub(r"^(--service-account-token-file=).*", lambda m: m.group(1) + str(token), a)
             for a in c.get("args", [])]
     p = subprocess.run([AGENT_BIN, "--check-config"] + args, env=env, stdout=subprocess.PIPE,
