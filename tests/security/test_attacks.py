@@ -363,6 +363,10 @@ def stack(make_sec_stack, figures):
 
 
 def check_refused(stack, st, body, want):
+    # HAProxy's own refusal of an oversized request head is 400 up to 3.2 and 431 (Request Header Fields Too Large)
+    # from 3.4 on: both are HAProxy refusing before the agent is asked.
+    if want == 400 and st == 431:
+        st = 400
     assert st == want, (st, body[:300])
     assert st != 200
     if st in (401, 403):
