@@ -87,6 +87,35 @@ def test_more_groups_than_lines_is_403_not_truncation(stack):
     assert stack.api_requests() == []
 
 
+def test_status_5_forwards_the_clients_own_credentials(stack):
+    """Passthrough: the client's Authorization goes on untouched and no Impersonate-* is added, even when the
+    agent (wrongly) also set identity variables; the service-account token is never used."""
+    stack.api_reset()
+    v = {"status": 5, "user": "alice", "sa": SA, "ng": 1, "g0": "dev", "uid": "u-1", "cip": "127.0.0.1", "nx": 1,
+         "x": "k=v\n"}
+    tok = stub_token(v)
+    stack.api_config(review_tokens={tok: {"username": "ci-bot", "groups": ["ci"]}})
+    try:
+        st, _, body = stack.request("GET", "/version", headers=[("Authorization", "Bearer " + tok),
+                                                                ("X-Impersonate-Keep", "yes")])
+    finally:
+        stack.api_config(review_tokens={})
+    assert st == 200, body
+    r = last_api_request(stack)
+    h = r["headers"]
+    assert header_values(h, "Authorization") == ["Bearer " + tok]
+    assert [k for k, _ in h if k.lower().startswith("impersonate-")] == []
+    assert header_values(h, "X-Impersonate-Keep") == ["yes"]
+    assert r["passthrough_user"] == "ci-bot"
+
+
+def test_status_5_with_impersonation_headers_is_403(stack):
+    stack.api_reset()
+    st, _, body = get(stack, {"status": 5}, headers=[("impersonate-group", "admins")])
+    assert st == 403 and json.loads(body) == IMPERSONATION
+    assert stack.api_requests() == []
+
+
 def test_status_1_is_kubernetes_401(stack):
     st, rh, body = get(stack, {"status": 1, "reason": "token expired"})
     assert st == 401
@@ -113,7 +142,7 @@ def test_status_3_is_groups_403(stack):
 
 @pytest.mark.parametrize("vars_", [
     {"status": 4, "reason": "not ready"},
-    {"status": 5},
+    {"status": 6},
     {"status": 99, "user": "alice", "sa": SA},
     {"status": -1, "user": "alice", "sa": SA},
     {"user": "alice", "sa": SA},                      # no verdict at all
@@ -124,7 +153,7 @@ def test_status_3_is_groups_403(stack):
     {"status": 0, "sa": SA},                          # allow without a user
     {"status": 0, "user": "alice"},                   # allow without the upstream credential
     {},
-], ids=["4", "5", "99", "neg", "no-status", "str-abc", "str-0abc", "str-sp0", "str-00", "no-user", "no-sa", "empty"])
+], ids=["4", "6", "99", "neg", "no-status", "str-abc", "str-0abc", "str-sp0", "str-00", "no-user", "no-sa", "empty"])
 def test_everything_else_is_503(stack, vars_):
     stack.api_reset()
     st, _, body = get(stack, vars_)
