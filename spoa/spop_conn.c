@@ -346,6 +346,9 @@ static void flush_ready(spop_conn *c)
 
 bool spop_conn_complete(spop_conn *c, spoa_request *req)
 {
+	req->in_handler = false; /* the NOTIFY's slices died with the handler call */
+	req->payload.ptr = NULL;
+	req->payload.len = 0;
 	c->inflight--;
 	if (c->closed || c->state == SPOP_CS_CLOSING) {
 		free_req(req);
@@ -385,37 +388,37 @@ static int handle_notify(spop_conn *c, const spop_frame *f)
 		r->conn = c;
 		c->spare = r;
 	}
-	/* The ACK goes straight into the output buffer; the caller guaranteed room for a whole frame. */
+	/* The ACK is built in the request's own buffer, never in the shared output buffer: once the handler has
+	 * handed a deferred request to another thread, that thread adds actions while this one carries on, so
+	 * nothing the two could both touch may change after the handler returns. A synchronous ACK is copied out
+	 * below (a few hundred bytes); the caller guaranteed room for a whole frame. */
 	uint8_t *dst = c->out + c->out_off + c->out_len;
-	spop_wbuf_init(&r->w, dst, fr);
+	spop_wbuf_init(&r->w, r->own, fr);
 	(void)spop_frame_begin(&r->w, SPOP_FRAME_ACK, f->stream_id, f->frame_id);
 	if (r->w.err) /* ids too long for a 256-byte frame cannot happen: 10+10 bytes */
 		return SPOP_E_NOSPACE;
 	r->actions_off = r->w.len;
 	r->payload = f->payload;
 	r->msg_off = 0;
-	r->deferred = false;
 	r->next = NULL;
+	r->in_handler = true;
 
 	int verdict = SPOA_DONE;
-	if (c->cfg.handler) {
-		r->in_handler = true;
+	if (c->cfg.handler)
 		verdict = c->cfg.handler(r, c->cfg.handler_userdata);
-		r->in_handler = false;
-	}
-	r->payload.ptr = NULL;
-	r->payload.len = 0;
 	COUNT(c, notify);
 
 	if (verdict == SPOA_DEFERRED) {
-		memcpy(r->own, dst, r->w.len);
-		r->w.p = r->own;
-		r->deferred = true;
+		/* r belongs to whoever completes it now; spop_conn_complete() closes its message view. */
 		c->spare = NULL;
 		c->inflight++;
 		return 0;
 	}
+	r->in_handler = false;
+	r->payload.ptr = NULL;
+	r->payload.len = 0;
 	ack_finish(r);
+	memcpy(dst, r->own, r->w.len);
 	c->out_len += r->w.len;
 	COUNT(c, frames_out);
 	return 0;

@@ -51,9 +51,8 @@ struct spoa_request {
 	size_t actions_off;     /* w.len right after the header: no action added while w.len == actions_off */
 	spop_slice payload;     /* NOTIFY payload; valid only during the handler call */
 	size_t msg_off;
-	bool in_handler;
-	bool deferred;
-	uint8_t *own;           /* heap copy of the ACK once deferred */
+	bool in_handler;        /* messages readable: from handler entry until a sync return or the completion */
+	uint8_t *own;           /* where the ACK is built (frame size + 4 bytes), reused while requests stay sync */
 	struct spoa_request *next;
 };
 
