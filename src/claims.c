@@ -87,15 +87,32 @@ static bool reserved(const char *s)
 	return strncmp(s, "system:", 7) == 0;
 }
 
-static char *concat(const char *a, const char *b)
-{
-	size_t na = strlen(a), nb = strlen(b);
-	char *s = malloc(na + nb + 1);
+/* The prefixed user and group names live only until identity_build() copies them: they go into a bounded
+ * buffer on the stack, in order, and only what does not fit (and everything after it) is malloc'd. Item k
+ * (0 = user, 1.. = groups) is on the stack iff k < nin. */
+struct strbuf {
+	char b[1024];
+	size_t used, nin;
+	bool full;
+};
 
-	if (s) {
-		memcpy(s, a, na);
-		memcpy(s + na, b, nb + 1);
+static char *concat(struct strbuf *sb, const char *a, const char *b)
+{
+	size_t na = strlen(a), nb = strlen(b), n = na + nb + 1;
+	char *s;
+
+	if (!sb->full && n <= sizeof(sb->b) - sb->used) {
+		s = sb->b + sb->used;
+		sb->used += n;
+		sb->nin++;
+	} else {
+		sb->full = true;
+		s = malloc(n);
+		if (!s)
+			return NULL;
 	}
+	memcpy(s, a, na);
+	memcpy(s + na, b, nb + 1);
 	return s;
 }
 
@@ -202,12 +219,16 @@ int claims_map(const claims_rules *r, const cJSON *payload, int64_t now, uint64_
 {
 	const cJSON *c, *g;
 	const char *d = NULL, *uname;
-	const char **groups = NULL;
+	const char **groups = NULL, *gsmall[32];
 	char *user = NULL;
 	size_t ngroups = 0, i;
 	int64_t exp;
 	identity *id;
+	struct strbuf sb;
 	int rc;
+
+	sb.used = sb.nin = 0;
+	sb.full = false;
 
 	rc = claims_check_std(r->issuer, &r->client_id, 1, payload, now, &exp, &d);
 	if (rc)
@@ -234,7 +255,7 @@ int claims_map(const claims_rules *r, const cJSON *payload, int64_t now, uint64_
 			goto out;
 		}
 	}
-	user = concat(r->username_prefix, uname);
+	user = concat(&sb, r->username_prefix, uname);
 	if (!user) {
 		rc = CLAIMS_E_NOMEM;
 		goto out;
@@ -260,7 +281,7 @@ int claims_map(const claims_rules *r, const cJSON *payload, int64_t now, uint64_
 			d = detailf("claim \"%s\" is not a string or an array of strings", r->groups_claim);
 			goto out;
 		}
-		groups = calloc(n ? n : 1, sizeof(*groups));
+		groups = n <= sizeof(gsmall) / sizeof(gsmall[0]) ? gsmall : calloc(n, sizeof(*groups));
 		if (!groups) {
 			rc = CLAIMS_E_NOMEM;
 			goto out;
@@ -271,7 +292,7 @@ int claims_map(const claims_rules *r, const cJSON *payload, int64_t now, uint64_
 				d = detailf("claim \"%s\" holds an empty or non-string group", r->groups_claim);
 				goto out;
 			}
-			groups[ngroups] = concat(r->groups_prefix, it->valuestring);
+			groups[ngroups] = concat(&sb, r->groups_prefix, it->valuestring);
 			if (!groups[ngroups]) {
 				rc = CLAIMS_E_NOMEM;
 				goto out;
@@ -320,9 +341,12 @@ int claims_map(const claims_rules *r, const cJSON *payload, int64_t now, uint64_
 	rc = 0;
 out:
 	for (i = 0; i < ngroups; i++)
-		free((char *)groups[i]);
-	free(groups);
-	free(user);
+		if (i + 1 >= sb.nin)
+			free((char *)groups[i]);
+	if (groups != gsmall)
+		free(groups);
+	if (sb.nin == 0)
+		free(user);
 	if (rc && detail)
 		*detail = d ? d : claims_strerror(rc);
 	return rc;
