@@ -12,7 +12,7 @@ with an agent that does what the test says. The test puts the wanted answer in t
 
 Anything else gets status 1 / reason "not a stub token". With {"echo_imp": true} the verdict shows the `imp`
 argument received: status 2 (403) if it was boolean true, else status 1 (401). It speaks SPOP 2.0 with pipelining, answers health
-checks, and writes each frame in one call.
+checks, and writes each frame in one call. The codec is tests/spopwire.py.
 
 Run: spop_stub.py --port N   (prints {"ready": true, "port": N} when listening)
 """
@@ -20,89 +20,17 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import signal
 import sys
 
-T_HELLO, T_DISCONNECT, T_NOTIFY = 1, 2, 3
-T_AGENT_HELLO, T_AGENT_DISCONNECT, T_ACK = 101, 102, 103
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if TESTS not in sys.path:  # run as a script: tests/ (for spopwire) is not on the path yet
+    sys.path.insert(0, TESTS)
+from spopwire import (ACK, AGENT_DISCONNECT, AGENT_HELLO, HAPROXY_DISCONNECT, HAPROXY_HELLO, NOTIFY,  # noqa: E402
+                      frame, kv, kv_list, messages, parse_frame, set_var)
+
 MAX_FRAME = 16380
-
-
-def venc(v):
-    if v < 240:
-        return bytes([v])
-    out = bytearray([(v & 0xFF) | 0xF0])
-    v = (v - 240) >> 4
-    while v >= 128:
-        out.append((v & 0xFF) | 0x80)
-        v = (v - 128) >> 7
-    out.append(v)
-    return bytes(out)
-
-
-def vdec(b, i):
-    r = b[i]
-    i += 1
-    if r < 240:
-        return r, i
-    shift = 4
-    for _ in range(9):
-        c = b[i]
-        i += 1
-        r += c << shift
-        shift += 7
-        if c < 128:
-            return r, i
-    raise ValueError("varint too long")
-
-
-def rstr(b, i):
-    n, i = vdec(b, i)
-    if n > len(b) - i:
-        raise ValueError("string past end")
-    return b[i:i + n], i + n
-
-
-def typed(b, i):
-    t = b[i]
-    i += 1
-    kind = t & 0x0F
-    if kind == 0:
-        return None, i
-    if kind == 1:
-        return bool(t & 0x10), i
-    if kind in (2, 3, 4, 5):
-        return vdec(b, i)
-    if kind == 6:
-        return b[i:i + 4], i + 4
-    if kind == 7:
-        return b[i:i + 16], i + 16
-    if kind in (8, 9):
-        return rstr(b, i)
-    raise ValueError("bad type")
-
-
-def tenc(v):
-    if v is None:
-        return b"\x00"
-    if isinstance(v, bool):
-        return b"\x11" if v else b"\x01"
-    if isinstance(v, int):
-        return b"\x04" + venc(v & 0xFFFFFFFFFFFFFFFF)
-    s = v.encode() if isinstance(v, str) else bytes(v)
-    return b"\x08" + venc(len(s)) + s
-
-
-def kv(items):
-    out = b""
-    for k, v in items:
-        out += venc(len(k)) + k.encode() + tenc(v)
-    return out
-
-
-def frame(ftype, sid, fid, payload):
-    body = bytes([ftype]) + (1).to_bytes(4, "big") + venc(sid) + venc(fid) + payload
-    return len(body).to_bytes(4, "big") + body
 
 
 def decide(auth, imp):
@@ -147,10 +75,7 @@ async def conn(reader, writer):
         items = [(k, v) for k, v in vars_.items() if k != "status"]
         if "status" in vars_:
             items.append(("status", vars_["status"]))
-        payload = b""
-        for k, v in items:
-            payload += b"\x01\x03\x02" + venc(len(k)) + k.encode() + tenc(v)
-        await send(frame(T_ACK, sid, fid, payload))
+        await send(frame(ACK, sid, fid, b"".join(set_var(k, v) for k, v in items)))
 
     tasks = set()
     try:
@@ -160,36 +85,19 @@ async def conn(reader, writer):
             if n > MAX_FRAME:
                 break
             b = await reader.readexactly(n)
-            ftype = b[0]
-            i = 5
-            sid, i = vdec(b, i)
-            fid, i = vdec(b, i)
-            if ftype == T_HELLO:
-                items = {}
-                while i < len(b):
-                    k, i = rstr(b, i)
-                    v, i = typed(b, i)
-                    items[k] = v
+            ftype, _, sid, fid, payload = parse_frame(b)
+            if ftype == HAPROXY_HELLO:
+                items = kv_list(payload, raw=True)
                 mfs = min(int(items.get(b"max-frame-size", MAX_FRAME)), MAX_FRAME)
-                await send(frame(T_AGENT_HELLO, 0, 0, kv([("version", "2.0"), ("max-frame-size", mfs),
-                                                           ("capabilities", "pipelining")])))
+                await send(frame(AGENT_HELLO, 0, 0, kv([("version", "2.0"), ("max-frame-size", mfs),
+                                                        ("capabilities", "pipelining")])))
                 if items.get(b"healthcheck"):
                     break
-            elif ftype == T_DISCONNECT:
-                await send(frame(T_AGENT_DISCONNECT, 0, 0, kv([("status-code", 0), ("message", "normal")])))
+            elif ftype == HAPROXY_DISCONNECT:
+                await send(frame(AGENT_DISCONNECT, 0, 0, kv([("status-code", 0), ("message", "normal")])))
                 break
-            elif ftype == T_NOTIFY:
-                msgs = {}
-                while i < len(b):
-                    name, i = rstr(b, i)
-                    nargs = b[i]
-                    i += 1
-                    args = {}
-                    for _ in range(nargs):
-                        an, i = rstr(b, i)
-                        av, i = typed(b, i)
-                        args[an] = av
-                    msgs[name] = args
+            elif ftype == NOTIFY:
+                msgs = messages(payload, raw=True)
                 t = asyncio.ensure_future(answer(sid, fid, msgs))
                 tasks.add(t)
                 t.add_done_callback(tasks.discard)

@@ -5,134 +5,23 @@ many NOTIFYs were in flight at once, whether HAProxy sent a DISCONNECT or closed
 
 It listens on 127.0.0.1 on a port picked by the kernel. Every frame is written with one sendall() of a small
 buffer (HAProxy 3.2.x resets connections whose AGENT-HELLO arrives in pieces). Not a reference implementation:
-the C library is; this peer only has to be correct for the frames HAProxy sends in these tests.
+the C library is; this peer only has to be correct for the frames HAProxy sends in these tests. The codec is
+tests/spopwire.py.
 """
 import socket
 import struct
 import threading
 import time
 
-HAPROXY_HELLO, HAPROXY_DISCONNECT, NOTIFY = 1, 2, 3
-AGENT_HELLO, AGENT_DISCONNECT, ACK = 101, 102, 103
-T_NULL, T_BOOL, T_INT32, T_UINT32, T_INT64, T_UINT64, T_IPV4, T_IPV6, T_STR, T_BIN = range(10)
-SCOPE_TXN = 2
+from spopwire import (ACK, AGENT_DISCONNECT, AGENT_HELLO, HAPROXY_DISCONNECT, HAPROXY_HELLO, NOTIFY, frame, kv,
+                      kv_list, messages, parse_frame, recv_exact)
+from spopwire import set_var as _set_var
+
 MAX_FRAME = 16380
 
 
-def enc_varint(v):
-    if v < 240:
-        return bytes([v])
-    out = [(v & 0xFF) | 0xF0]
-    v = (v - 240) >> 4
-    while v >= 128:
-        out.append((v & 0xFF) | 0x80)
-        v = (v - 128) >> 7
-    out.append(v)
-    return bytes(out)
-
-
-def dec_varint(buf, off):
-    if off >= len(buf):
-        raise ValueError("varint past end")
-    r = buf[off]
-    off += 1
-    if r < 240:
-        return r, off
-    shift = 4
-    for _ in range(9):
-        if off >= len(buf):
-            raise ValueError("varint past end")
-        b = buf[off]
-        off += 1
-        r += b << shift
-        shift += 7
-        if b < 128:
-            return r, off
-    raise ValueError("varint too long")
-
-
-def enc_str(s):
-    b = s.encode() if isinstance(s, str) else s
-    return enc_varint(len(b)) + b
-
-
-def dec_str(buf, off):
-    n, off = dec_varint(buf, off)
-    if n > len(buf) - off:
-        raise ValueError("string past end")
-    return bytes(buf[off:off + n]), off + n
-
-
-def enc_typed(v):
-    if v is None:
-        return bytes([T_NULL])
-    if isinstance(v, bool):
-        return bytes([T_BOOL | (0x10 if v else 0)])
-    if isinstance(v, int):
-        return bytes([T_UINT32 if v >= 0 else T_INT64]) + enc_varint(v & 0xFFFFFFFFFFFFFFFF)
-    return bytes([T_STR]) + enc_str(v)
-
-
-def dec_typed(buf, off):
-    if off >= len(buf):
-        raise ValueError("typed data past end")
-    t = buf[off] & 0x0F
-    flags = buf[off] & 0xF0
-    off += 1
-    if t == T_NULL:
-        return None, off
-    if t == T_BOOL:
-        return bool(flags & 0x10), off
-    if t in (T_INT32, T_UINT32, T_INT64, T_UINT64):
-        return dec_varint(buf, off)
-    if t == T_IPV4:
-        if len(buf) - off < 4:
-            raise ValueError("ipv4 past end")
-        return socket.inet_ntop(socket.AF_INET, bytes(buf[off:off + 4])), off + 4
-    if t == T_IPV6:
-        if len(buf) - off < 16:
-            raise ValueError("ipv6 past end")
-        return socket.inet_ntop(socket.AF_INET6, bytes(buf[off:off + 16])), off + 16
-    if t in (T_STR, T_BIN):
-        s, off = dec_str(buf, off)
-        return (s.decode(errors="replace") if t == T_STR else s), off
-    raise ValueError(f"unknown data type {t}")
-
-
-def frame(ftype, sid, fid, payload):
-    body = bytes([ftype]) + struct.pack(">I", 1) + enc_varint(sid) + enc_varint(fid) + payload
-    return struct.pack(">I", len(body)) + body
-
-
-def kv_list(buf, off):
-    out = {}
-    while off < len(buf):
-        k, off = dec_str(buf, off)
-        v, off = dec_typed(buf, off)
-        out[k.decode(errors="replace")] = v
-    return out
-
-
-def messages(buf, off):
-    """NOTIFY payload -> {message name: {arg name: value}}."""
-    out = {}
-    while off < len(buf):
-        name, off = dec_str(buf, off)
-        if off >= len(buf):
-            raise ValueError("nb-args past end")
-        nargs = buf[off]
-        off += 1
-        args = {}
-        for _ in range(nargs):
-            k, off = dec_str(buf, off)
-            v, off = dec_typed(buf, off)
-            args[k.decode(errors="replace")] = v
-        out[name.decode(errors="replace")] = args
-    return out
-
-
 def set_var(name, value):
-    return bytes([1, 3, SCOPE_TXN]) + enc_str(name) + enc_typed(value)
+    return _set_var(name, value, unsigned=True)  # non-negative ints as UINT32
 
 
 class Conn:
@@ -222,20 +111,11 @@ class Peer:
             self.threads.append(t)
             t.start()
 
-    def _recv_exact(self, s, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = s.recv(n - len(buf))
-            if not chunk:
-                return None
-            buf += chunk
-        return buf
-
     def _serve(self, s, c):
         wlock = threading.Lock()
         try:
             while not self.stopping:
-                head = self._recv_exact(s, 4)
+                head = recv_exact(s, 4)
                 if head is None:
                     with self.lock:
                         c.closed_by_haproxy = not self.stopping
@@ -243,29 +123,24 @@ class Peer:
                 (n,) = struct.unpack(">I", head)
                 if n > MAX_FRAME or n < 7:
                     raise ValueError(f"frame length {n}")
-                body = self._recv_exact(s, n)
+                body = recv_exact(s, n)
                 if body is None:
                     return
-                ftype = body[0]
-                sid, off = dec_varint(body, 5)
-                fid, off = dec_varint(body, off)
+                ftype, _, sid, fid, payload = parse_frame(body)
                 if ftype == HAPROXY_HELLO:
-                    kv = kv_list(body, off)
+                    hello = kv_list(payload)
                     with self.lock:
-                        c.hello = kv
-                    size = min(int(kv.get("max-frame-size", MAX_FRAME)), MAX_FRAME)
-                    payload = (enc_str("version") + enc_typed("2.0") + enc_str("max-frame-size")
-                               + bytes([T_UINT32]) + enc_varint(size)
-                               + enc_str("capabilities") + enc_typed("pipelining"))
+                        c.hello = hello
+                    size = min(int(hello.get("max-frame-size", MAX_FRAME)), MAX_FRAME)
                     with wlock:
-                        s.sendall(frame(AGENT_HELLO, 0, 0, payload))
-                    if kv.get("healthcheck"):
+                        s.sendall(frame(AGENT_HELLO, 0, 0, kv([("version", "2.0"), ("max-frame-size", size),
+                                                               ("capabilities", "pipelining")], unsigned=True)))
+                    if hello.get("healthcheck"):
                         return
                 elif ftype == HAPROXY_DISCONNECT:
                     with self.lock:
-                        c.disconnect = kv_list(body, off)
-                    payload = enc_str("status-code") + bytes([T_UINT32]) + enc_varint(0) + \
-                        enc_str("message") + enc_typed("normal")
+                        c.disconnect = kv_list(payload)
+                    payload = kv([("status-code", 0), ("message", "normal")], unsigned=True)
                     try:
                         with wlock:
                             s.sendall(frame(AGENT_DISCONNECT, 0, 0, payload))
@@ -273,7 +148,7 @@ class Peer:
                         pass  # 3.0 may close right after its DISCONNECT, without waiting for ours
                     return
                 elif ftype == NOTIFY:
-                    msgs = messages(body, off)
+                    msgs = messages(payload)
                     with self.lock:
                         c.notifies.append((sid, fid, msgs))
                         c.inflight += 1

@@ -16,81 +16,27 @@ import time
 import pytest
 
 import kostest
+from spopwire import ACK, AGENT_DISCONNECT, AGENT_HELLO, HAPROXY_HELLO, NOTIFY, frame, kv, kv_list, message
+from spopwire import split_frames as parse_frames  # ([(type, sid, fid, payload)], rest)
 
 EXAMPLE = kostest.build_path("spoa_example")
 pytestmark = pytest.mark.skipif(not os.path.exists(EXAMPLE), reason=f"{EXAMPLE} not built")
 
-AGENT_HELLO, AGENT_DISCONNECT, ACK = 101, 102, 103
 
+# ---- wire helpers (codec: tests/spopwire.py) -----------------------------------------------------------------
 
-# ---- wire helpers ------------------------------------------------------------------------------------------
-
-def varint(v):
-    if v < 240:
-        return bytes([v])
-    out = bytearray([(v & 0xFF) | 0xF0])
-    v = (v - 240) >> 4
-    while v >= 128:
-        out.append((v & 0xFF) | 0x80)
-        v = (v - 128) >> 7
-    out.append(v)
-    return bytes(out)
-
-
-def rs(b):
-    return varint(len(b)) + b
-
-
-def frame(t, sid, fid, payload, flags=1):
-    body = bytes([t]) + struct.pack(">I", flags) + varint(sid) + varint(fid) + payload
-    return struct.pack(">I", len(body)) + body
-
-
-HELLO = frame(1, 0, 0, rs(b"supported-versions") + b"\x08" + rs(b"2.0") + rs(b"max-frame-size") + b"\x03"
-              + varint(16380) + rs(b"capabilities") + b"\x08" + rs(b"pipelining"))
+HELLO = frame(HAPROXY_HELLO, 0, 0, kv([("supported-versions", "2.0"), ("max-frame-size", 16380),
+                                       ("capabilities", "pipelining")], unsigned=True))
 
 
 def notify(sid, fid=1):
-    return frame(3, sid, fid, rs(b"check") + b"\x02" + rs(b"auth") + b"\x08" + rs(b"Bearer x")
-                 + rs(b"src") + b"\x06\x7f\x00\x00\x01")
-
-
-def parse_frames(buf):
-    """Splits whole frames off the front of buf: returns ([(type, sid, fid, payload)], rest)."""
-    out = []
-    while len(buf) >= 4:
-        (n,) = struct.unpack(">I", buf[:4])
-        assert 7 <= n <= 65536, f"bad frame length {n}"
-        if len(buf) < 4 + n:
-            break
-        body = buf[4:4 + n]
-        buf = buf[4 + n:]
-        assert struct.unpack(">I", body[1:5])[0] == 1, "frame without FIN"
-        off = 5
-        ids = []
-        for _ in range(2):
-            v, k = body[off], 1
-            if v >= 240:
-                shift = 4
-                while True:
-                    b = body[off + k]
-                    v += b << shift
-                    shift += 7
-                    k += 1
-                    if b < 128:
-                        break
-            ids.append(v)
-            off += k
-        out.append((body[0], ids[0], ids[1], body[off:]))
-    return out, buf
+    return frame(NOTIFY, sid, fid, message("check", [("auth", "Bearer x"), ("src", ("ipv4", "127.0.0.1"))]))
 
 
 def disconnect_status(payload):
-    i = payload.find(b"status-code")
-    assert i >= 0, payload
-    t = payload[i + 11]
-    assert t & 0x0F in (2, 3, 4, 5), payload
-    return payload[i + 12]  # every status we send is < 240: one varint byte
+    st = kv_list(payload).get("status-code")
+    assert isinstance(st, int) and not isinstance(st, bool), payload
+    return st
 
 
 class Client:
@@ -425,9 +371,9 @@ GARBAGE = [
     ("http", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", None, 4),  # type byte checked before the length
     ("huge length after hello", HELLO + b"\x7f\xff\xff\xff" + b"\x03" * 64, None, 3),
     ("malformed notify", HELLO + frame(3, 1, 1, b"\x05ab"), None, 4),
-    ("fragment", HELLO + frame(3, 1, 1, rs(b"m") + b"\x00", flags=0), None, 10),
-    ("bad version", frame(1, 0, 0, rs(b"supported-versions") + b"\x08" + rs(b"1.0") + rs(b"max-frame-size")
-                          + b"\x03" + varint(16380)), None, 8),
+    ("fragment", HELLO + frame(NOTIFY, 1, 1, message("m", []), flags=0), None, 10),
+    ("bad version", frame(HAPROXY_HELLO, 0, 0, kv([("supported-versions", "1.0"), ("max-frame-size", 16380)],
+                                                  unsigned=True)), None, 8),
 ]
 
 
