@@ -159,3 +159,32 @@ class HAProxy(Proc):
                            env=full_env, timeout=60)
         os.unlink(f.name)
         return p.returncode == 0, p.stdout
+
+
+# ---- stacks in module fixtures -------------------------------------------------------------------------------
+
+def stack_fixture(new_stack):
+    """Body of a module fixture (`yield from kostest.stack_fixture(...)`) that hands out make(**kw): a stack from
+    new_stack(**kw), started. At the end every stack is stopped; sanitizer reports from their processes fail the
+    module (those stacks, and any after them, keep their temp files for the post-mortem)."""
+    import pytest
+
+    stacks = []
+
+    def make(**kw):
+        s = new_stack(**kw)
+        stacks.append(s)
+        return s.start()
+
+    yield make
+    reports = []
+    for s in stacks:
+        s.stop()
+        for p in [s.agent, s.haproxy, s.api] + list(getattr(s, "extra_procs", [])):  # extra_procs: SecStack's
+            rep = p.sanitizer_report() if p is not None else None
+            if rep:
+                reports.append(f"{p!r}:\n{rep}")
+        if not reports:
+            s.cleanup()
+    if reports:
+        pytest.fail("sanitizer report(s):\n" + "\n\n".join(reports))

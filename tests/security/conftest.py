@@ -20,25 +20,7 @@ def sec_haproxy():
 
 @pytest.fixture(scope="module")
 def make_sec_stack(sec_haproxy):
-    stacks = []
-
-    def make(**kw):
-        s = secstack.SecStack(sec_haproxy, **kw)
-        stacks.append(s)
-        return s.start()
-
-    yield make
-    reports = []
-    for s in stacks:
-        s.stop()
-        for p in [s.agent, s.haproxy, s.api] + s.extra_procs:
-            rep = p.sanitizer_report() if p is not None else None
-            if rep:
-                reports.append(f"{p!r}:\n{rep}")
-        if not reports:
-            s.cleanup()
-    if reports:
-        pytest.fail("sanitizer report(s):\n" + "\n\n".join(reports))
+    yield from kostest.stack_fixture(lambda **kw: secstack.SecStack(sec_haproxy, **kw))
 
 
 _FIGURES = {}
