@@ -13,6 +13,7 @@
 
 #include "handler.h"
 #include "log.h"
+#include "handler_fake.h"
 
 /* ---- recording sink ---------------------------------------------------------------------------------------- */
 
@@ -141,41 +142,15 @@ static bool fake_ready(void *ctx)
 
 /* ---- fixture ----------------------------------------------------------------------------------------------- */
 
-typedef struct fx {
-	char dir[64];
-	char path[96];
-	satoken *sa;
-	metrics *m;
-	handler *h;
-} fx;
-
 static config_kv static_extras[] = {{"cluster", "prod"}};
 
 static fx *fx_new(bool with_sa, bool client_ip, size_t nextras)
 {
-	fx *f = calloc(1, sizeof(*f));
 	handler_config hc;
-	FILE *fp;
+	fx *f = fx_base_new("/tmp/kos-th-XXXXXX", with_sa, &hc);
 
-	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "/tmp/kos-th-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/token", f->dir);
-	if (with_sa) {
-		fp = fopen(f->path, "w");
-		assert_non_null(fp);
-		fputs("sa-secret\n", fp);
-		fclose(fp);
-	}
-	assert_int_equal(satoken_create(f->path, &f->sa), 0);
-	satoken_reload(f->sa, NULL);
-	assert_int_equal(metrics_create(handler_reason_names, HR_COUNT, &f->m), 0);
-	memset(&hc, 0, sizeof(hc));
 	hc.vops.verify = fake_verify;
 	hc.vops.ready = fake_ready;
-	hc.sa = f->sa;
-	hc.metrics = f->m;
-	hc.max_groups = 64;
 	hc.client_ip = client_ip;
 	hc.extras = static_extras;
 	hc.nextras = nextras;
@@ -186,27 +161,7 @@ static fx *fx_new(bool with_sa, bool client_ip, size_t nextras)
 static void fx_free(fx *f)
 {
 	handler_destroy(f->h);
-	metrics_destroy(f->m);
-	satoken_destroy(f->sa);
-	unlink(f->path);
-	rmdir(f->dir);
-	free(f);
-}
-
-static handler_input input_auth(const char *auth)
-{
-	handler_input in;
-
-	memset(&in, 0, sizeof(in));
-	in.have_msg = true;
-	if (auth != NULL) {
-		in.have_auth = true;
-		in.auth = (const uint8_t *)auth;
-		in.auth_len = strlen(auth);
-	}
-	in.src_family = 4;
-	in.src[0] = 192, in.src[1] = 0, in.src[2] = 2, in.src[3] = 7;
-	return in;
+	fx_base_free(f);
 }
 
 /* ---- table: one request each, the status and reason it must produce ---------------------------------------- */

@@ -23,6 +23,7 @@
 
 #include "handler.h"
 #include "log.h"
+#include "handler_fake.h"
 
 #define LONG_WAIT_MS 60000u
 #define BOUND_S 10
@@ -185,21 +186,11 @@ static bool fake_refresh_soon(void *ctx, unsigned within_ms)
 
 /* ---- fixture ---------------------------------------------------------------------------------------------- */
 
-typedef struct fx {
-	char dir[64];
-	char path[96];
-	satoken *sa;
-	metrics *m;
-	handler *h;
-} fx;
-
 static fx *fx_new(unsigned wait_ms, unsigned max_held)
 {
-	fx *f = calloc(1, sizeof(*f));
 	handler_config hc;
-	FILE *fp;
+	fx *f;
 
-	assert_non_null(f);
 	atomic_store(&g_rotated, false);
 	atomic_store(&g_soon, true);
 	atomic_store(&g_verifies, 0);
@@ -207,24 +198,11 @@ static fx *fx_new(unsigned wait_ms, unsigned max_held)
 	pthread_mutex_lock(&g_mu);
 	g_done = 0;
 	pthread_mutex_unlock(&g_mu);
-	snprintf(f->dir, sizeof(f->dir), "/tmp/kos-thh-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/token", f->dir);
-	fp = fopen(f->path, "w");
-	assert_non_null(fp);
-	fputs("sa-secret\n", fp);
-	fclose(fp);
-	assert_int_equal(satoken_create(f->path, &f->sa), 0);
-	satoken_reload(f->sa, NULL);
-	assert_int_equal(metrics_create(handler_reason_names, HR_COUNT, &f->m), 0);
-	memset(&hc, 0, sizeof(hc));
+	f = fx_base_new("/tmp/kos-thh-XXXXXX", true, &hc);
 	hc.vops.verify = fake_verify;
 	hc.vops.ready = fake_ready;
 	hc.vops.set_listener = fake_set_listener;
 	hc.vops.refresh_soon = fake_refresh_soon;
-	hc.sa = f->sa;
-	hc.metrics = f->m;
-	hc.max_groups = 64;
 	hc.unknown_kid_wait_ms = wait_ms;
 	hc.max_held = max_held;
 	assert_int_equal(handler_create(&hc, &f->h), 0);
@@ -239,36 +217,19 @@ static void fx_free(fx *f)
 	assert_null(g_listener);
 	pthread_mutex_unlock(&g_lmu);
 	assert_int_equal(atomic_load(&g_bad_asks), 0);
-	metrics_destroy(f->m);
-	satoken_destroy(f->sa);
-	unlink(f->path);
-	rmdir(f->dir);
-	free(f);
-}
-
-static handler_input input_auth(const char *auth, char *buf, size_t cap)
-{
-	handler_input in;
-
-	/* a private copy that the test scribbles over after submit: a held request must have copied it */
-	snprintf(buf, cap, "%s", auth);
-	memset(&in, 0, sizeof(in));
-	in.have_msg = true;
-	in.have_auth = true;
-	in.auth = (const uint8_t *)buf;
-	in.auth_len = strlen(buf);
-	in.src_family = 4;
-	in.src[0] = 192, in.src[1] = 0, in.src[2] = 2, in.src[3] = 7;
-	return in;
+	fx_base_free(f);
 }
 
 static int submit(fx *f, const char *auth, bool imp, slot *r)
 {
 	char buf[64];
-	handler_input in = input_auth(auth, buf, sizeof(buf));
+	handler_input in;
 	handler_sink k = {slot_str, slot_int, r};
 	int st;
 
+	/* a private copy that the test scribbles over after submit: a held request must have copied it */
+	snprintf(buf, sizeof(buf), "%s", auth);
+	in = input_auth(buf);
 	in.imp = imp;
 	slot_init(r);
 	st = handler_submit(f->h, &in, 1700000000, &k, slot_done);
