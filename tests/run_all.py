@@ -3,13 +3,14 @@
 
 Suites (each can be picked with --only, repeatable):
   unit         build/asan/tests/test_*        cmocka binaries built under ASan+UBSan
-  fuzz         build/fuzz/fuzz_*              libFuzzer targets, KOS_FUZZ_SECONDS each (default 10) on the
+  fuzz         build/fuzz/fuzz_*              libFuzzer targets, KOS_FUZZ_SECONDS each (default 30), one per core at a time on the
                                               committed corpus tests/fuzz/corpus/<target> (+ <target>.dict)
   integration  pytest over tests/             real HAProxy, kubectl, agent; junit XML is read for counts
 
 A binary that dies without a summary counts as one failure, so a crash can never look like a pass.
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import re
@@ -61,37 +62,49 @@ def run_unit():
         summary["unit"].append({"name": b, "passed": ok, "failed": bad})
 
 
+def fuzz_one(d, b, secs):
+    """Runs one libFuzzer target on a scratch copy of its corpus; returns (name, ok, execs, cov, secs, output)."""
+    target = b[len("fuzz_"):]
+    corpus = os.path.join("tests", "fuzz", "corpus", target)
+    work = tempfile.mkdtemp(prefix=f"kos-fuzz-{target}-")  # new inputs go here, never into the repo
+    args = [os.path.join(d, b), work]
+    if os.path.isdir(corpus):
+        args.append(corpus)
+    dict_path = os.path.join("tests", "fuzz", f"{target}.dict")
+    if os.path.exists(dict_path):
+        args.append(f"-dict={dict_path}")
+    args += [f"-max_total_time={secs}", "-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1",
+             "-artifact_prefix=" + os.path.join(ROOT, "build", "fuzz", f"crash-{target}-")]
+    t0 = time.time()
+    try:
+        p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                           timeout=secs + 300)
+        out, ok = p.stdout, p.returncode == 0
+    except subprocess.TimeoutExpired as e:
+        out, ok = (e.stdout or b"").decode(errors="replace") + "\n(fuzzer overran its time)", False
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    execs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", out)
+    cov = re.findall(r"cov: (\d+)", out)
+    return (b, target, ok, int(execs[-1]) if execs else None, int(cov[-1]) if cov else None, time.time() - t0, out)
+
+
 def run_fuzz():
     d = os.path.join("build", "fuzz")
     bins = sorted(f for f in os.listdir(d) if f.startswith("fuzz_") and os.access(os.path.join(d, f), os.X_OK)) \
         if os.path.isdir(d) else []
-    secs = int(os.environ.get("KOS_FUZZ_SECONDS", "10"))
-    for b in bins:
-        target = b[len("fuzz_"):]
-        corpus = os.path.join("tests", "fuzz", "corpus", target)
-        work = tempfile.mkdtemp(prefix=f"kos-fuzz-{target}-")
-        args = [os.path.join(d, b), work]
-        if os.path.isdir(corpus):
-            args.append(corpus)
-        dict_path = os.path.join("tests", "fuzz", f"{target}.dict")
-        if os.path.exists(dict_path):
-            args.append(f"-dict={dict_path}")
-        args += [f"-max_total_time={secs}", "-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1",
-                 "-artifact_prefix=" + os.path.join(ROOT, "build", "fuzz", f"crash-{target}-")]
-        t0 = time.time()
-        p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-                           timeout=secs + 300)
-        execs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", p.stdout)
-        cov = re.findall(r"cov: (\d+)", p.stdout)
-        ok = p.returncode == 0
-        sys.stdout.write(f"fuzz  {b:32s} {'ok' if ok else 'FAILED'}  execs={execs[-1] if execs else '?'} "
-                         f"cov={cov[-1] if cov else '?'}  ({time.time()-t0:.1f}s)\n")
+    secs = int(os.environ.get("KOS_FUZZ_SECONDS", "30"))
+    # One fuzzer per core at a time: libFuzzer runs single-threaded, so this halves the wall time on 2 cores.
+    jobs = int(os.environ.get("KOS_FUZZ_JOBS", str(os.cpu_count() or 1)))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+        results = list(ex.map(lambda b: fuzz_one(d, b, secs), bins))
+    for b, target, ok, execs, cov, took, out in results:
+        sys.stdout.write(f"fuzz  {b:32s} {'ok' if ok else 'FAILED'}  execs={execs if execs is not None else '?'} "
+                         f"cov={cov if cov is not None else '?'}  ({took:.1f}s)\n")
         if not ok:
-            sys.stdout.write(p.stdout[-8000:] + "\n")
+            sys.stdout.write(out[-8000:] + "\n")
         record("fuzz", b, 1 if ok else 0, 0 if ok else 1)
-        summary["fuzz"].append({"target": target, "ok": ok, "seconds": secs,
-                                "execs": int(execs[-1]) if execs else None, "cov": int(cov[-1]) if cov else None})
-        shutil.rmtree(work, ignore_errors=True)
+        summary["fuzz"].append({"target": target, "ok": ok, "seconds": secs, "execs": execs, "cov": cov})
 
 
 def run_integration():
