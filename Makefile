@@ -122,20 +122,21 @@ deps:
 # HAProxy branches the integration suite runs against: the machine's 2.6 plus these Debian suites' packages,
 # fetched once into build/haproxy/ (scripts/haproxy-versions.py). test-matrix runs all of them.
 TEST_SUITES   ?= experimental
+NPROC         := $(shell nproc 2>/dev/null || echo 2)
 MATRIX_SUITES ?= trixie,sid,experimental
 
 test: deps
 	scripts/build.sh
-	$(MAKE) all
-	$(MAKE) asan
-	$(MAKE) fuzz-build
+	$(MAKE) -j$(NPROC) all
+	$(MAKE) -j$(NPROC) asan
+	$(MAKE) -j$(NPROC) fuzz-build
 	bins="$$(/usr/bin/python3 scripts/haproxy-versions.py --bins --suites $(TEST_SUITES))" && \
 		KOS_HAPROXY_BINS="$$bins" /usr/bin/python3 tests/run_all.py
 
 test-matrix: deps
-	$(MAKE) all
-	$(MAKE) asan
-	$(MAKE) fuzz-build
+	$(MAKE) -j$(NPROC) all
+	$(MAKE) -j$(NPROC) asan
+	$(MAKE) -j$(NPROC) fuzz-build
 	bins="$$(/usr/bin/python3 scripts/haproxy-versions.py --bins --suites $(MATRIX_SUITES))" && \
 		KOS_HAPROXY_BINS="$$bins" /usr/bin/python3 tests/run_all.py
 
