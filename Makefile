@@ -138,7 +138,7 @@ test-matrix: deps
 	$(MAKE) -j$(NPROC) asan
 	$(MAKE) -j$(NPROC) fuzz-build
 	bins="$$(/usr/bin/python3 scripts/haproxy-versions.py --bins --suites $(MATRIX_SUITES))" && \
-		KOS_HAPROXY_BINS="$$bins" /usr/bin/python3 tests/run_all.py
+		KOS_HAPROXY_BINS="$$bins" KOS_MATRIX_IDLE_SECONDS=120 /usr/bin/python3 tests/run_all.py
 
 FUZZ_SECONDS ?= 300
 fuzz: deps fuzz-build

@@ -9,6 +9,7 @@ pkgs=(
   # tests: unit, fuzz, integration, bench
   libcmocka-dev clang libclang-rt-14-dev haproxy openssl curl
   python3 python3-pytest python3-cryptography python3-jwcrypto python3-yaml wrk valgrind
+  strace  # tests/matrix/test_hello_one_write.py: the agent's AGENT-HELLO leaves in one syscall
 )
 
 missing=()
