@@ -447,11 +447,55 @@ void jwt_token_free(jwt_token *t)
 static EVP_MD *md_sha[3]; /* SHA-256, -384, -512; fetched once, kept for the life of the process */
 static pthread_once_t md_once = PTHREAD_ONCE_INIT;
 
+/* Per thread, one digest context per hash, reused token after token: EVP_Digest() allocates and initialises
+ * a provider context on every call, which costs as much as hashing a whole ID token's signing input. Freed by
+ * the key's destructor when the thread exits. */
+struct md_tls {
+	EVP_MD_CTX *c[3];
+};
+static pthread_key_t md_tls_key;
+static bool md_tls_ok;
+static _Thread_local struct md_tls *md_tls;
+
+static void md_tls_free(void *p)
+{
+	struct md_tls *t = p;
+
+	for (size_t i = 0; i < 3; i++)
+		EVP_MD_CTX_free(t->c[i]);
+	free(t);
+	md_tls = NULL;
+}
+
 static void md_init(void)
 {
 	md_sha[0] = EVP_MD_fetch(NULL, "SHA256", NULL);
 	md_sha[1] = EVP_MD_fetch(NULL, "SHA384", NULL);
 	md_sha[2] = EVP_MD_fetch(NULL, "SHA512", NULL);
+	md_tls_ok = pthread_key_create(&md_tls_key, md_tls_free) == 0;
+}
+
+/* The message digest of t's signing input; false on an OpenSSL failure (no memory). */
+static bool digest(const jwt_token *t, const EVP_MD *md, uint8_t *h, unsigned *hl)
+{
+	size_t i = md == md_sha[0] ? 0 : md == md_sha[1] ? 1 : 2;
+	EVP_MD_CTX *c;
+
+	if (!md_tls && md_tls_ok) {
+		struct md_tls *n = calloc(1, sizeof(*n));
+
+		if (n && pthread_setspecific(md_tls_key, n) == 0)
+			md_tls = n;
+		else
+			free(n);
+	}
+	if (!md_tls)
+		return EVP_Digest(t->signing_input, t->signing_input_len, h, hl, md, NULL) == 1;
+	c = md_tls->c[i];
+	if (!c && !(c = md_tls->c[i] = EVP_MD_CTX_new()))
+		return false;
+	return EVP_DigestInit_ex2(c, md, NULL) == 1 && EVP_DigestUpdate(c, t->signing_input, t->signing_input_len) == 1 &&
+	       EVP_DigestFinal_ex(c, h, hl) == 1;
 }
 
 static const EVP_MD *alg_md(int alg)
@@ -578,7 +622,7 @@ int jwt_verify(const jwt_token *t, const jwks_key *k)
 		uint8_t h[EVP_MAX_MD_SIZE];
 		unsigned int hl = 0;
 
-		if (EVP_Digest(t->signing_input, t->signing_input_len, h, &hl, md, NULL) != 1)
+		if (!digest(t, md, h, &hl))
 			return JWT_E_NOMEM;
 		pctx = EVP_PKEY_CTX_dup(k->vctx[t->alg]);
 		if (!pctx)
