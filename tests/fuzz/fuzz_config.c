@@ -1,6 +1,7 @@
 /* fuzz_config.c — libFuzzer target for config_parse(): input split on NUL into argv (first part) and, after a
  * "\n--env--\n" marker, environment strings. Checks it never crashes, leaks, or returns a config that breaks
  * its own invariants. */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,8 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	envp[envc] = NULL;
 	rc = config_parse(argc, argv, envp, &c, err, sizeof(err));
 	if (rc == CONFIG_OK) {
-		if (c.issuer_url == NULL || strncmp(c.issuer_url, "https://", 8) != 0 || c.client_id == NULL ||
-		    c.listen == NULL || c.max_groups == 0 || c.max_groups > CONFIG_MAX_GROUPS_LIMIT ||
+		/* Either the --oidc-* flags (https issuer and a client ID) or --authentication-config, never both. */
+		bool oidc = c.issuer_url != NULL && strncmp(c.issuer_url, "https://", 8) == 0 && c.client_id != NULL;
+		bool authn = c.authn_config != NULL && c.issuer_url == NULL && c.client_id == NULL;
+		if (oidc == authn || c.listen == NULL || c.max_groups == 0 || c.max_groups > CONFIG_MAX_GROUPS_LIMIT ||
 		    c.nrequired_claims > CONFIG_MAX_KV || c.nextra_headers > CONFIG_MAX_KV)
 			abort();
 		config_free(&c);
