@@ -122,7 +122,7 @@ backend spoe_agents
     timeout connect 1s
     timeout server 30s
     option spop-check
-    server agent1 127.0.0.1:{agent_port} check inter 300ms rise 1 fall 1
+    server agent1 127.0.0.1:{agent_port} check inter 300ms rise 1 fall 3
 """
 
 
