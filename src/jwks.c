@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "b64url.h"
+#include "ecverify.h"
 #include "jwt.h"
 
 struct jwks_keyset {
@@ -247,6 +248,7 @@ static void key_clear(jwks_key *k)
 	for (size_t i = 0; i < sizeof(k->vctx) / sizeof(k->vctx[0]); i++)
 		EVP_PKEY_CTX_free(k->vctx[i]);
 	EVP_PKEY_free(k->pkey);
+	ecverify_free((ecverify_key *)k->ecv);
 	free((char *)k->kid);
 	memset(k, 0, sizeof(*k));
 }
@@ -343,12 +345,31 @@ static bool kid_taken(const jwks_keyset *ks, const jwks_key *k)
 	return false;
 }
 
+/* Gives EC key k its precomputed verifier while fewer than JWKS_EC_FAST_MAX keys of the set have one. A failure
+ * is not an error: the key verifies through EVP, as fast as before. */
+static void prepare_fast_ec(jwks_key *k, size_t *nfast)
+{
+#ifdef KOS_FUZZING
+	(void)k;
+	(void)nfast;
+#else
+	ecverify_key *v = NULL;
+
+	if (k->kty != JWKS_KTY_EC || *nfast >= JWKS_EC_FAST_MAX)
+		return;
+	if (ecverify_new(k->pkey, &v) == 0) {
+		k->ecv = v;
+		(*nfast)++;
+	}
+#endif
+}
+
 int jwks_parse(const uint8_t *p, size_t len, jwks_keyset **out, char *err, size_t errlen)
 {
 	cJSON *doc = NULL;
 	const cJSON *keys, *it;
 	jwks_keyset *ks = NULL;
-	size_t cap, skipped = 0;
+	size_t cap, skipped = 0, nfast = 0;
 	const char *first_skip = NULL;
 	int rc;
 
@@ -395,6 +416,7 @@ int jwks_parse(const uint8_t *p, size_t len, jwks_keyset **out, char *err, size_
 				why = "duplicate kid";
 			}
 			if (!why) {
+				prepare_fast_ec(&ks->keys[ks->n], &nfast);
 				ks->n++;
 				continue;
 			}

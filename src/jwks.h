@@ -35,8 +35,13 @@ enum jwks_crv { JWKS_CRV_NONE = 0, JWKS_CRV_P256, JWKS_CRV_P384, JWKS_CRV_P521, 
 #define JWKS_KID_MAX 256       /* a longer kid makes the key unusable (skipped) */
 #define JWKS_RSA_MIN_BITS 2048 /* smaller RSA keys are skipped: they no longer protect anything */
 #define JWKS_RSA_MAX_BITS 16384
+/* EC keys that get a precomputed verifier (ecverify.h), in set order; later EC keys verify through EVP. Each
+ * costs ~150 KiB and ~26 ms to build for P-256 (less for P-384/P-521), so a set holds at most ~1.2 MiB of
+ * tables and a refresh spends at most ~0.2 s on them, on the fetcher thread. */
+#define JWKS_EC_FAST_MAX 8
 
 struct evp_pkey_st;
+struct ecverify_key;
 
 /* One usable public key. Lives as long as its key set; read-only after jwks_parse(). It sits on the
  * verification path, hence not opaque; only jwks.c writes it. */
@@ -54,6 +59,10 @@ typedef struct jwks_key {
 	/* RSA and EC: per jwt alg, a verify context initialised once (padding, digest) that each verification
 	 * duplicates, so no per-call provider initialisation; NULL where the key does not fit the alg. */
 	struct evp_pkey_ctx_st *vctx[16];
+	/* EC: the precomputed verifier (about twice as fast as EVP), NULL beyond JWKS_EC_FAST_MAX keys, when
+	 * building it failed, or in fuzzing builds (its ~26 ms per key would starve the JWKS fuzzer); owned, freed
+	 * with the set. jwt_verify() uses it when present and EVP otherwise. */
+	const struct ecverify_key *ecv;
 } jwks_key;
 
 /* Parses p[0..len). On success *out holds a new set with one reference. err gets a one-line reason on
