@@ -38,7 +38,7 @@ enum ecverify_err {
 	ECVERIFY_E_UNAVAILABLE = -4, /* this OpenSSL lacks the API: use EVP */
 };
 
-#define ECVERIFY_MAX_HASH 64   /* SHA-512 */
+#define ECVERIFY_MAX_HASH 128  /* past any curve's order: the bit-level truncation of P-521 is reachable */
 #define ECVERIFY_MAX_SCALAR 66 /* P-521 order, in bytes */
 
 struct evp_pkey_st;
