@@ -2,10 +2,14 @@
 """Generates the Impersonate-Group lines of conf/haproxy.cfg (the block between the BEGIN/END markers).
 
 Kubernetes takes one group per Impersonate-Group header line, and HAProxy cannot loop, so the config carries one
-conditional add-header per possible group g0…g{max-1} and denies (403) past max: groups are never dropped silently.
-Each line has ONE condition, that its variable exists: these lines run on every allowed request, and the agent sets
-exactly g0…g{ng-1} (conf/CONTRACT.md), so "gN found" already means "N < ng". Testing the variable rather than ng is
-also the side that fails closed: a group the agent did not send can never become an empty Impersonate-Group line.
+add-header per possible group g0…g{max-1} and denies (403) past max: groups are never dropped silently.
+The block is the LAST http-request rule of the frontend, and each add-header is preceded by
+"http-request allow unless gN found": the agent sets exactly g0…g{ng-1} (conf/CONTRACT.md), so the first missing
+variable ends the frontend's rules. A request with 3 groups thus runs 7 rules instead of 64 conditions (these lines
+run on every allowed request; 64 failed variable lookups cost HAProxy about as much as the whole verdict).
+Testing the variable rather than ng is also the side that fails closed: a group the agent did not send can never
+become an empty Impersonate-Group line. --check also refuses a frontend where any http-request rule follows the
+block, since "allow" would skip it.
 
     conf/gen-groups.py [--max N] [--check] [FILE]
 
@@ -29,8 +33,8 @@ def block(n):
              "    http-request return status 403 content-type application/json string "
              f"'{FORBIDDEN}' if {{ var(txn.kos.ng) -m int gt {n} }}"]
     for i in range(n):
-        lines.append(f'    http-request add-header Impersonate-Group "%[var(txn.kos.g{i})]" '
-                     f'if {{ var(txn.kos.g{i}) -m found }}')
+        lines.append(f"    http-request allow unless {{ var(txn.kos.g{i}) -m found }}")
+        lines.append(f'    http-request add-header Impersonate-Group "%[var(txn.kos.g{i})]"')
     lines.append(END)
     return "\n".join(lines) + "\n"
 
@@ -40,6 +44,14 @@ def render(text, n):
     if not m:
         raise SystemExit("gen-groups: BEGIN/END markers not found")
     return text[:m.start()] + block(n) + text[m.end():]
+
+
+def rules_after_block(text):
+    """http-request lines between the END marker and the end of its section."""
+    tail = text[text.index(END) + len(END):]
+    m = re.search(r"^\S", tail, re.M)
+    section = tail[:m.start()] if m else tail
+    return [line for line in section.splitlines() if line.strip().startswith("http-request")]
 
 
 def main():
@@ -53,6 +65,11 @@ def main():
     with open(a.file) as f:
         text = f.read()
     new = render(text, a.max)
+    late = rules_after_block(new)
+    if late:
+        print(f"gen-groups: {a.file}: http-request rules after the group block would never run (the block ends "
+              f"with allow): {late[0].strip()}", file=sys.stderr)
+        return 1
     if a.check:
         if new != text:
             print(f"gen-groups: {a.file} is not what conf/gen-groups.py --max {a.max} generates", file=sys.stderr)

@@ -77,6 +77,26 @@ def test_sixty_four_groups_are_sixty_four_lines(stack):
                                                                                       range(64)]
 
 
+def test_group_lines_stop_at_the_first_unset_variable(stack):
+    # Each group line is preceded by "allow unless gN found" (the frontend's last rules): a gap the agent must
+    # never leave ends the list there; it never becomes an empty Impersonate-Group line.
+    stack.api_reset()
+    st, _, body = get(stack, allow(ng=3, g0="dev", g2="ops"))
+    assert st == 200, body
+    assert header_values(last_api_request(stack)["headers"], "Impersonate-Group") == ["dev"]
+
+
+def test_groups_extras_and_client_ip_together(stack):
+    # The rules after the group block would never run: extras and client IP come before it.
+    stack.api_reset()
+    st, _, body = get(stack, allow(ng=2, g0="dev", g1="ops", cip="127.0.0.1", nx=1, x="scopes=read\n"))
+    assert st == 200, body
+    h = last_api_request(stack)["headers"]
+    assert header_values(h, "Impersonate-Group") == ["dev", "ops"]
+    assert header_values(h, "Impersonate-Extra-Remote-Client-Ip") == ["127.0.0.1"]
+    assert header_values(h, "Impersonate-Extra-scopes") == ["read"]
+
+
 def test_more_groups_than_lines_is_403_not_truncation(stack):
     stack.api_reset()
     groups = {f"g{i}": f"group-{i}" for i in range(64)}
