@@ -15,9 +15,11 @@
  * Each verifying thread keeps a small scratch (a BN_CTX and a few points) made on its first call and freed at
  * thread exit, so a verification allocates nothing of ours.
  *
- * Cost of a key: building it takes ~26 ms for P-256 (OpenSSL's nistz256 table) and ~2 ms for P-384/P-521; it
- * must run off the event loop (jwks.c does it on the OIDC fetcher thread). Memory per key: ~150 KiB for P-256
- * (37 x 64 affine points), ~40 KiB for P-384 (wNAF tables of G and Q), ~10 KiB for P-521.
+ * Cost of a key (measured, OpenSSL 3.0 x86-64): building it takes ~26-33 ms for P-256 (OpenSSL's nistz256
+ * table), ~3 ms for P-384, ~0.2 ms for P-521; it must run off the event loop (jwks.c does it on the OIDC
+ * fetcher thread). Heap per key: ~151 KiB for P-256 (37 x 64 affine points), ~274 KiB for P-384 (wNAF tables
+ * of both G and Q, see ecverify.c), ~6 KiB for P-521. Verification against EVP_PKEY_verify on the same key:
+ * P-256 20 vs 70 us, P-384 270 vs 760 us, P-521 330 vs 560 us.
  *
  * Built against OpenSSL without the 3.0 deprecated API (OPENSSL_NO_DEPRECATED_3_0), ecverify_new() returns
  * ECVERIFY_E_UNAVAILABLE and callers keep using EVP.

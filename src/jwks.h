@@ -36,8 +36,9 @@ enum jwks_crv { JWKS_CRV_NONE = 0, JWKS_CRV_P256, JWKS_CRV_P384, JWKS_CRV_P521, 
 #define JWKS_RSA_MIN_BITS 2048 /* smaller RSA keys are skipped: they no longer protect anything */
 #define JWKS_RSA_MAX_BITS 16384
 /* EC keys that get a precomputed verifier (ecverify.h), in set order; later EC keys verify through EVP. Each
- * costs ~150 KiB and ~26 ms to build for P-256 (less for P-384/P-521), so a set holds at most ~1.2 MiB of
- * tables and a refresh spends at most ~0.2 s on them, on the fetcher thread. */
+ * costs ~151 KiB and ~30 ms to build for P-256 (~274 KiB / 3 ms for P-384, ~6 KiB / 0.2 ms for P-521), so a
+ * set holds at most ~1.2 MiB of tables for P-256 keys (~2.2 MiB for P-384), and a refresh spends at most
+ * ~0.25 s on them, on the fetcher thread. */
 #define JWKS_EC_FAST_MAX 8
 
 struct evp_pkey_st;
