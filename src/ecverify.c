@@ -10,13 +10,19 @@
  * own table for G as well.
  *
  * x(R) is compared without leaving Jacobian coordinates: x = X/Z^2, so x == v iff X == v*Z^2 (mod p), which
- * spares the field inversion of the affine conversion. x(R) mod n == r means x(R) is r or r+n (p < 2n on these
- * curves); r+n is checked when r+n < p, which happens only when r < p-n.
+ * spares the field inversion of the affine conversion (~4 us of ~20 on P-256). x(R) mod n == r means x(R) is r
+ * or r+n (p < 2n on these curves); r+n is checked when r+n < p, which happens only when r < p-n.
+ *
+ * s^-1 mod n uses batched divsteps (below) instead of BN_mod_inverse: 1.2 us instead of 8-12 us on P-256.
+ *
+ * Measured on P-256 (2-core x86-64, OpenSSL 3.0): u1*G 7.8 us, u2*Q 8.3 us (49 us without the table), add
+ * 1 us, inverse 1.2 us, the rest under 2 us: ~20 us against EVP_PKEY_verify's ~70 us.
  */
 
-/* EC_GROUP_precompute_mult() and EC_POINT_get_Jprojective_coordinates_GFp() are deprecated in OpenSSL 3.0 with
- * no replacement: no other API precomputes multiples of a chosen point or exposes Jacobian coordinates. Both
- * are present in every OpenSSL 3.x; a build without the deprecated API gets ECVERIFY_E_UNAVAILABLE. */
+/* EC_GROUP_precompute_mult(), EC_POINT_get_Jprojective_coordinates_GFp() and the EC_GFp_*_method() getters are
+ * deprecated in OpenSSL 3.0 with no replacement: no other API precomputes multiples of a chosen point, exposes
+ * Jacobian coordinates or tells the generic curve code apart. All are present in every OpenSSL 3.x; a build
+ * without the deprecated API gets ECVERIFY_E_UNAVAILABLE and callers stay on EVP. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 
 #include "ecverify.h"
