@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# HAProxy 3.1+ (seen on 3.2.26 and 3.4.7, not on 2.6 or 3.0): under load from many keep-alive clients, the first
+# big SPOE ACK on a SPOP connection is not delivered to its stream; the request waits for the SPOE processing
+# timeout and is answered 503 (txn.kos.err = 1). kube-oidc-spoa's allow ACK carries the service-account token, so
+# with a real ~1 KB token every ACK is ~1.2 KB and every new SPOP connection costs one such 503.
+#
+# This reproduces it without our agent: the agent is tests/integration/spop_stub.py (an independent Python SPOP
+# implementation) answering with a service-account variable of SA_LEN bytes, behind conf/spoe-kos.conf. Not part
+# of `make test` (a diagnostic for HAProxy's issue tracker; the matrix tests' own peer did not trigger it).
+#
+#   tests/matrix/big_ack_stall.sh HAPROXY [SA_LEN=1000] [CONNS=32]
+#
+# Prints wrk's rate and how many requests ended with an SPOE error. Measured here (2 cores): SA_LEN 27 or 400 →
+# 0 errors; SA_LEN 1000 → CONNS errors on 3.2/3.4 (one per SPOP connection), 0 on 2.6 and 3.0.
+# HAProxy for 3.x: scripts/haproxy-versions.py --bins. Listens on 127.0.0.1 only; runs 2 s of bounded load.
+set -u
+H=${1:?usage: big_ack_stall.sh HAPROXY [SA_LEN] [CONNS]}
+SA=${2:-1000}
+C=${3:-32}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+PY=/usr/bin/python3
+D=$(mktemp -d)
+trap 'kill $HP $STUB 2>/dev/null; rm -rf "$D"' EXIT
+port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+SP=$(port); FP=$(port)
+$PY "$ROOT/tests/integration/spop_stub.py" --port "$SP" > "$D/stub.out" 2>&1 &
+STUB=$!
+TOK=$($PY -c "import base64,json;print('stub:'+base64.urlsafe_b64encode(json.dumps({'vars':{'status':0,'user':'alice','sa':'e'*$SA}}).encode()).decode().rstrip('='))")
+sed "s/use-backend kos_agents/use-backend be_agent/" "$ROOT/conf/spoe-kos.conf" > "$D/spoe.conf"
+cat > "$D/h.cfg" <<EOC
+global
+    maxconn 8000
+    log stdout format raw local0 info
+defaults
+    mode http
+    log global
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend f
+    bind 127.0.0.1:$FP
+    log-format "%ST %Ta err=%[var(txn.kos.err)] st=%[var(txn.kos.status)]"
+    filter spoe engine kos config $D/spoe.conf
+    http-request send-spoe-group kos kos-auth
+    http-request return status 200 content-type text/plain string "ok"
+backend be_agent
+.if version_atleast(3.1)
+    mode spop
+.else
+    mode tcp
+.endif
+    timeout connect 1s
+    timeout server 3m
+    server agent1 127.0.0.1:$SP
+EOC
+sleep 1
+KOS_SPOE_TIMEOUT=2s "$H" -db -f "$D/h.cfg" > "$D/h.log" 2>&1 &
+HP=$!
+sleep 1
+"$H" -v | head -1
+wrk -t 2 -c "$C" -d 2s -H "Authorization: Bearer $TOK" "http://127.0.0.1:$FP/" | grep -E "Requests/sec|Socket|Non-2xx"
+sleep 2.5
+echo "SA_LEN=$SA CONNS=$C: requests with an SPOE error: $(grep -c 'err=[0-9]' "$D/h.log") of $(grep -c '^[0-9]' "$D/h.log")"
