@@ -32,7 +32,20 @@ import apiserver  # noqa: E402  (tests/tools)
 from issuer import TestIssuer  # noqa: E402
 
 CLIENT_ID = "kos-client"
-SA_TOKEN = "sa-token-one"
+
+
+def _sa_token_like(n=1000):
+    """n bytes shaped like a projected service-account token (a ~1 KB RS256 JWT: header.payload.signature).
+    Its size matters: HAProxy carries it in every allow ACK and every forwarded request (see the tune.bufsize
+    note in conf/haproxy.cfg), so the tests use one as long as the real thing."""
+    import base64
+
+    def b64(k, seed):
+        return base64.urlsafe_b64encode(bytes((seed + i * 7) & 0xFF for i in range(k))).decode().rstrip("=")
+    return ".".join((b64(75, 1), b64(465, 2), b64(256, 3)))[:n]
+
+
+SA_TOKEN = _sa_token_like()
 
 
 def read_ready_line(proc, timeout=20.0):

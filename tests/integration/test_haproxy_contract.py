@@ -9,7 +9,7 @@ import kosstack
 from kosstack import header_values
 from spop_stub import stub_token
 
-SA = "Bearer sa-token-one"
+SA = "Bearer " + kosstack.SA_TOKEN
 UNAUTHORIZED = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized",
                 "reason": "Unauthorized", "code": 401}
 IMPERSONATION = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -290,4 +290,4 @@ def test_log_never_contains_tokens(stack):
     # HAProxy writes a request's line when its stream ends, a moment after the response: wait (bounded) for it.
     log = kosstack.wait_log(stack.haproxy, "kos_status=0 ")
     assert "kos_status=1 " in log and 'kos_reason="not a stub token"' in log
-    assert "stub:" not in log and "sa-token-one" not in log
+    assert "stub:" not in log and kosstack.SA_TOKEN not in log

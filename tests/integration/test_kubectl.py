@@ -1,8 +1,11 @@
 """The product end to end with real kubectl, the real agent and HAProxy running conf/haproxy.cfg (issue 4)."""
 import concurrent.futures
 import json
+import re
+import shutil
 import socket
 import ssl
+import subprocess
 import time
 
 import pytest
@@ -276,6 +279,24 @@ def test_burst_mixed(stack):
     users = {urlkind(r["path"]): r["user"] for r in reqs}
     assert users == {"valid": f"{stack.issuer.issuer}#alice", "valid-bob": f"{stack.issuer.issuer}#bob"}
     kosstack.assert_all_authenticated(stack)
+
+
+def test_keepalive_load_with_a_real_size_service_account_token(stack):
+    """40 keep-alive clients for 3 s (wrk) through the whole stack: every request a 200 with our credential. The
+    stack's service-account token is as long as a real one (~1 KB), so every allow ACK is ~1.2 KB (the size that
+    needs conf/haproxy.cfg's tune.bufsize on 3.1+: tests/matrix/test_spoe_matrix.py checks that part directly,
+    this stand-in API server is too slow to put enough streams on the SPOP connections)."""
+    if not shutil.which("wrk"):
+        pytest.skip("wrk not installed (scripts/deps.sh)")
+    stack.api_reset()
+    r = subprocess.run(["wrk", "-t", "2", "-c", "40", "-d", "3s", "--timeout", "10s", "-H",
+                        "Authorization: Bearer " + alice(stack), stack.url("/api?kind=load")],
+                       capture_output=True, text=True, timeout=60)
+    done = re.search(r"(\d+) requests in", r.stdout)
+    assert done and int(done.group(1)) >= 40, r.stdout + r.stderr
+    assert "Non-2xx" not in r.stdout and "Socket errors" not in r.stdout, r.stdout
+    assert all(header_values(q["headers"], "Authorization") == ["Bearer " + kosstack.SA_TOKEN]
+               for q in stack.api_requests())
 
 
 def urlkind(path):

@@ -145,8 +145,8 @@ def test_service_account_token_rotation(stack):
     # Every refusal during the swap was of our old service-account token, with a verified user.
     for r in stack.api_requests():
         assert len(header_values(r["headers"], "Impersonate-User")) == 1
-        assert header_values(r["headers"], "Authorization") in (["Bearer sa-token-one"], ["Bearer sa-token-two"])
-    stack.api_config(tokens=["sa-token-one", "sa-token-two"])
+        assert header_values(r["headers"], "Authorization") in (["Bearer " + kosstack.SA_TOKEN], ["Bearer sa-token-two"])
+    stack.api_config(tokens=[kosstack.SA_TOKEN, "sa-token-two"])
     stack.api_reset()  # the module's final check (nothing unauthenticated reached the API server) covers the rest
 
 

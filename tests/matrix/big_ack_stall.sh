@@ -10,6 +10,9 @@
 #
 #   tests/matrix/big_ack_stall.sh HAPROXY [SA_LEN=1000] [CONNS=32]
 #
+# KOS_EXTRA_GLOBAL, if set, is added to the global section (tests/matrix/test_spoe_matrix.py passes the
+# tune.bufsize block of conf/haproxy.cfg, which avoids the stall: 32 KiB buffers move the limit to ~2 KiB).
+#
 # Prints wrk's rate and how many requests ended with an SPOE error. Measured here (2 cores): SA_LEN 27 or 400 →
 # 0 errors; SA_LEN 1000 → CONNS errors on 3.2/3.4 (one per SPOP connection), 0 on 2.6 and 3.0.
 # HAProxy for 3.x: scripts/haproxy-versions.py --bins. Listens on 127.0.0.1 only; runs 2 s of bounded load.
@@ -31,6 +34,7 @@ cat > "$D/h.cfg" <<EOC
 global
     maxconn 8000
     log stdout format raw local0 info
+${KOS_EXTRA_GLOBAL:-}
 defaults
     mode http
     log global

@@ -187,7 +187,7 @@ def test_sa_token_missing_at_start_then_appears(stack):
             assert st == 503, body
         stack.assert_nothing_forwarded()
         kosstack.write_sa_token(d, "sa-token-late", 1)
-        stack.api_config(tokens=["sa-token-one", "sa-token-late"])
+        stack.api_config(tokens=[kosstack.SA_TOKEN, "sa-token-late"])
         stack.wait_ready(200, timeout=20)
         stack.wait_agent_up_in_haproxy()
         st, _, body = stack.get(tok)
@@ -205,8 +205,8 @@ def test_sa_token_empty_keeps_last_good_then_rotation(stack):
                "the agent to notice the empty token file")
     st, _, body = stack.get(fresh(stack))
     assert st == 200, body
-    assert header_values(stack.api_requests()[-1]["headers"], "Authorization") == ["Bearer sa-token-one"]
-    stack.api_config(tokens=["sa-token-one", "sa-token-rot"])
+    assert header_values(stack.api_requests()[-1]["headers"], "Authorization") == ["Bearer " + kosstack.SA_TOKEN]
+    stack.api_config(tokens=[kosstack.SA_TOKEN, "sa-token-rot"])
     stack.rotate_sa_token("sa-token-rot")
 
     def rotated():
@@ -214,9 +214,9 @@ def test_sa_token_empty_keeps_last_good_then_rotation(stack):
         assert st == 200
         return header_values(stack.api_requests()[-1]["headers"], "Authorization") == ["Bearer sa-token-rot"]
     wait_until(rotated, 20, "the rotated service-account token")
-    stack.rotate_sa_token("sa-token-one")
+    stack.rotate_sa_token(kosstack.SA_TOKEN)
     wait_until(lambda: stack.get(fresh(stack))[0] == 200 and header_values(
-        stack.api_requests()[-1]["headers"], "Authorization") == ["Bearer sa-token-one"], 20, "rotation back")
+        stack.api_requests()[-1]["headers"], "Authorization") == ["Bearer " + kosstack.SA_TOKEN], 20, "rotation back")
 
 
 # ---- the agent and HAProxy restarting under load ------------------------------------------------------------------
