@@ -367,6 +367,9 @@ class Bench:
             shipped = f.read()
         m = re.search(r"^frontend kos_front\n(.*?)(?=^\S)", shipped, re.M | re.S)
         front = m.group(1)
+        # The shipped global tuning that matters for SPOE (tune.bufsize on 3.1+: big ACKs stall otherwise).
+        tune = re.search(r"^\.if version_atleast\(3\.1\)\n\s+tune\.bufsize \d+\n\.endif\n", shipped, re.M)
+        tune = tune.group(0) if tune else ""
 
         def kos_frontend(name, port, engine_conf):
             out = []
@@ -433,7 +436,7 @@ class Bench:
 """
         return f"""global
     maxconn 8000
-    lua-load {ROOT}/conf/kos.lua
+{tune}    lua-load {ROOT}/conf/kos.lua
 .if version_atleast(3.1)
     tune.lua.bool-sample-conversion normal
 .endif
@@ -589,7 +592,8 @@ frontend fe_b1
             f.write(self.haproxy_cfg(ports, agents).replace("global\n", "global\n    nbthread 1\n", 1))
         out = os.path.join(self.tmp, "haproxy.callgrind")
         hlog = open(os.path.join(self.tmp, "haproxy-cg.log"), "w")
-        hap = start(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}.%p",
+        hap = start(["valgrind", "--tool=callgrind", "--trace-children=yes", "--instr-atstart=no",
+                     f"--callgrind-out-file={out}.%p",
                      self.a.haproxy, "-db", "-f", cfg], stdout=hlog, stderr=subprocess.STDOUT, env=env)
         conns, self.a.conns = self.a.conns, 8
         res = {}
@@ -618,7 +622,7 @@ frontend fe_b1
         finally:
             self.a.conns = conns
             stop(hap)
-        if len(res) == len(names):
+        if len(res) == len(names) and all(res.values()):
             self.row("B", "HAProxy instructions per request (callgrind, 1 thread): B1 / B3 / B4r / B4",
                      " / ".join(f"{res[n]:,.0f}" for n in names) +
                      f"; shipped rules over the bare round trip: +{res['B4'] - res['B4r']:,.0f} "
