@@ -46,10 +46,15 @@ def render(text, n):
     return text[:m.start()] + block(n) + text[m.end():]
 
 
+SECTION = re.compile(r"^(frontend|backend|listen|defaults|global|peers|resolvers|userlist|program|cache|ring|"
+                     r"http-errors|mailers|crt-store|traces|log-forward)\b", re.M)
+
+
 def rules_after_block(text):
-    """http-request lines between the END marker and the end of its section."""
+    """http-request lines between the END marker and the next section keyword (conditional blocks such as
+    .if/.endif and comments at column 0 do not end the frontend)."""
     tail = text[text.index(END) + len(END):]
-    m = re.search(r"^\S", tail, re.M)
+    m = SECTION.search(tail)
     section = tail[:m.start()] if m else tail
     return [line for line in section.splitlines() if line.strip().startswith("http-request")]
 

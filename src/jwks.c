@@ -355,7 +355,9 @@ static void prepare_fast_ec(jwks_key *k, size_t *nfast)
 #else
 	ecverify_key *v = NULL;
 
-	if (k->kty != JWKS_KTY_EC || *nfast >= JWKS_EC_FAST_MAX)
+	/* ecverify does the arithmetic with libcrypto's EC code directly, outside the provider layer: where the
+	 * FIPS provider is the default, ES* stays on EVP so that every verification goes through it. */
+	if (k->kty != JWKS_KTY_EC || *nfast >= JWKS_EC_FAST_MAX || EVP_default_properties_is_fips_enabled(NULL))
 		return;
 	if (ecverify_new(k->pkey, &v) == 0) {
 		k->ecv = v;

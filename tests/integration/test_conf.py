@@ -66,6 +66,12 @@ def test_generator_refuses_a_rule_after_the_group_block(tmp_path):
     p = subprocess.run([kostest.PYTHON, os.path.join(CONF, "gen-groups.py"), "--check", str(f)],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
     assert p.returncode == 1 and "X-Late" in p.stdout, p.stdout
+    # ... also inside a conditional block (.if/.endif at column 0 do not end the frontend)
+    f.write_text(cfg_text().replace(marker, marker + ".if version_atleast(2.0)\n    http-request set-header X-Late 1\n"
+                                    ".endif\n", 1))
+    p = subprocess.run([kostest.PYTHON, os.path.join(CONF, "gen-groups.py"), "--check", str(f)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+    assert p.returncode == 1 and "X-Late" in p.stdout, p.stdout
 
 
 def test_every_variable_has_a_documented_default():

@@ -509,7 +509,7 @@ static void test_jwks_fast_limit(void **state)
 
 	(void)state;
 	assert_non_null(doc);
-	/* one RSA key first (never prepared), then NEC P-256 keys, then one P-384 and one P-521 past the limit */
+	/* one RSA key first (never prepared), then NEC P-256 keys, then one P-384 key past the limit */
 	ks_keys[0] = tj_keygen("RSA");
 	algs[0] = "RS256";
 	for (size_t i = 1; i <= NEC; i++) {
