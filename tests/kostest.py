@@ -128,6 +128,25 @@ def haproxy_version(cmd):
     return ver
 
 
+def server_status(stats_path, backend="spoe_agents", server="agent1"):
+    """A server's status column ("UP", "DOWN", ...) from HAProxy's stats socket `show stat`, or None."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(stats_path)
+        s.sendall(b"show stat\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    for line in data.decode(errors="replace").splitlines():
+        f = line.split(",")
+        if len(f) > 17 and f[0] == backend and f[1] == server:
+            return f[17]
+    return None
+
+
 def haproxy_at_least(cmd, major, minor):
     v = haproxy_version(cmd).split("-")[0].split(".")
     try:

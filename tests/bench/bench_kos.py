@@ -750,7 +750,7 @@ frontend fe_b1
                 f"wrk: 2 threads, {self.a.conns} connections, {self.a.secs:g} s per run; "
                 f"{self.a.rounds} rounds, medians; ratios per round then median"]
         w1 = max(len(r[1]) for r in self.rows)
-        lines = [f"| | measurement | value | target |", "|---|---|---|---|"]
+        lines = ["| | measurement | value | target |", "|---|---|---|---|"]
         for sec, label, val, tgt in self.rows:
             lines.append(f"| {sec} | {label} | {val} | {tgt} |")
         text = "\n".join(head) + "\n\n" + "\n".join(lines) + "\n"

@@ -12,7 +12,6 @@ import http.client
 import os
 import re
 import shutil
-import socket
 import time
 
 import pytest
@@ -128,24 +127,6 @@ def test_parse_strace_joins_and_orders():
                                                 ("writev", b"\x00\x00\x00\x02")]
 
 
-def server_status(stats_path):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(5)
-        s.connect(stats_path)
-        s.sendall(b"show stat\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    for line in data.decode(errors="replace").splitlines():
-        f = line.split(",")
-        if len(f) > 17 and f[0] == "spoe_agents" and f[1] == "agent1":
-            return f[17]
-    return None
-
-
 def test_agent_hello_in_one_write(haproxy_bin, procs, tmp_path):
     trace = tmp_path / "strace.txt"
     agent = None
@@ -183,9 +164,9 @@ def test_agent_hello_in_one_write(haproxy_bin, procs, tmp_path):
 
     # One passed health check (a whole SPOP handshake of its own), bounded in time.
     deadline = time.monotonic() + 30
-    while server_status(stats) != "UP" and time.monotonic() < deadline:
+    while kostest.server_status(stats) != "UP" and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert server_status(stats) == "UP"
+    assert kostest.server_status(stats) == "UP"
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         c.request("GET", "/")

@@ -8,7 +8,6 @@ import concurrent.futures
 import http.client
 import os
 import signal
-import socket
 import tempfile
 import time
 
@@ -143,29 +142,11 @@ def start_agent(procs, port=None, extra=()):
     raise RuntimeError(f"agent did not start: {last}")
 
 
-def server_status(stats_path):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(5)
-        s.connect(stats_path)
-        s.sendall(b"show stat\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    for line in data.decode().splitlines():
-        f = line.split(",")
-        if len(f) > 17 and f[0] == "spoe_agents" and f[1] == "agent1":
-            return f[17]
-    return None
-
-
 def wait_up(stats_path, want="UP", timeout=15):
     deadline = time.monotonic() + timeout
     st = None
     while time.monotonic() < deadline:
-        st = server_status(stats_path)
+        st = kostest.server_status(stats_path)
         if st and st.startswith(want):
             return st
         time.sleep(0.1)
