@@ -538,17 +538,27 @@ static bool is_zero(const uint8_t *v, size_t n)
 
 /* JOSE ECDSA: r||s, each exactly the field size; both in [1, n-1] (RFC 7518 §3.4; r = s = 0 is the
  * "psychic signature" that broken verifiers accepted). Writes a DER ECDSA-Sig-Value. */
-static int ecdsa_jose_to_der(const jwt_token *t, const jwks_key *k, uint8_t *der, size_t *der_len)
+/* JOSE r||s: exactly twice the order's length, 0 < r, s < n. */
+static int ecdsa_jose_check(const jwt_token *t, const jwks_key *k)
 {
-	size_t half = (k->bits + 7) / 8, o, body;
+	size_t half = (k->bits + 7) / 8;
 	const uint8_t *r = t->sig, *s = t->sig + half;
-	uint8_t ints[2 * (66 + 3)];
 
 	if (t->sig_len != 2 * half || half != k->ec_order_len)
 		return JWT_E_SIGNATURE;
 	if (is_zero(r, half) || is_zero(s, half) || memcmp(r, k->ec_order, half) >= 0 ||
 	    memcmp(s, k->ec_order, half) >= 0)
 		return JWT_E_SIGNATURE;
+	return 0;
+}
+
+/* The DER encoding OpenSSL's EVP verification wants; the signature passed ecdsa_jose_check(). */
+static void ecdsa_jose_to_der(const jwt_token *t, uint8_t *der, size_t *der_len)
+{
+	size_t half = t->sig_len / 2, o, body;
+	const uint8_t *r = t->sig, *s = t->sig + half;
+	uint8_t ints[2 * (66 + 3)];
+
 	body = der_uint(ints, r, half);
 	body += der_uint(ints + body, s, half);
 	o = 0;
@@ -558,7 +568,6 @@ static int ecdsa_jose_to_der(const jwt_token *t, const jwks_key *k, uint8_t *der
 	der[o++] = (uint8_t)body;
 	memcpy(der + o, ints, body);
 	*der_len = o + body;
-	return 0;
 }
 
 EVP_PKEY_CTX *jwt_key_ctx_new(const jwks_key *k, int alg)
@@ -607,7 +616,7 @@ int jwt_verify(const jwt_token *t, const jwks_key *k)
 			return JWT_E_NOMEM;
 	}
 	if (k->kty == JWKS_KTY_EC) {
-		rc = ecdsa_jose_to_der(t, k, der, &sig_len);
+		rc = ecdsa_jose_check(t, k);
 		if (rc)
 			return rc;
 		if (k->ecv) {
@@ -622,6 +631,7 @@ int jwt_verify(const jwt_token *t, const jwks_key *k)
 				return rc == 0 ? 0 : JWT_E_SIGNATURE;
 			/* no verdict (OpenSSL could not allocate): EVP below decides */
 		}
+		ecdsa_jose_to_der(t, der, &sig_len);
 		sig = der;
 		rc = JWT_E_SIGNATURE;
 	} else if (sig_len != (k->kty == JWKS_KTY_RSA ? (k->bits + 7) / 8 : 64)) {
