@@ -21,12 +21,22 @@ def build_path(*parts):
     return os.path.join(BUILD, *parts)
 
 
+_handed_out = set()
+
+
 def free_port(host="127.0.0.1"):
-    """A port that was free a moment ago. Racy by nature; callers retry a start that fails to bind."""
+    """A port that was free a moment ago. Racy by nature; callers retry a start that fails to bind. Never the same
+    port twice in one test run: two picks in a row can be handed the same released port, and a test would then
+    start two servers on one port."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(100):
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            break
+    _handed_out.add(port)
+    return port
 
 
 def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):

@@ -24,12 +24,27 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PY=/usr/bin/python3
 D=$(mktemp -d)
 trap 'kill $HP $STUB 2>/dev/null; rm -rf "$D"' EXIT
-port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-SP=$(port); FP=$(port)
-$PY "$ROOT/tests/integration/spop_stub.py" --port "$SP" > "$D/stub.out" 2>&1 &
+# The stub binds port 0 and prints the port it got (no window for another process to take it).
+$PY -u "$ROOT/tests/integration/spop_stub.py" --port 0 > "$D/stub.out" 2>&1 &
 STUB=$!
+SP=
+for _ in $(seq 100); do
+    SP=$(sed -n 's/.*"port": \([0-9]*\).*/\1/p' "$D/stub.out")
+    [ -n "$SP" ] && break
+    kill -0 $STUB 2>/dev/null || break
+    sleep 0.1
+done
+[ -n "$SP" ] || { echo "the stub agent did not start:"; cat "$D/stub.out"; exit 1; }
 TOK=$($PY -c "import base64,json;print('stub:'+base64.urlsafe_b64encode(json.dumps({'vars':{'status':0,'user':'alice','sa':'e'*$SA}}).encode()).decode().rstrip('='))")
 sed "s/use-backend kos_agents/use-backend be_agent/" "$ROOT/conf/spoe-kos.conf" > "$D/spoe.conf"
+# A port picked free and released can be taken again before HAProxy binds it (by the stub, or by anything else on the
+# machine; wrk would then talk to that): HAProxy failing to start is retried on another port, three times at most.
+HP=
+for attempt in 1 2 3; do
+FP=$SP
+while [ "$FP" = "$SP" ]; do
+    FP=$($PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+done
 cat > "$D/h.cfg" <<EOC
 global
     maxconn 8000
@@ -38,6 +53,7 @@ ${KOS_EXTRA_GLOBAL:-}
 defaults
     mode http
     log global
+    option dontlognull
     timeout connect 5s
     timeout client 30s
     timeout server 30s
@@ -57,11 +73,20 @@ backend be_agent
     timeout server 3m
     server agent1 127.0.0.1:$SP
 EOC
-sleep 1
 KOS_SPOE_TIMEOUT=2s "$H" -db -f "$D/h.cfg" > "$D/h.log" 2>&1 &
 HP=$!
-sleep 1
+# Wait until HAProxy itself listens (a bare connect is not logged: dontlognull).
+for _ in $(seq 100); do
+    kill -0 $HP 2>/dev/null || break
+    $PY -c "import socket;socket.create_connection(('127.0.0.1',$FP),0.2).close()" 2>/dev/null && break
+    sleep 0.1
+done
+kill -0 $HP 2>/dev/null && break
+echo "HAProxy did not start (attempt $attempt):"; cat "$D/h.log"
+[ $attempt = 3 ] && exit 1
+done
 "$H" -v | head -1
 wrk -t 2 -c "$C" -d 2s -H "Authorization: Bearer $TOK" "http://127.0.0.1:$FP/" | grep -E "Requests/sec|Socket|Non-2xx"
 sleep 2.5
+kill -0 $HP 2>/dev/null || { echo "HAProxy exited during the load:"; tail -20 "$D/h.log"; }
 echo "SA_LEN=$SA CONNS=$C: requests with an SPOE error: $(grep -c 'err=[0-9]' "$D/h.log") of $(grep -c '^[0-9]' "$D/h.log")"
