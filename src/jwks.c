@@ -329,22 +329,6 @@ static const char *build_key(const cJSON *o, jwks_key *k)
 /* True when an earlier key of the set has k's kid and could verify an alg k could: then that kid would name two
  * keys for one alg. The first keeps it (a set is read in order, so the choice is stable across refreshes);
  * keys sharing a kid across types are both kept (RFC 7517 §4.5), told apart by the token's alg. */
-static bool kid_taken(const jwks_keyset *ks, const jwks_key *k)
-{
-	if (!k->kid)
-		return false;
-	for (size_t i = 0; i < ks->n; i++) {
-		const jwks_key *o = &ks->keys[i];
-
-		if (!o->kid || o->kid_len != k->kid_len || memcmp(o->kid, k->kid, k->kid_len) != 0)
-			continue;
-		for (int a = 1; a <= JWT_ALG_MAX; a++)
-			if (jwks_key_fits(o, a) && jwks_key_fits(k, a))
-				return true;
-	}
-	return false;
-}
-
 /* Gives EC key k its precomputed verifier while fewer than JWKS_EC_FAST_MAX keys of the set have one. A failure
  * is not an error: the key verifies through EVP, as fast as before. */
 static void prepare_fast_ec(jwks_key *k, size_t *nfast)
@@ -413,10 +397,6 @@ int jwks_parse(const uint8_t *p, size_t len, jwks_keyset **out, char *err, size_
 			why = "more keys than the limit";
 		} else {
 			why = build_key(it, &ks->keys[ks->n]);
-			if (!why && kid_taken(ks, &ks->keys[ks->n])) {
-				key_clear(&ks->keys[ks->n]);
-				why = "duplicate kid";
-			}
 			if (!why) {
 				prepare_fast_ec(&ks->keys[ks->n], &nfast);
 				ks->n++;
@@ -507,6 +487,29 @@ int jwks_find(const jwks_keyset *ks, const char *kid, size_t kid_len, int alg, c
 		}
 	}
 	return seen ? JWKS_E_MISMATCH : JWKS_E_NO_KID;
+}
+
+int jwks_find_next(const jwks_keyset *ks, const jwks_key *prev, int alg, const jwks_key **out)
+{
+	uintptr_t base, at;
+
+	if (!ks || !prev || !prev->kid)
+		return JWKS_E_NO_KID;
+	/* integers, not pointers, are compared: prev may belong to another set */
+	base = (uintptr_t)ks->keys;
+	at = (uintptr_t)prev;
+	if (at < base || at >= base + ks->n * sizeof(ks->keys[0]))
+		return JWKS_E_NO_KID;
+	for (size_t i = (at - base) / sizeof(ks->keys[0]) + 1; i < ks->n; i++) {
+		const jwks_key *k = &ks->keys[i];
+
+		if (k->kid && k->kid_len == prev->kid_len && memcmp(k->kid, prev->kid, prev->kid_len) == 0 &&
+		    jwks_key_fits(k, alg)) {
+			*out = k;
+			return 0;
+		}
+	}
+	return JWKS_E_NO_KID;
 }
 
 int jwks_has_fp(const jwks_keyset *ks, uint64_t fp)

@@ -4,9 +4,9 @@
  * A key set is immutable after jwks_parse() and reference-counted: the fetcher thread builds a new one and swaps
  * it in atomically (see oidc.h); verifying threads hold a reference for the length of one verification. Keys of
  * unknown type, unknown curve, `use` other than "sig", `key_ops` without "verify", or with a member name twice
- * are skipped, not fatal; a set with no usable key is an error. A kid names one key per alg: a later key with
- * an earlier key's kid that could verify one of the same algs is skipped ("duplicate kid"; the first is kept,
- * so the choice is stable across refreshes); keys of different types may share a kid (RFC 7517 §4.5).
+ * are skipped, not fatal; a set with no usable key is an error. A kid may name several keys, of one type
+ * (a rotation that reused a kid) or of different types (RFC 7517 §4.5): all are kept, in document order, and a
+ * verifier tries each that fits the token's alg, as go-oidc (the API server's verifier) does.
  */
 #ifndef KOS_JWKS_H
 #define KOS_JWKS_H
@@ -83,6 +83,9 @@ int jwks_key_fits(const jwks_key *k, int alg);
  * JWKS_E_NO_KID when no key has that kid (the caller should ask for a refresh); JWKS_E_MISMATCH when keys
  * with that kid exist but none fits alg (a kid of another key type: never a refresh). Any thread. */
 int jwks_find(const jwks_keyset *ks, const char *kid, size_t kid_len, int alg, const jwks_key **out);
+/* The next key after prev (a key of ks from jwks_find() or this function) with prev's kid that fits alg:
+ * 0 and *out, or JWKS_E_NO_KID when there is none. Any thread. */
+int jwks_find_next(const jwks_keyset *ks, const jwks_key *prev, int alg, const jwks_key **out);
 /* True when a key with this fingerprint is in the set (the token cache drops entries of departed keys). */
 int jwks_has_fp(const jwks_keyset *ks, uint64_t fp);
 

@@ -1,8 +1,8 @@
 /*
  * verifier.c — token in, identity or reason out: cache, then JWS + JWKS + claim rules (see verifier.h).
  *
- * Order on a miss: size cap, parse (header only), alg allow-list, key lookup (unknown kid → refresh request),
- * signature, and only then the payload is parsed as JSON and the claims are read. A cache hit is SHA-256 of the
+ * Order on a miss: size cap, parse (header only), alg allow-list, key lookup (unknown kid → refresh request when
+ * the unverified iss is this issuer's), signature (against each key the kid names that fits the alg), and only then the payload is parsed as JSON and the claims are read. A cache hit is SHA-256 of the
  * token, one shard lookup, and a check that the key which verified the token is still in the JWKS.
  */
 #include "verifier.h"
@@ -276,6 +276,29 @@ static void request_refresh(verifier *v)
 		oidc_provider_request_refresh(v->prov);
 }
 
+/* Whether the token's unverified payload names this verifier's issuer: 0 when it does, else the verdict. Read
+ * only to decide whether an unknown kid is worth a JWKS refresh (the API server routes a JWT by its unverified
+ * iss the same way); nothing else of the payload is used before the signature. */
+static int own_issuer(const verifier *v, const jwt_token *t, const char **detail)
+{
+	cJSON *payload = NULL;
+	const cJSON *iss;
+	int rc = 0, jrc;
+
+	jrc = jwt_json_parse(t->payload, t->payload_len, &payload);
+	if (jrc) {
+		*detail = "payload is not a strict JSON object";
+		return jrc == JWT_E_NOMEM ? VERIFY_E_INTERNAL : VERIFY_E_MALFORMED;
+	}
+	iss = cJSON_GetObjectItemCaseSensitive(payload, "iss");
+	if (!cJSON_IsString(iss) || strcmp(iss->valuestring, v->issuer) != 0) {
+		*detail = "issuer mismatch";
+		rc = VERIFY_E_ISSUER;
+	}
+	cJSON_Delete(payload);
+	return rc;
+}
+
 static int from_jwt(int rc)
 {
 	switch (rc) {
@@ -381,7 +404,14 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 		goto out;
 	}
 	if (t.kid) {
-		jrc = jwks_find(ks, t.kid, t.kid_len, t.alg, &key);
+		const jwks_key *k = NULL;
+
+		jrc = jwks_find(ks, t.kid, t.kid_len, t.alg, &k);
+		if (jrc == JWKS_E_NO_KID && (rc = own_issuer(v, &t, detail)) != 0) {
+			/* another issuer's token (a service-account token in passthrough, say): not a reason to refetch */
+			mapping_tracef(tr, "key: FAIL (kid not in the issuer's JWKS, and %s)", *detail);
+			goto out;
+		}
 		if (jrc == JWKS_E_NO_KID) {
 			request_refresh(v);
 			rc = VERIFY_E_UNKNOWN_KID;
@@ -395,7 +425,12 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 			mapping_tracef(tr, "key: FAIL (%s)", *detail);
 			goto out;
 		}
-		jrc = jwt_verify(&t, key);
+		/* a kid published on several keys: each is tried, as go-oidc does */
+		do {
+			jrc = jwt_verify(&t, k);
+			if (!jrc)
+				key = k;
+		} while (jrc && jwks_find_next(ks, k, t.alg, &k) == 0);
 	} else {
 		/* no kid: any key fitting the alg may have signed it (go-jose/go-oidc do the same) */
 		size_t n = jwks_keyset_count(ks), tried = 0;

@@ -67,6 +67,27 @@ def test_unknown_kid_stays_401_and_rate_limit_holds(procs, issuer, sa):
     assert metric(a, "kos_jwks_refreshes_total") == refreshes + 1
 
 
+def test_unknown_kid_of_another_issuer_is_not_held_and_fetches_nothing(procs, issuer, sa):
+    # A token of another issuer (a cluster's service-account token sent to an OIDC-only agent, say) whose kid our
+    # JWKS lacks: the API server routes a JWT by its unverified iss and would not look at our keys; the agent
+    # answers 401 without a JWKS download (an outsider cannot make it poll the issuer).
+    a = Agent(procs, issuer, sa.path, extra=["--jwks-unknown-kid-interval=1s"])
+    a.wait_status("/ready", 200)
+    last = metric(a, "kos_jwks_last_success_timestamp_seconds")
+    wait_for(lambda: time.time() >= last + 2.3, "out of the 1 s rate-limit window")
+    refreshes = metric(a, "kos_jwks_refreshes_total")
+    c = spop_client.Client("127.0.0.1", a.spop_port)
+    try:
+        for iss in ("https://kubernetes.default.svc.cluster.local", issuer.issuer + "/", None):
+            v = c.auth("Bearer " + issuer.mint({"sub": "mallory", "iss": iss}, key="unknown"))
+            assert v["status"] == 1 and v["reason"] == "issuer mismatch" and "user" not in v, (iss, v)
+        v = c.auth("Bearer " + issuer.mint({"sub": "mallory"}, key="unknown"))  # our iss: that one does fetch
+        assert v["status"] == 1 and v["reason"] == "unknown key id"
+    finally:
+        c.close()
+    assert metric(a, "kos_jwks_refreshes_total") == refreshes + 1
+
+
 def test_sigterm_answers_held_request_503(procs, issuer, sa):
     a = Agent(procs, issuer, sa.path, extra=["--jwks-unknown-kid-interval=1s", "--unknown-kid-wait-ms=8000"])
     a.wait_status("/ready", 200)

@@ -1,6 +1,7 @@
 /*
  * fuzz_jwks.c — JWKS parsing: any document gives a key set or a reason, never a crash, leak or over-read;
- * every key of a returned set can be looked up by its kid.
+ * every key of a returned set is reached by jwks_find() + jwks_find_next() on its kid for each alg it fits, and
+ * that walk only returns keys with that kid which fit the alg.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,9 +23,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			if (!k->pkey || !jwks_has_fp(ks, k->fp))
 				abort();
-			for (int a = 1; a <= JWT_ALG_MAX; a++)
-				if (k->kid && jwks_key_fits(k, a) && jwks_find(ks, k->kid, k->kid_len, a, &found) != 0)
+			for (int a = 1; a <= JWT_ALG_MAX; a++) {
+				int reached = 0;
+
+				if (!k->kid || !jwks_key_fits(k, a))
+					continue;
+				if (jwks_find(ks, k->kid, k->kid_len, a, &found) != 0)
 					abort();
+				do {
+					if (found->kid_len != k->kid_len || memcmp(found->kid, k->kid, k->kid_len) != 0 ||
+					    !jwks_key_fits(found, a))
+						abort();
+					reached |= found == k;
+				} while (jwks_find_next(ks, found, a, &found) == 0);
+				if (!reached)
+					abort();
+			}
 		}
 		jwks_keyset_release(ks);
 	}

@@ -4,9 +4,10 @@
  * alg, iteration for tokens without kid, and fingerprints. Key material is generated with OpenSSL at start-up.
  *
  * Decisions this file pins down (see jwks.h):
- *   - duplicate kid: the first usable key keeps it; a later key with the same kid that could verify any of the
- *     same algorithms is skipped ("duplicate kid"), so a kid always names one key for an alg. Keys sharing a kid
- *     across types (RFC 7517 §4.5's example: RSA and EC alternatives) are both kept.
+ *   - duplicate kid: every usable key is kept, in document order, whether the keys sharing a kid are of one type
+ *     (a rotation that reused a kid) or of several (RFC 7517 §4.5's RSA and EC alternatives). jwks_find() gives
+ *     the first that fits the alg and jwks_find_next() the others: go-oidc, which the API server uses, tries
+ *     every key with the token's kid, so a token signed by the second one is valid there and must be here.
  *   - key_ops, when present, must be an array listing "verify"; otherwise the key is skipped, like use=enc.
  *   - RSA n and e with leading zero octets are accepted (Go's big.Int does the same); the size counts from the
  *     first non-zero bit.
@@ -432,25 +433,34 @@ static void test_max_keys(void **state)
 /* duplicate kids: see the decision at the top of this file */
 static void test_duplicate_kids(void **state)
 {
-	jwks_keyset *ks = NULL;
+	jwks_keyset *ks = NULL, *other;
 	const jwks_key *k = NULL;
-	char err[200], *doc;
-	uint64_t fp_first;
+	char err[200], *doc, *doc2;
 
 	(void)state;
-	/* two RSA keys, same kid: the first is kept, the second skipped with a note */
-	doc = expand("{\"keys\":[{" RSA_NE ",\"kid\":\"a\"},{\"kty\":\"RSA\",\"n\":\"$N2\",\"e\":\"$E\",\"kid\":\"a\"}]}");
+	/* two RSA keys, same kid: both kept, found in document order, and nothing reported as skipped */
+	doc = expand("{\"keys\":[{" RSA_NE ",\"kid\":\"a\"},{\"kty\":\"RSA\",\"n\":\"$N2\",\"e\":\"$E\",\"kid\":\"a\"},"
+		     "{\"kty\":\"RSA\",\"n\":\"$N2\",\"e\":\"$E\",\"kid\":\"b\"}]}");
 	assert_int_equal(parse_str(doc, &ks, err, sizeof(err)), 0);
-	assert_int_equal(jwks_keyset_count(ks), 1);
-	assert_non_null(strstr(err, "duplicate kid"));
+	assert_int_equal(jwks_keyset_count(ks), 3);
+	assert_string_equal(err, "");
 	assert_int_equal(jwks_find(ks, "a", 1, JWT_ALG_RS256, &k), 0);
-	fp_first = k->fp;
+	assert_ptr_equal(k, jwks_keyset_key(ks, 0));
+	assert_int_equal(jwks_find_next(ks, k, JWT_ALG_RS256, &k), 0);
+	assert_ptr_equal(k, jwks_keyset_key(ks, 1));
+	assert_true(k->fp != jwks_keyset_key(ks, 0)->fp);
+	assert_int_equal(jwks_find_next(ks, k, JWT_ALG_RS256, &k), JWKS_E_NO_KID); /* "b" is another kid */
+	assert_int_equal(jwks_find_next(ks, jwks_keyset_key(ks, 0), JWT_ALG_ES256, &k), JWKS_E_NO_KID);
+	assert_int_equal(jwks_find_next(ks, NULL, JWT_ALG_RS256, &k), JWKS_E_NO_KID);
+	assert_int_equal(jwks_find_next(NULL, jwks_keyset_key(ks, 0), JWT_ALG_RS256, &k), JWKS_E_NO_KID);
+	other = ks;
+	doc2 = expand("{\"keys\":[{" RSA_NE ",\"kid\":\"a\"}]}");
+	assert_int_equal(parse_str(doc2, &ks, NULL, 0), 0);
+	/* a key of another set is not a position in this one */
+	assert_int_equal(jwks_find_next(ks, jwks_keyset_key(other, 0), JWT_ALG_RS256, &k), JWKS_E_NO_KID);
 	jwks_keyset_release(ks);
-	free(doc);
-	doc = expand("{\"keys\":[{" RSA_NE ",\"kid\":\"x\"}]}");
-	assert_int_equal(parse_str(doc, &ks, NULL, 0), 0);
-	assert_true(jwks_keyset_key(ks, 0)->fp == fp_first); /* the kept one is the first */
-	jwks_keyset_release(ks);
+	jwks_keyset_release(other);
+	free(doc2);
 	free(doc);
 
 	/* same kid, different types (RFC 7517 §4.5): both kept, told apart by the token's alg */
@@ -480,12 +490,17 @@ static void test_duplicate_kids(void **state)
 	jwks_keyset_release(ks);
 	free(doc);
 
-	/* an alg-restricted key then an unrestricted one with the same kid: they overlap on RS512 → skipped */
+	/* an alg-restricted key then an unrestricted one with the same kid: RS512 finds both, RS256 the second */
 	doc = expand("{\"keys\":[{" RSA_NE ",\"kid\":\"a\",\"alg\":\"RS512\"},"
 		     "{\"kty\":\"RSA\",\"n\":\"$N2\",\"e\":\"$E\",\"kid\":\"a\"}]}");
 	assert_int_equal(parse_str(doc, &ks, err, sizeof(err)), 0);
-	assert_int_equal(jwks_keyset_count(ks), 1);
-	assert_non_null(strstr(err, "duplicate kid"));
+	assert_int_equal(jwks_keyset_count(ks), 2);
+	assert_int_equal(jwks_find(ks, "a", 1, JWT_ALG_RS512, &k), 0);
+	assert_ptr_equal(k, jwks_keyset_key(ks, 0));
+	assert_int_equal(jwks_find_next(ks, k, JWT_ALG_RS512, &k), 0);
+	assert_ptr_equal(k, jwks_keyset_key(ks, 1));
+	assert_int_equal(jwks_find(ks, "a", 1, JWT_ALG_RS256, &k), 0);
+	assert_ptr_equal(k, jwks_keyset_key(ks, 1));
 	jwks_keyset_release(ks);
 	free(doc);
 

@@ -229,6 +229,97 @@ static void test_unknown_kid_requests_refresh(void **state)
 	jwks_keyset_release(ks);
 }
 
+/* An unknown kid on another issuer's token (a service-account token tried first, say) is refused without asking
+ * for a JWKS refresh: only a token naming this issuer makes the refetch worth it. */
+static void test_unknown_kid_of_another_issuer(void **state)
+{
+	static const struct {
+		const char *payload;
+		int expect;
+		uint64_t refreshes; /* refresh requests so far */
+	} cases[] = {
+		{ "{\"iss\":\"https://kubernetes.default.svc\",\"sub\":\"system:serviceaccount:a:b\"}", VERIFY_E_ISSUER, 0 },
+		{ "{\"iss\":\"" FIX_ISS "/\"}", VERIFY_E_ISSUER, 0 },
+		{ "{\"iss\":7}", VERIFY_E_ISSUER, 0 },
+		{ "{\"sub\":\"alice\"}", VERIFY_E_ISSUER, 0 },
+		{ "[1]", VERIFY_E_MALFORMED, 0 },
+		{ "{\"iss\":\"" FIX_ISS "\",\"iss\":\"x\"}", VERIFY_E_MALFORMED, 0 }, /* duplicate member */
+		{ "{\"iss\":\"" FIX_ISS "\",\"sub\":\"alice\"}", VERIFY_E_UNKNOWN_KID, 1 },
+	};
+	verifier_config c = base_cfg();
+	jwks_keyset *ks = fix_keys();
+	verifier *v = make(&c, ks);
+	EVP_PKEY *k = tj_keygen("P-256");
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *tok = tj_token(k, "ES256", "{\"alg\":\"ES256\",\"kid\":\"nope\"}", cases[i].payload, NULL);
+		const identity *id = NULL;
+		const char *d = NULL;
+		verifier_cache_stats st;
+		int rc = verify_str(v, tok, FIX_NOW, &id, &d);
+
+		if (rc != cases[i].expect)
+			fail_msg("%s: got %d (%s), want %d", cases[i].payload, rc, d ? d : "", cases[i].expect);
+		assert_non_null(d);
+		verifier_cache_stats_get(v, &st);
+		assert_int_equal(st.refresh_requests, cases[i].refreshes);
+		free(tok);
+	}
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+	EVP_PKEY_free(k);
+}
+
+/* Several keys published under one kid (a rotation that reused it): a token signed by any of them verifies, as
+ * with go-oidc; a token under that kid signed by none is a bad signature, not an unknown kid. */
+static void test_duplicate_kid_tries_each_key(void **state)
+{
+	EVP_PKEY *k1 = tj_keygen("P-256"), *k2 = tj_keygen("P-256"), *kr = tj_keygen("RSA"), *stranger = tj_keygen("P-256");
+	char *j1 = tj_jwk(k1, "d", NULL), *j2 = tj_jwk(k2, "d", NULL), *jr = tj_jwk(kr, "d", NULL), doc[4096];
+	char payload[256], *t1, *t2, *tr, *ts;
+	jwks_keyset *ks = NULL, *only1 = NULL;
+	verifier_config c = base_cfg();
+	verifier *v;
+	verifier_cache_stats st;
+	const identity *id = NULL;
+	const char *d = NULL;
+
+	(void)state;
+	snprintf(doc, sizeof(doc), "{\"keys\":[%s,%s,%s]}", j1, jr, j2);
+	assert_int_equal(jwks_parse((const uint8_t *)doc, strlen(doc), &ks, NULL, 0), 0);
+	snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", j1);
+	assert_int_equal(jwks_parse((const uint8_t *)doc, strlen(doc), &only1, NULL, 0), 0);
+	v = make(&c, ks);
+	snprintf(payload, sizeof(payload), "{\"iss\":\"%s\",\"aud\":\"%s\",\"sub\":\"alice\",\"exp\":%d}", FIX_ISS,
+		 FIX_AUD, FIX_NOW + 60);
+	t1 = tj_token(k1, "ES256", "{\"alg\":\"ES256\",\"kid\":\"d\"}", payload, NULL);
+	t2 = tj_token(k2, "ES256", "{\"alg\":\"ES256\",\"kid\":\"d\"}", payload, NULL);
+	tr = tj_token(kr, "RS256", "{\"alg\":\"RS256\",\"kid\":\"d\"}", payload, NULL);
+	ts = tj_token(stranger, "ES256", "{\"alg\":\"ES256\",\"kid\":\"d\"}", payload, NULL);
+	assert_int_equal(verify_str(v, t1, FIX_NOW, &id, &d), VERIFY_OK);
+	identity_release(id);
+	assert_int_equal(verify_str(v, t2, FIX_NOW, &id, &d), VERIFY_OK);
+	identity_release(id);
+	assert_int_equal(verify_str(v, tr, FIX_NOW, &id, &d), VERIFY_OK);
+	identity_release(id);
+	assert_int_equal(verify_str(v, ts, FIX_NOW, &id, &d), VERIFY_E_SIGNATURE);
+	/* cached, and the hit still checks that the key which verified it is published: without k2, t2 is refused */
+	assert_int_equal(verify_str(v, t2, FIX_NOW, &id, &d), VERIFY_OK);
+	identity_release(id);
+	verifier_set_keys(v, only1);
+	assert_int_equal(verify_str(v, t2, FIX_NOW, &id, &d), VERIFY_E_SIGNATURE);
+	assert_int_equal(verify_str(v, t1, FIX_NOW, &id, &d), VERIFY_OK);
+	identity_release(id);
+	verifier_cache_stats_get(v, &st);
+	assert_int_equal(st.refresh_requests, 0);
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+	jwks_keyset_release(only1);
+	free(t1), free(t2), free(tr), free(ts), free(j1), free(j2), free(jr);
+	EVP_PKEY_free(k1), EVP_PKEY_free(k2), EVP_PKEY_free(kr), EVP_PKEY_free(stranger);
+}
+
 /* JWKS of the fixture without the key named kid (a rotation that removed it) */
 static jwks_keyset *keys_without(const char *kid)
 {
@@ -533,6 +624,8 @@ int main(void)
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_not_ready),
 		cmocka_unit_test(test_unknown_kid_requests_refresh),
+		cmocka_unit_test(test_unknown_kid_of_another_issuer),
+		cmocka_unit_test(test_duplicate_kid_tries_each_key),
 		cmocka_unit_test(test_cache_hit_and_key_removal),
 		cmocka_unit_test(test_cache_expiry),
 		cmocka_unit_test(test_allow_reserved),
