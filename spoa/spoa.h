@@ -123,8 +123,9 @@ int spoa_request_next_msg(spoa_request *req, spop_msg *out);
 unsigned spoa_request_worker(const spoa_request *req);
 
 /* Actions. Names are raw bytes without the scope/prefix (HAProxy adds "<scope>.<var-prefix>."). Values are
- * copied into the ACK buffer, so they may point anywhere. Return 0 or SPOP_E_NOSPACE (the ACK would exceed the
- * negotiated frame size; already-added actions stay). Callable inside the handler, or between SPOA_DEFERRED and
+ * copied into the ACK buffer, so they may point anywhere. Return 0 or SPOP_E_NOSPACE (the ACK would reach the
+ * negotiated frame size: an ACK stays at least one byte under it, which HAProxy 3.1+ needs; already-added
+ * actions stay). Callable inside the handler, or between SPOA_DEFERRED and
  * spoa_request_complete() by the one thread that completes it. */
 int spoa_ack_set(spoa_request *req, enum spop_scope scope, const char *name, size_t name_len,
 		 const spop_value *v);

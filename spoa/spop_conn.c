@@ -393,7 +393,10 @@ static int handle_notify(spop_conn *c, const spop_frame *f)
 	 * nothing the two could both touch may change after the handler returns. A synchronous ACK is copied out
 	 * below (a few hundred bytes); the caller guaranteed room for a whole frame. */
 	uint8_t *dst = c->out + c->out_off + c->out_len;
-	spop_wbuf_init(&r->w, r->own, fr);
+	/* One byte short of a whole max-size frame: HAProxy 3.1+ (mux-spop) stops reading a SPOP connection for
+	 * good when one read fills its demux buffer exactly, and a frame of max-frame-size (tune.bufsize - 4) plus
+	 * its length prefix is exactly that buffer (bench/big-ack-stall.md). */
+	spop_wbuf_init(&r->w, r->own, fr - 1);
 	(void)spop_frame_begin(&r->w, SPOP_FRAME_ACK, f->stream_id, f->frame_id);
 	if (r->w.err) /* ids too long for a 256-byte frame cannot happen: 10+10 bytes */
 		return SPOP_E_NOSPACE;

@@ -19,6 +19,7 @@
 typedef struct out_frame {
 	uint8_t type;
 	uint64_t sid, fid;
+	uint32_t len;             /* the frame's length field (the frame minus its 4-byte prefix) */
 	unsigned nactions;
 	uint32_t status;          /* DISCONNECT */
 	uint32_t max_frame_size;  /* AGENT-HELLO */
@@ -76,6 +77,7 @@ static void parse_output(harness *h)
 		out_frame *o = &h->frames[h->nframes++];
 		memset(o, 0, sizeof(*o));
 		o->type = f.type;
+		o->len = fl;
 		o->sid = f.stream_id;
 		o->fid = f.frame_id;
 		size_t ko = 0;
@@ -589,6 +591,42 @@ static void test_ack_too_big_is_refused_not_truncated(void **state)
 	spop_conn_close(h.c);
 }
 
+/* The largest ACK is one byte shorter than max-frame-size: a frame of exactly max-frame-size (+ its 4-byte prefix)
+ * fills HAProxy 3.1+'s demux buffer exactly, which wedges the SPOP connection there (bench/big-ack-stall.md). A
+ * 4-byte variable name makes the frame length reach every value around 256, so without the margin one ACK
+ * length here would be exactly 256. */
+static void test_ack_never_fills_a_whole_frame(void **state)
+{
+	(void)state;
+	uint32_t longest = 0;
+	char big[300];
+	memset(big, 'a', sizeof(big));
+	for (size_t l = 200; l < 260; l++) {
+		harness h;
+		make(&h, 0, 0);
+		handshake(&h, 256);
+		h.defer = true;
+		uint8_t buf[128];
+		size_t n = notify(buf, 1, 1, 1, SPOP_FLAG_FIN);
+		feed(&h, buf, n, n);
+		spoa_request *r = h.deferred[0];
+		int rc = spoa_ack_set_str(r, SPOP_SCOPE_TXN, "bigg", big, l);
+		spop_conn_complete(h.c, r);
+		spop_conn_process(h.c);
+		parse_output(&h);
+		assert_int_equal(h.nframes, 1);
+		if (rc == 0) {
+			assert_int_equal(h.frames[0].nactions, 1);
+			if (h.frames[0].len > longest)
+				longest = h.frames[0].len;
+		} else {
+			assert_int_equal(rc, SPOP_E_NOSPACE);
+		}
+		spop_conn_close(h.c);
+	}
+	assert_int_equal(longest, 255);
+}
+
 /* spop_conn_partial() drives the server's incomplete-frame timeout: true before a HELLO and inside a frame,
  * false at frame boundaries, while whole frames wait for output room, and once closing. */
 static void test_partial_frame_state(void **state)
@@ -718,6 +756,7 @@ int main(void)
 		cmocka_unit_test(test_byte_by_byte),
 		cmocka_unit_test(test_drain_waits_for_deferred),
 		cmocka_unit_test(test_ack_too_big_is_refused_not_truncated),
+		cmocka_unit_test(test_ack_never_fills_a_whole_frame),
 		cmocka_unit_test(test_partial_frame_state),
 		cmocka_unit_test(test_disconnect_with_full_output_keeps_stream_whole),
 	};
