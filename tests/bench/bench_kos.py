@@ -365,11 +365,9 @@ class Bench:
     def haproxy_cfg(self, ports, agents):
         with open(os.path.join(ROOT, "conf", "haproxy.cfg")) as f:
             shipped = f.read()
-        m = re.search(r"^frontend kos_front\n(.*?)(?=^\S)", shipped, re.M | re.S)
+        sections = r"(?=^(?:backend|frontend|listen|defaults|global|peers|resolvers)\b|\Z)"  # .if lines are not ends
+        m = re.search(r"^frontend kos_front\n(.*?)" + sections, shipped, re.M | re.S)
         front = m.group(1)
-        # The shipped global tuning that matters for SPOE (tune.bufsize on 3.1+: big ACKs stall otherwise).
-        tune = re.search(r"^\.if version_atleast\(3\.1\)\n\s+tune\.bufsize \d+\n\.endif\n", shipped, re.M)
-        tune = tune.group(0) if tune else ""
 
         def kos_frontend(name, port, engine_conf):
             out = []
@@ -413,19 +411,14 @@ class Bench:
     default_backend be_up
 """
 
+        # The shipped agent backend (conf/haproxy.cfg's kos_agents: mode, checks, connection pooling), renamed.
+        m = re.search(r"^backend kos_agents\n(.*?)" + sections, shipped, re.M | re.S)
+        agents_body = m.group(1)
+        assert '"${KOS_AGENT}"' in agents_body, "conf/haproxy.cfg's kos_agents has no ${KOS_AGENT} server"
+
         def agent_backend(name, port):
-            return f"""backend be_agent_{name}
-.if version_atleast(3.1)
-    mode spop
-.else
-    mode tcp
-.endif
-    balance roundrobin
-    timeout connect 1s
-    timeout server 3m
-    option spop-check
-    server agent1 127.0.0.1:{port} check inter 2s fall 2 rise 1
-"""
+            return f"backend be_agent_{name}\n" + agents_body.replace('"${KOS_AGENT}"', f"127.0.0.1:{port}")
+
         # B3 and B4r: the SPOE round trip with the shipped message but none of the verdict/header rules.
         def spoe_only(name, port, engine_conf):
             return f"""frontend {name}
@@ -436,7 +429,7 @@ class Bench:
 """
         return f"""global
     maxconn 8000
-{tune}    lua-load {ROOT}/conf/kos.lua
+    lua-load {ROOT}/conf/kos.lua
 .if version_atleast(3.1)
     tune.lua.bool-sample-conversion normal
 .endif
@@ -541,6 +534,8 @@ frontend fe_b1
                     m1 = (hit if n in ("B4", "B4r") else miss).metrics()
                     h, mi = metric_delta(m0, m1, "kos_cache_hits_total"), metric_delta(m0, m1, "kos_cache_misses_total")
                     rd[n]["missrate"] = mi / max(1, h + mi)
+                    # SPOP connections HAProxy opened during the run (a connection per request is costly)
+                    rd[n]["conns"] = metric_delta(m0, m1, "kos_spop_connections_accepted_total")
             rounds.append(rd)
             log(f"  round {r}: " + ", ".join(f"{n} {rd[n]['rps']:.0f}" + (f"({rd[n]['bad']} bad)" if rd[n]['bad'] else "")
                                              for n in names))
@@ -562,6 +557,8 @@ frontend fe_b1
             extra = ""
             if "missrate" in xs[0]:
                 extra = f"; cache misses {med([x['missrate'] for x in xs]):.0%}"
+            if "conns" in xs[0]:
+                extra += f"; SPOP connections opened {med([x['conns'] for x in xs]):,.0f}"
             self.row("B", f"{n} {desc[n]}",
                      f"{med([x['rps'] for x in xs]):,.0f} req/s; x{ratio(n, 'B1'):.2f} of B1; "
                      f"p99 {med([x['p99ms'] for x in xs]):.1f} ms; CPU/req: HAProxy "

@@ -36,8 +36,8 @@ CLIENT_ID = "kos-client"
 
 def _sa_token_like(n=1000):
     """n bytes shaped like a projected service-account token (a ~1 KB RS256 JWT: header.payload.signature).
-    Its size matters: HAProxy carries it in every allow ACK and every forwarded request (see the tune.bufsize
-    note in conf/haproxy.cfg), so the tests use one as long as the real thing."""
+    Its size matters: HAProxy carries it in every allow ACK and every forwarded request (see the pipelining note
+    in conf/spoe-kos.conf), so the tests use one as long as the real thing."""
     import base64
 
     def b64(k, seed):

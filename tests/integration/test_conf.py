@@ -91,3 +91,11 @@ def test_no_token_in_log_format():
         if "log-format" in line:
             low = line.lower()
             assert "authorization" not in low and "txn.kos.sa" not in low and "%hr" not in low and "%hu" not in low
+
+
+def test_agent_server_keeps_idle_spop_connections():
+    # Without pipelining on 3.1+ (spoe-kos.conf) every SPOE request in flight needs its own SPOP connection; with
+    # HAProxy's default idle-pool sizing, a burst after a quiet period closed nearly every finished connection
+    # (tests/bench/bench_kos.py on 3.4: 14,623 connections for ~17,000 requests; 17-66 with pool-low-conn 64).
+    m = re.search(r"^backend kos_agents\n(?:.*\n)*?\s+server agent1 .*\bpool-low-conn (\d+)\b", cfg_text(), re.M)
+    assert m and int(m.group(1)) >= 16, "kos_agents' server lost its pool-low-conn"

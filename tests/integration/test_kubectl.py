@@ -284,8 +284,9 @@ def test_burst_mixed(stack):
 def test_keepalive_load_with_a_real_size_service_account_token(stack):
     """40 keep-alive clients for 3 s (wrk) through the whole stack: every request a 200 with our credential. The
     stack's service-account token is as long as a real one (~1 KB), so every allow ACK is ~1.2 KB (the size that
-    needs conf/haproxy.cfg's tune.bufsize on 3.1+: tests/matrix/test_spoe_matrix.py checks that part directly,
-    this stand-in API server is too slow to put enough streams on the SPOP connections)."""
+    wedges 3.1+'s SPOP connections when pipelined, hence conf/spoe-kos.conf's "no option pipelining" there:
+    tests/matrix/test_spoe_matrix.py checks that part directly, this stand-in API server is too slow to put
+    enough streams on the SPOP connections)."""
     if not shutil.which("wrk"):
         pytest.skip("wrk not installed (scripts/deps.sh)")
     stack.api_reset()
