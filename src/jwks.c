@@ -326,9 +326,6 @@ static const char *build_key(const cJSON *o, jwks_key *k)
 	return why;
 }
 
-/* True when an earlier key of the set has k's kid and could verify an alg k could: then that kid would name two
- * keys for one alg. The first keeps it (a set is read in order, so the choice is stable across refreshes);
- * keys sharing a kid across types are both kept (RFC 7517 §4.5), told apart by the token's alg. */
 /* Gives EC key k its precomputed verifier while fewer than JWKS_EC_FAST_MAX keys of the set have one. A failure
  * is not an error: the key verifies through EVP, as fast as before. */
 static void prepare_fast_ec(jwks_key *k, size_t *nfast)
@@ -492,18 +489,21 @@ int jwks_find(const jwks_keyset *ks, const char *kid, size_t kid_len, int alg, c
 int jwks_find_next(const jwks_keyset *ks, const jwks_key *prev, int alg, const jwks_key **out)
 {
 	uintptr_t base, at;
+	const jwks_key *p;
 
-	if (!ks || !prev || !prev->kid)
+	if (!ks || !prev)
 		return JWKS_E_NO_KID;
-	/* integers, not pointers, are compared: prev may belong to another set */
+	/* integers, not pointers, are compared, and prev is read only once known to be one of ks's keys: it may
+	 * come from another set, even a released one */
 	base = (uintptr_t)ks->keys;
 	at = (uintptr_t)prev;
-	if (at < base || at >= base + ks->n * sizeof(ks->keys[0]))
+	if (at < base || at >= base + ks->n * sizeof(ks->keys[0]) || (at - base) % sizeof(ks->keys[0]) != 0)
 		return JWKS_E_NO_KID;
-	for (size_t i = (at - base) / sizeof(ks->keys[0]) + 1; i < ks->n; i++) {
-		const jwks_key *k = &ks->keys[i];
-
-		if (k->kid && k->kid_len == prev->kid_len && memcmp(k->kid, prev->kid, prev->kid_len) == 0 &&
+	p = &ks->keys[(at - base) / sizeof(ks->keys[0])];
+	if (!p->kid)
+		return JWKS_E_NO_KID;
+	for (const jwks_key *k = p + 1; k < ks->keys + ks->n; k++) {
+		if (k->kid && k->kid_len == p->kid_len && memcmp(k->kid, p->kid, p->kid_len) == 0 &&
 		    jwks_key_fits(k, alg)) {
 			*out = k;
 			return 0;

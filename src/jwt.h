@@ -3,8 +3,9 @@
  *
  * Owns: a jwt_token holds the parsed header (cJSON), and one heap block with the decoded payload and signature;
  * jwt_token_free() releases both. The signing input is a slice borrowed from the caller's token buffer, which
- * must outlive the jwt_token. Nothing here trusts the payload: jwt_parse() only decodes it, and it is parsed
- * as JSON (jwt_json_parse) by the caller after jwt_verify() succeeded.
+ * must outlive the jwt_token. Nothing here trusts the payload: jwt_parse() only decodes it; callers parse it as
+ * JSON (jwt_json_parse) and, before jwt_verify() succeeded, read only its "iss" (to pick the issuer, as the API
+ * server does) and nothing else.
  *
  * Header rules: a JSON object with a string "alg" from the list below (none, HS*, anything else: refused),
  * "kid" a string if present, no "crit" at all (we implement no extension, so any listed one is unknown);

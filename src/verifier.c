@@ -1,9 +1,11 @@
 /*
  * verifier.c — token in, identity or reason out: cache, then JWS + JWKS + claim rules (see verifier.h).
  *
- * Order on a miss: size cap, parse (header only), alg allow-list, key lookup (unknown kid → refresh request when
- * the unverified iss is this issuer's), signature (against each key the kid names that fits the alg), and only then the payload is parsed as JSON and the claims are read. A cache hit is SHA-256 of the
- * token, one shard lookup, and a check that the key which verified the token is still in the JWKS.
+ * Order on a miss: size cap, parse, alg allow-list, the unverified iss (the API server routes a JWT by it before
+ * any signature work: another issuer's token costs no verification and never a refresh), key lookup (unknown
+ * kid → refresh request), signature (against each key the kid names that fits the alg; every key fitting the alg
+ * when there is no kid), and only then the claims are read. A cache hit is SHA-256 of the token, one shard
+ * lookup, and a check that the key which verified the token is still in the JWKS.
  */
 #include "verifier.h"
 
@@ -276,29 +278,6 @@ static void request_refresh(verifier *v)
 		oidc_provider_request_refresh(v->prov);
 }
 
-/* Whether the token's unverified payload names this verifier's issuer: 0 when it does, else the verdict. Read
- * only to decide whether an unknown kid is worth a JWKS refresh (the API server routes a JWT by its unverified
- * iss the same way); nothing else of the payload is used before the signature. */
-static int own_issuer(const verifier *v, const jwt_token *t, const char **detail)
-{
-	cJSON *payload = NULL;
-	const cJSON *iss;
-	int rc = 0, jrc;
-
-	jrc = jwt_json_parse(t->payload, t->payload_len, &payload);
-	if (jrc) {
-		*detail = "payload is not a strict JSON object";
-		return jrc == JWT_E_NOMEM ? VERIFY_E_INTERNAL : VERIFY_E_MALFORMED;
-	}
-	iss = cJSON_GetObjectItemCaseSensitive(payload, "iss");
-	if (!cJSON_IsString(iss) || strcmp(iss->valuestring, v->issuer) != 0) {
-		*detail = "issuer mismatch";
-		rc = VERIFY_E_ISSUER;
-	}
-	cJSON_Delete(payload);
-	return rc;
-}
-
 static int from_jwt(int rc)
 {
 	switch (rc) {
@@ -385,7 +364,10 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 	jwt_token t;
 	const jwks_key *key = NULL;
 	cJSON *payload = NULL;
+	const cJSON *iss;
 	char kidbuf[72];
+	size_t tried = 0;
+	bool has_kid;
 	int rc, jrc;
 	int64_t exp;
 
@@ -395,6 +377,7 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 		mapping_tracef(tr, "token: FAIL (%s)", *detail);
 		return from_jwt(jrc);
 	}
+	has_kid = t.kid != NULL && t.kid_len > 0;
 	mapping_tracef(tr, "header: alg=%s kid=%s%s%s", jwt_alg_name(t.alg), t.kid ? "\"" : "(none)",
 	       t.kid ? shown_kid(&t, kidbuf, sizeof(kidbuf)) : "", t.kid ? "\"" : "");
 	if (!(v->algs & JWT_ALG_BIT(t.alg))) {
@@ -403,15 +386,25 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 		mapping_tracef(tr, "algorithm: FAIL (not in --oidc-signing-algs)");
 		goto out;
 	}
-	if (t.kid) {
+	/* Parsed once, here; nothing in it but iss is read before the signature is good. */
+	jrc = jwt_json_parse(t.payload, t.payload_len, &payload);
+	if (jrc) {
+		rc = jrc == JWT_E_NOMEM ? VERIFY_E_INTERNAL : VERIFY_E_MALFORMED;
+		*detail = "payload is not a strict JSON object";
+		mapping_tracef(tr, "payload: FAIL (%s)", *detail);
+		goto out;
+	}
+	iss = cJSON_GetObjectItemCaseSensitive(payload, "iss");
+	if (!cJSON_IsString(iss) || strcmp(iss->valuestring, v->issuer) != 0) {
+		rc = VERIFY_E_ISSUER;
+		*detail = "issuer mismatch";
+		mapping_tracef(tr, "issuer: FAIL (the token's iss is not %s; no key tried)", v->issuer);
+		goto out;
+	}
+	if (has_kid) {
 		const jwks_key *k = NULL;
 
 		jrc = jwks_find(ks, t.kid, t.kid_len, t.alg, &k);
-		if (jrc == JWKS_E_NO_KID && (rc = own_issuer(v, &t, detail)) != 0) {
-			/* another issuer's token (a service-account token in passthrough, say): not a reason to refetch */
-			mapping_tracef(tr, "key: FAIL (kid not in the issuer's JWKS, and %s)", *detail);
-			goto out;
-		}
 		if (jrc == JWKS_E_NO_KID) {
 			request_refresh(v);
 			rc = VERIFY_E_UNKNOWN_KID;
@@ -427,13 +420,14 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 		}
 		/* a kid published on several keys: each is tried, as go-oidc does */
 		do {
+			tried++;
 			jrc = jwt_verify(&t, k);
 			if (!jrc)
 				key = k;
 		} while (jrc && jwks_find_next(ks, k, t.alg, &k) == 0);
 	} else {
-		/* no kid: any key fitting the alg may have signed it (go-jose/go-oidc do the same) */
-		size_t n = jwks_keyset_count(ks), tried = 0;
+		/* no kid (or an empty one, which go-oidc treats the same): any key fitting the alg may have signed it */
+		size_t n = jwks_keyset_count(ks);
 
 		jrc = JWT_E_SIGNATURE;
 		for (size_t i = 0; i < n && jrc; i++) {
@@ -456,17 +450,12 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 	if (jrc) {
 		rc = from_jwt(jrc);
 		*detail = jwt_strerror(jrc);
-		mapping_tracef(tr, "signature: FAIL (%s)", *detail);
+		mapping_tracef(tr, "signature: FAIL (%s; %zu key%s %s tried)", *detail, tried, tried == 1 ? "" : "s",
+			       has_kid ? "with this kid" : "fitting the algorithm");
 		goto out;
 	}
-	mapping_tracef(tr, "key: %s found in the JWKS; signature: ok", t.kid ? "kid" : "a key fitting the algorithm");
-	jrc = jwt_json_parse(t.payload, t.payload_len, &payload);
-	if (jrc) {
-		rc = jrc == JWT_E_NOMEM ? VERIFY_E_INTERNAL : VERIFY_E_MALFORMED;
-		*detail = "payload is not a strict JSON object";
-		mapping_tracef(tr, "payload: FAIL (%s)", *detail);
-		goto out;
-	}
+	mapping_tracef(tr, "key: %s found in the JWKS (%zu tried); signature: ok",
+		       has_kid ? "kid" : "a key fitting the algorithm", tried);
 	if (v->map == NULL) {
 		rc = claims_map(&v->rules, payload, now, key->fp, out, detail);
 		if (rc) {

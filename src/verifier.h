@@ -53,8 +53,8 @@ enum verifier_result {
 	VERIFY_E_TOO_LARGE = -2,     /* "token too large" */
 	VERIFY_E_ALG = -3,           /* "signing algorithm not allowed" */
 	VERIFY_E_UNKNOWN_KID = -4,   /* "unknown key id" (a refresh has been requested; see verifier_refresh_soon). Only
-				      * for a token whose unverified iss is this issuer: another issuer's token with
-				      * an unknown kid is VERIFY_E_ISSUER, and no refresh */
+				      * for a token whose unverified iss is this issuer: another issuer's token is
+				      * VERIFY_E_ISSUER before any key lookup, and never asks for a refresh */
 	VERIFY_E_SIGNATURE = -5,     /* "invalid signature" */
 	VERIFY_E_ISSUER = -6,        /* "issuer mismatch" */
 	VERIFY_E_AUDIENCE = -7,      /* "audience mismatch" */

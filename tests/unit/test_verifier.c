@@ -229,8 +229,9 @@ static void test_unknown_kid_requests_refresh(void **state)
 	jwks_keyset_release(ks);
 }
 
-/* An unknown kid on another issuer's token (a service-account token tried first, say) is refused without asking
- * for a JWKS refresh: only a token naming this issuer makes the refetch worth it. */
+/* Another issuer's token (a service-account token tried first, say) is refused on its unverified iss before any
+ * key lookup, as the API server routes it: an unknown kid then asks for no JWKS refresh (only a token naming this
+ * issuer makes the refetch worth it). */
 static void test_unknown_kid_of_another_issuer(void **state)
 {
 	static const struct {
@@ -269,6 +270,50 @@ static void test_unknown_kid_of_another_issuer(void **state)
 	verifier_destroy(v);
 	jwks_keyset_release(ks);
 	EVP_PKEY_free(k);
+}
+
+/* A foreign iss is refused before any key is tried, whatever the header names: a kid of ours, no kid, an empty
+ * kid. The foreign tokens are signed by a stranger's key, so a verifier that tried a key first would answer
+ * "invalid signature" instead. */
+static void test_foreign_issuer_before_any_key(void **state)
+{
+	static const char *const headers[] = {
+		"{\"alg\":\"ES256\",\"kid\":\"t\"}", "{\"alg\":\"ES256\"}", "{\"alg\":\"ES256\",\"kid\":\"\"}",
+	};
+	EVP_PKEY *k = tj_keygen("P-256"), *stranger = tj_keygen("P-256");
+	char *jwk = tj_jwk(k, "t", NULL), doc[1024], payload[256];
+	jwks_keyset *ks = NULL;
+	verifier_config c = base_cfg();
+	verifier *v;
+
+	(void)state;
+	snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", jwk);
+	assert_int_equal(jwks_parse((const uint8_t *)doc, strlen(doc), &ks, NULL, 0), 0);
+	v = make(&c, ks);
+	for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
+		for (int own = 0; own <= 1; own++) {
+			const identity *id = NULL;
+			const char *d = NULL;
+			char *tok;
+			int rc;
+
+			snprintf(payload, sizeof(payload), "{\"iss\":\"%s\",\"aud\":\"%s\",\"sub\":\"alice\",\"exp\":%d}",
+				 own ? FIX_ISS : "https://other.example", FIX_AUD, FIX_NOW + 60);
+			tok = tj_token(own ? k : stranger, "ES256", headers[i], payload, NULL);
+			rc = verify_str(v, tok, FIX_NOW, &id, &d);
+			/* own issuer: the empty kid is no kid (go-oidc), so all three verify */
+			if (rc != (own ? VERIFY_OK : VERIFY_E_ISSUER))
+				fail_msg("%s own=%d: got %d (%s)", headers[i], own, rc, d ? d : "");
+			if (rc == VERIFY_OK)
+				identity_release(id);
+			free(tok);
+		}
+	}
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+	free(jwk);
+	EVP_PKEY_free(k);
+	EVP_PKEY_free(stranger);
 }
 
 /* Several keys published under one kid (a rotation that reused it): a token signed by any of them verifies, as
@@ -625,6 +670,7 @@ int main(void)
 		cmocka_unit_test(test_not_ready),
 		cmocka_unit_test(test_unknown_kid_requests_refresh),
 		cmocka_unit_test(test_unknown_kid_of_another_issuer),
+		cmocka_unit_test(test_foreign_issuer_before_any_key),
 		cmocka_unit_test(test_duplicate_kid_tries_each_key),
 		cmocka_unit_test(test_cache_hit_and_key_removal),
 		cmocka_unit_test(test_cache_expiry),
