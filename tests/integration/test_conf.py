@@ -93,9 +93,13 @@ def test_no_token_in_log_format():
             assert "authorization" not in low and "txn.kos.sa" not in low and "%hr" not in low and "%hu" not in low
 
 
-def test_agent_server_keeps_idle_spop_connections():
+def test_agent_server_pools_and_bounds_spop_connections():
     # Without pipelining on 3.1+ (spoe-kos.conf) every SPOE request in flight needs its own SPOP connection; with
     # HAProxy's default idle-pool sizing, a burst after a quiet period closed nearly every finished connection
     # (tests/bench/bench_kos.py on 3.4: 14,623 connections for ~17,000 requests; 17-66 with pool-low-conn 64).
-    m = re.search(r"^backend kos_agents\n(?:.*\n)*?\s+server agent1 .*\bpool-low-conn (\d+)\b", cfg_text(), re.M)
-    assert m and int(m.group(1)) >= 16, "kos_agents' server lost its pool-low-conn"
+    # maxconn bounds the agent's connections (one per request in flight there) so a burst queues instead.
+    m = re.search(r"^backend kos_agents\n(?:.*\n)*?\s+(server agent1 .*)", cfg_text(), re.M)
+    assert m, "kos_agents has no server agent1"
+    low, cap = re.search(r"\bpool-low-conn (\d+)\b", m.group(1)), re.search(r"\bmaxconn (\d+)\b", m.group(1))
+    assert low and int(low.group(1)) >= 16, "kos_agents' server lost its pool-low-conn"
+    assert cap and int(low.group(1)) <= int(cap.group(1)) <= 4096, "kos_agents' server lost its maxconn"
