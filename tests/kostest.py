@@ -26,17 +26,17 @@ _handed_out = set()
 
 def free_port(host="127.0.0.1"):
     """A port that was free a moment ago. Racy by nature; callers retry a start that fails to bind. Never the same
-    port twice in one test run: two picks in a row can be handed the same released port, and a test would then
-    start two servers on one port."""
+    port twice in this process: two picks in a row can be handed the same released port, and a test would then
+    start two servers on one port (other processes can still take it: hence the retries)."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(100):
         with socket.socket(fam, socket.SOCK_STREAM) as s:
             s.bind((host, 0))
             port = s.getsockname()[1]
         if port not in _handed_out:
-            break
-    _handed_out.add(port)
-    return port
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("free_port: 100 picks in a row were ports this process had already handed out")
 
 
 def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
@@ -172,7 +172,9 @@ class HAProxy(Proc):
         self.cfg = tempfile.NamedTemporaryFile("w", prefix="kos-haproxy-", suffix=".cfg", delete=False)
         self.cfg.write(cfg_text)
         self.cfg.close()
-        super().__init__([cmd, "-db", "-f", self.cfg.name], env=env, name=name)
+        # -dR: no SO_REUSEPORT, so a port another process listens on is a bind failure (callers retry on another
+        # port) instead of a listener shared with it, where wait_port() and the test could reach the other one.
+        super().__init__([cmd, "-db", "-dR", "-f", self.cfg.name], env=env, name=name)
         for port in wait_ports:
             wait_port(port, proc=self.p)
 

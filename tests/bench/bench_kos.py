@@ -365,7 +365,7 @@ class Bench:
     def haproxy_cfg(self, ports, agents):
         with open(os.path.join(ROOT, "conf", "haproxy.cfg")) as f:
             shipped = f.read()
-        sections = r"(?=^(?:backend|frontend|listen|defaults|global|peers|resolvers)\b|\Z)"  # .if lines are not ends
+        sections = r"(?=^(?![.#\s])\S|\Z)"  # a section ends at the next unindented line other than .if/.else or a comment
         m = re.search(r"^frontend kos_front\n(.*?)" + sections, shipped, re.M | re.S)
         front = m.group(1)
 

@@ -7,15 +7,16 @@
 # sustained keep-alive load produces. conf/spoe-kos.conf turns pipelining off on 3.1+ (one ACK per connection).
 #
 # This runs it without our agent: the agent is tests/integration/spop_stub.py (an independent Python SPOP
-# implementation) answering with a service-account variable of SA_LEN bytes, behind conf/spoe-kos.conf as
-# shipped; KOS_SPOE_PIPELINING=on drops its "no option pipelining" line (the reproduction, for HAProxy's issue
+# implementation) answering with a service-account variable of SA_LEN bytes, behind conf/spoe-kos.conf and
+# conf/haproxy.cfg's agent backend as shipped; KOS_SPOE_PIPELINING=on drops the "no option pipelining" line (the reproduction, for HAProxy's issue
 # tracker). tests/matrix/test_spoe_matrix.py runs it as shipped on every branch.
 #
 #   tests/matrix/big_ack_stall.sh HAPROXY [SA_LEN=1000] [CONNS=32]
 #
 # KOS_EXTRA_GLOBAL, if set, is added to the global section.
 #
-# Prints wrk's rate and how many requests ended with an SPOE error. Measured here (2 cores), SA_LEN 1000, 32
+# Prints wrk's rate, the SPOP connections HAProxy established, the first SPOE-error log lines ("%ST %Ta err= st=")
+# and how many requests ended with an SPOE error. Measured here (2 cores), SA_LEN 1000, 32
 # clients: with pipelining, 16 or 32 errors a run on 3.2/3.4 (one or two wedged connections), 0 on 2.6/3.0; as
 # shipped, 0 on 3.2 in 10 runs and 3 in ~314,000 requests on 3.4 (cause unknown, not this: one ACK per
 # connection cannot fill the buffer). SA_LEN 400: 20 ACKs never fill 16 KiB, 0 errors either way.
@@ -41,13 +42,21 @@ done
 [ -n "$SP" ] || { echo "the stub agent did not start:"; cat "$D/stub.out"; exit 1; }
 TOK=$($PY -c "import base64,json;print('stub:'+base64.urlsafe_b64encode(json.dumps({'vars':{'status':0,'user':'alice','sa':'e'*$SA}}).encode()).decode().rstrip('='))")
 if [ "${KOS_SPOE_PIPELINING:-}" = on ]; then
-    sed -e "s/use-backend kos_agents/use-backend be_agent/" -e "/^ *no option pipelining/d" "$ROOT/conf/spoe-kos.conf"
+    sed -e "/^ *no option pipelining/d" "$ROOT/conf/spoe-kos.conf"
 else
-    sed -e "s/use-backend kos_agents/use-backend be_agent/" "$ROOT/conf/spoe-kos.conf"
+    cat "$ROOT/conf/spoe-kos.conf"
 fi > "$D/spoe.conf"
+# The agent backend as shipped (conf/haproxy.cfg's kos_agents: SPOP health checks, idle pooling, maxconn).
+AGENTS=$($PY - "$ROOT/conf/haproxy.cfg" "127.0.0.1:$SP" <<'EOP'
+import re, sys
+m = re.search(r"^backend kos_agents\n.*?(?=^(?![.#\s])\S|\Z)", open(sys.argv[1]).read(), re.M | re.S)
+print(m.group(0).replace('"${KOS_AGENT}"', sys.argv[2]))
+EOP
+)
 # A port picked free and released can be taken again before HAProxy binds it (by the stub, or by anything else on the
 # machine; wrk would then talk to that): HAProxy failing to start is retried on another port, three times at most.
 HP=
+NONCE=$($PY -c 'import secrets;print(secrets.token_hex(8))')
 for attempt in 1 2 3; do
 FP=$SP
 while [ "$FP" = "$SP" ]; do
@@ -56,6 +65,9 @@ done
 cat > "$D/h.cfg" <<EOC
 global
     maxconn 8000
+    # never share the port with another process's listener (SO_REUSEPORT): the probe below must reach this one
+    noreuseport
+    stats socket $D/stats.sock
     log stdout format raw local0 info
 ${KOS_EXTRA_GLOBAL:-}
 defaults
@@ -69,32 +81,46 @@ frontend f
     bind 127.0.0.1:$FP
     log-format "%ST %Ta err=%[var(txn.kos.err)] st=%[var(txn.kos.status)]"
     filter spoe engine kos config $D/spoe.conf
+    http-request set-log-level silent if { path /kos-probe }
+    http-request return status 200 content-type text/plain string "$NONCE" if { path /kos-probe }
     http-request send-spoe-group kos kos-auth
     http-request return status 200 content-type text/plain string "ok"
-backend be_agent
-.if version_atleast(3.1)
-    mode spop
-.else
-    mode tcp
-.endif
-    timeout connect 1s
-    timeout server 3m
-    server agent1 127.0.0.1:$SP
+$AGENTS
 EOC
 KOS_SPOE_TIMEOUT=2s "$H" -db -f "$D/h.cfg" > "$D/h.log" 2>&1 &
 HP=$!
-# Wait until HAProxy itself listens (a bare connect is not logged: dontlognull).
+# Wait until this HAProxy answers (its nonce, not just any listener on the port; the probe is not logged).
+UP=
 for _ in $(seq 100); do
     kill -0 $HP 2>/dev/null || break
-    $PY -c "import socket;socket.create_connection(('127.0.0.1',$FP),0.2).close()" 2>/dev/null && break
+    $PY -c "import urllib.request,sys;sys.exit(urllib.request.urlopen('http://127.0.0.1:$FP/kos-probe',timeout=0.5).read().decode()!='$NONCE')" 2>/dev/null && { UP=1; break; }
     sleep 0.1
 done
-kill -0 $HP 2>/dev/null && break
-echo "HAProxy did not start (attempt $attempt):"; cat "$D/h.log"
+[ -n "$UP" ] && break
+echo "HAProxy did not come up on port $FP (attempt $attempt):"; cat "$D/h.log"
+kill $HP 2>/dev/null; wait $HP 2>/dev/null
 [ $attempt = 3 ] && exit 1
 done
 "$H" -v | head -1
 wrk -t 2 -c "$C" -d 2s -H "Authorization: Bearer $TOK" "http://127.0.0.1:$FP/" | grep -E "Requests/sec|Socket|Non-2xx"
 sleep 2.5
 kill -0 $HP 2>/dev/null || { echo "HAProxy exited during the load:"; tail -20 "$D/h.log"; }
+# SPOP connections HAProxy established to the agent (a connection per request would mean idle-pool churn)
+$PY - "$D/stats.sock" <<'EOP' || true
+import csv, io, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"show stat\n")
+d = b""
+while True:
+    x = s.recv(65536)
+    if not x:
+        break
+    d += x
+rows = list(csv.reader(io.StringIO(d.decode().lstrip("# "))))
+for r in rows[1:]:
+    if len(r) > 2 and r[0] == "kos_agents" and r[1] == "agent1":
+        print("SPOP connections established:", r[rows[0].index("connect")])
+EOP
+grep 'err=[0-9]' "$D/h.log" | head -5
 echo "SA_LEN=$SA CONNS=$C: requests with an SPOE error: $(grep -c 'err=[0-9]' "$D/h.log") of $(grep -c '^[0-9]' "$D/h.log")"

@@ -121,6 +121,29 @@ def traffic(peer):
         return [c for c in peer.conns if c.notifies]
 
 
+def burst(port, peer, n):
+    """One request, so that an established connection exists (3.1+ does not queue streams on a connection still
+    waiting for its HELLO), then n at once while the peer holds every ACK until all n NOTIFYs are in (bounded by
+    its hold_max): HAProxy has to put as many streams on a connection as it is willing to. All must succeed."""
+    assert get(port, "good-warm") == (200, "user=good-warm")
+    with peer.lock:
+        peer.hold_until = peer.received + n
+    results = [None] * n
+
+    def one(i):
+        try:
+            results[i] = get(port, f"good-{i}")
+        except OSError as e:
+            results[i] = (0, str(e))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results == [(200, f"user=good-{i}") for i in range(n)]
+
+
 def test_hello_and_stream_ids(haproxy_bin, start):
     with Peer() as peer:
         port = start(haproxy_bin, peer.port)
@@ -155,28 +178,9 @@ def test_hello_and_stream_ids(haproxy_bin, start):
 
 def test_twenty_streams_per_connection(haproxy_bin, start):
     n = 25
-    # The peer holds every ACK until all n NOTIFYs of the burst are in (bounded by hold_max), so HAProxy has to put
-    # as many streams on a connection as it is willing to before opening another one. One request first, so that
-    # an established connection exists (3.1+ does not queue streams on a connection still waiting for its HELLO).
     with Peer(hold_max=10.0) as peer:
         port = start(haproxy_bin, peer.port, processing="20s")
-        assert get(port, "good-warm") == (200, "user=good-warm")
-        with peer.lock:
-            peer.hold_until = peer.received + n
-        results = [None] * n
-
-        def one(i):
-            try:
-                results[i] = get(port, f"good-{i}")
-            except OSError as e:
-                results[i] = (0, str(e))
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-        assert results == [(200, f"user=good-{i}") for i in range(n)]
+        burst(port, peer, n)
         conns = traffic(peer)
         assert not peer.errors, peer.errors
     most = max(c.max_inflight for c in conns)
@@ -198,25 +202,9 @@ def test_shipped_spoe_conf_pipelines_only_before_3_1(haproxy_bin, start):
     with open(os.path.join(kostest.ROOT, "conf", "spoe-kos.conf")) as f:
         shipped = f.read().replace("use-backend kos_agents", "use-backend spoe_agents").replace(
             '"${KOS_SPOE_TIMEOUT}"', "20s")
-    with Peer(hold_max=3.0) as peer:
+    with Peer(hold_max=10.0) as peer:
         port = start(haproxy_bin, peer.port, spoe_text=shipped)
-        assert get(port, "good-warm") == (200, "user=good-warm")
-        with peer.lock:
-            peer.hold_until = peer.received + n
-        results = [None] * n
-
-        def one(i):
-            try:
-                results[i] = get(port, f"good-{i}")
-            except OSError as e:
-                results[i] = (0, str(e))
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-        assert results == [(200, f"user=good-{i}") for i in range(n)]
+        burst(port, peer, n)
         conns = traffic(peer)
         assert not peer.errors, peer.errors
     caps = set(x for x in conns[0].hello["capabilities"].replace(" ", ",").split(",") if x)

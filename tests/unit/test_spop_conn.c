@@ -567,17 +567,24 @@ static void test_drain_waits_for_deferred(void **state)
 	spop_conn_close(h.c);
 }
 
+/* A connection with a 256-byte max-frame-size and one NOTIFY whose request the handler deferred: ACK actions are
+ * then added by the test, as a worker thread would. */
+static spoa_request *deferred_request(harness *h)
+{
+	make(h, 0, 0);
+	handshake(h, 256);
+	h->defer = true;
+	uint8_t buf[128];
+	size_t n = notify(buf, 1, 1, 1, SPOP_FLAG_FIN);
+	feed(h, buf, n, n);
+	return h->deferred[0];
+}
+
 static void test_ack_too_big_is_refused_not_truncated(void **state)
 {
 	(void)state;
 	harness h;
-	make(&h, 0, 0);
-	handshake(&h, 256);
-	h.defer = true;
-	uint8_t buf[128];
-	size_t n = notify(buf, 1, 1, 1, SPOP_FLAG_FIN);
-	feed(&h, buf, n, n);
-	spoa_request *r = h.deferred[0];
+	spoa_request *r = deferred_request(&h);
 	char big[300];
 	memset(big, 'a', sizeof(big));
 	assert_int_equal(spoa_ack_set_str(r, SPOP_SCOPE_TXN, "big", big, sizeof(big)), SPOP_E_NOSPACE);
@@ -603,13 +610,7 @@ static void test_ack_never_fills_a_whole_frame(void **state)
 	memset(big, 'a', sizeof(big));
 	for (size_t l = 200; l < 260; l++) {
 		harness h;
-		make(&h, 0, 0);
-		handshake(&h, 256);
-		h.defer = true;
-		uint8_t buf[128];
-		size_t n = notify(buf, 1, 1, 1, SPOP_FLAG_FIN);
-		feed(&h, buf, n, n);
-		spoa_request *r = h.deferred[0];
+		spoa_request *r = deferred_request(&h);
 		int rc = spoa_ack_set_str(r, SPOP_SCOPE_TXN, "bigg", big, l);
 		spop_conn_complete(h.c, r);
 		spop_conn_process(h.c);
