@@ -138,8 +138,8 @@ def haproxy_version(cmd):
     return ver
 
 
-def server_status(stats_path, backend="spoe_agents", server="agent1"):
-    """A server's status column ("UP", "DOWN", ...) from HAProxy's stats socket `show stat`, or None."""
+def server_stat(stats_path, backend, server, column):
+    """One column ("status", "connect", ...) of a server's row in HAProxy's stats socket `show stat`, or None."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(5)
         s.connect(stats_path)
@@ -150,11 +150,20 @@ def server_status(stats_path, backend="spoe_agents", server="agent1"):
             if not chunk:
                 break
             data += chunk
-    for line in data.decode(errors="replace").splitlines():
+    lines = data.decode(errors="replace").splitlines()
+    if not lines or column not in lines[0].lstrip("# ").split(","):
+        return None
+    at = lines[0].lstrip("# ").split(",").index(column)
+    for line in lines[1:]:
         f = line.split(",")
-        if len(f) > 17 and f[0] == backend and f[1] == server:
-            return f[17]
+        if len(f) > at and f[0] == backend and f[1] == server:
+            return f[at]
     return None
+
+
+def server_status(stats_path, backend="spoe_agents", server="agent1"):
+    """A server's status column ("UP", "DOWN", ...) from HAProxy's stats socket, or None."""
+    return server_stat(stats_path, backend, server, "status")
 
 
 def haproxy_at_least(cmd, major, minor):

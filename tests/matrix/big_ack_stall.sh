@@ -106,21 +106,7 @@ wrk -t 2 -c "$C" -d 2s -H "Authorization: Bearer $TOK" "http://127.0.0.1:$FP/" |
 sleep 2.5
 kill -0 $HP 2>/dev/null || { echo "HAProxy exited during the load:"; tail -20 "$D/h.log"; }
 # SPOP connections HAProxy established to the agent (a connection per request would mean idle-pool churn)
-$PY - "$D/stats.sock" <<'EOP' || true
-import csv, io, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-s.sendall(b"show stat\n")
-d = b""
-while True:
-    x = s.recv(65536)
-    if not x:
-        break
-    d += x
-rows = list(csv.reader(io.StringIO(d.decode().lstrip("# "))))
-for r in rows[1:]:
-    if len(r) > 2 and r[0] == "kos_agents" and r[1] == "agent1":
-        print("SPOP connections established:", r[rows[0].index("connect")])
-EOP
+$PY -c "import sys; sys.path.insert(0, '$ROOT/tests'); import kostest
+print('SPOP connections established:', kostest.server_stat('$D/stats.sock', 'kos_agents', 'agent1', 'connect'))" || true
 grep 'err=[0-9]' "$D/h.log" | head -5
 echo "SA_LEN=$SA CONNS=$C: requests with an SPOE error: $(grep -c 'err=[0-9]' "$D/h.log") of $(grep -c '^[0-9]' "$D/h.log")"
