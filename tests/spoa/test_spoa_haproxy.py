@@ -83,6 +83,13 @@ def haproxy_cfg(port4, port6, port_res, port_up, agent_port, spoe_path, stats_pa
     return f"""global
     stats socket {stats_path} level admin
     maxconn 2000
+    # This agent's ACKs carry ~40 variables (an estimated 600-900 bytes): 20 of them pipelined on one SPOP
+    # connection can fill a 16 KiB demux buffer exactly, which wedges the connection on 3.1+
+    # (bench/big-ack-stall.md; one 503 in the 200-request test here). 64 KiB buffers cannot be filled by 20 such
+    # ACKs, so the tests keep pipelining.
+.if version_atleast(3.1)
+    tune.bufsize 65536
+.endif
 
 defaults
     mode http
