@@ -15,6 +15,11 @@
  * its connection has gone away meanwhile (its ACK is then dropped).
  *
  * Errors: 0 is success, negative values are enum spop_err codes; spop_strerror() names them.
+ *
+ * HAProxy 3.1+ (mux-spop) never reads a SPOP connection again once one read fills its demux buffer (tune.bufsize)
+ * exactly, which 20 pipelined ACKs of ~820+ bytes can do under load. An application whose ACKs are that big
+ * should have HAProxy 3.1+ run without pipelining (`no option pipelining` in the spoe-agent) or with buffers
+ * larger than 20 ACKs (bench/big-ack-stall.md).
  */
 #ifndef SPOA_H
 #define SPOA_H
