@@ -466,6 +466,11 @@ int jwks_key_fits(const jwks_key *k, int alg)
 	return type_ok && (k->alg == 0 || k->alg == alg);
 }
 
+static bool kid_is(const jwks_key *k, const char *kid, size_t kid_len)
+{
+	return k->kid && k->kid_len == kid_len && memcmp(k->kid, kid, kid_len) == 0;
+}
+
 int jwks_find(const jwks_keyset *ks, const char *kid, size_t kid_len, int alg, const jwks_key **out)
 {
 	bool seen = false;
@@ -475,7 +480,7 @@ int jwks_find(const jwks_keyset *ks, const char *kid, size_t kid_len, int alg, c
 	for (size_t i = 0; i < ks->n; i++) {
 		const jwks_key *k = &ks->keys[i];
 
-		if (!k->kid || k->kid_len != kid_len || memcmp(k->kid, kid, kid_len) != 0)
+		if (!kid_is(k, kid, kid_len))
 			continue;
 		seen = true;
 		if (jwks_key_fits(k, alg)) {
@@ -503,8 +508,7 @@ int jwks_find_next(const jwks_keyset *ks, const jwks_key *prev, int alg, const j
 	if (!p->kid)
 		return JWKS_E_NO_KID;
 	for (const jwks_key *k = p + 1; k < ks->keys + ks->n; k++) {
-		if (k->kid && k->kid_len == p->kid_len && memcmp(k->kid, p->kid, p->kid_len) == 0 &&
-		    jwks_key_fits(k, alg)) {
+		if (kid_is(k, p->kid, p->kid_len) && jwks_key_fits(k, alg)) {
 			*out = k;
 			return 0;
 		}

@@ -537,8 +537,7 @@ static bool is_zero(const uint8_t *v, size_t n)
 }
 
 /* JOSE ECDSA: r||s, each exactly the field size; both in [1, n-1] (RFC 7518 §3.4; r = s = 0 is the
- * "psychic signature" that broken verifiers accepted). Writes a DER ECDSA-Sig-Value. */
-/* JOSE r||s: exactly twice the order's length, 0 < r, s < n. */
+ * "psychic signature" that broken verifiers accepted). */
 static int ecdsa_jose_check(const jwt_token *t, const jwks_key *k)
 {
 	size_t half = (k->bits + 7) / 8;

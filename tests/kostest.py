@@ -4,6 +4,7 @@ Every server a test starts listens on loopback, on a port picked at run time, an
 the fixture that started it) — several test runs may share this machine.
 """
 import os
+import re
 import shlex
 import signal
 import socket
@@ -138,6 +139,13 @@ def haproxy_version(cmd):
     return ver
 
 
+def haproxy_section(cfg_text, header):
+    """The body of the section `header` ("backend kos_agents") of an HAProxy configuration, or None. A section ends
+    at the next unindented line that is neither a conditional (.if/.else/.endif) nor a comment."""
+    m = re.search(r"^" + re.escape(header) + r"\n(.*?)(?=^(?![.#\s])\S|\Z)", cfg_text, re.M | re.S)
+    return m.group(1) if m else None
+
+
 def server_stat(stats_path, backend, server, column):
     """One column ("status", "connect", ...) of a server's row in HAProxy's stats socket `show stat`, or None."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -151,9 +159,10 @@ def server_stat(stats_path, backend, server, column):
                 break
             data += chunk
     lines = data.decode(errors="replace").splitlines()
-    if not lines or column not in lines[0].lstrip("# ").split(","):
+    names = lines[0].lstrip("# ").split(",") if lines else []
+    if column not in names:
         return None
-    at = lines[0].lstrip("# ").split(",").index(column)
+    at = names.index(column)
     for line in lines[1:]:
         f = line.split(",")
         if len(f) > at and f[0] == backend and f[1] == server:

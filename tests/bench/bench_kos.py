@@ -34,7 +34,9 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 import issuer as issuer_mod  # noqa: E402
+import kostest  # noqa: E402
 
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: E402
@@ -365,9 +367,7 @@ class Bench:
     def haproxy_cfg(self, ports, agents):
         with open(os.path.join(ROOT, "conf", "haproxy.cfg")) as f:
             shipped = f.read()
-        sections = r"(?=^(?![.#\s])\S|\Z)"  # a section ends at the next unindented line other than .if/.else or a comment
-        m = re.search(r"^frontend kos_front\n(.*?)" + sections, shipped, re.M | re.S)
-        front = m.group(1)
+        front = kostest.haproxy_section(shipped, "frontend kos_front")
 
         def kos_frontend(name, port, engine_conf):
             out = []
@@ -412,9 +412,8 @@ class Bench:
 """
 
         # The shipped agent backend (conf/haproxy.cfg's kos_agents: mode, checks, connection pooling), renamed.
-        m = re.search(r"^backend kos_agents\n(.*?)" + sections, shipped, re.M | re.S)
-        agents_body = m.group(1)
-        assert '"${KOS_AGENT}"' in agents_body, "conf/haproxy.cfg's kos_agents has no ${KOS_AGENT} server"
+        agents_body = kostest.haproxy_section(shipped, "backend kos_agents")
+        assert agents_body and '"${KOS_AGENT}"' in agents_body, "conf/haproxy.cfg's kos_agents has no ${KOS_AGENT} server"
 
         def agent_backend(name, port):
             return f"backend be_agent_{name}\n" + agents_body.replace('"${KOS_AGENT}"', f"127.0.0.1:{port}")

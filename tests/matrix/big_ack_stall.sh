@@ -47,12 +47,9 @@ else
     cat "$ROOT/conf/spoe-kos.conf"
 fi > "$D/spoe.conf"
 # The agent backend as shipped (conf/haproxy.cfg's kos_agents: SPOP health checks, idle pooling, maxconn).
-AGENTS=$($PY - "$ROOT/conf/haproxy.cfg" "127.0.0.1:$SP" <<'EOP'
-import re, sys
-m = re.search(r"^backend kos_agents\n.*?(?=^(?![.#\s])\S|\Z)", open(sys.argv[1]).read(), re.M | re.S)
-print(m.group(0).replace('"${KOS_AGENT}"', sys.argv[2]))
-EOP
-)
+AGENTS=$($PY -c 'import sys; sys.path.insert(0, sys.argv[1] + "/tests"); import kostest
+body = kostest.haproxy_section(open(sys.argv[1] + "/conf/haproxy.cfg").read(), "backend kos_agents")
+print("backend kos_agents\n" + body.replace("\"${KOS_AGENT}\"", sys.argv[2]))' "$ROOT" "127.0.0.1:$SP")
 # A port picked free and released can be taken again before HAProxy binds it (by the stub, or by anything else on the
 # machine; wrk would then talk to that): HAProxy failing to start is retried on another port, three times at most.
 HP=
