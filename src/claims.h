@@ -45,6 +45,7 @@ enum claims_err {
 	CLAIMS_E_RESERVED = -6,
 	CLAIMS_E_NOMEM = -7,
 	CLAIMS_E_CONFIG = -8,    /* claims_rules_init: bad configuration */
+	CLAIMS_E_IDENTITY = -9,  /* a user or group an HTTP header cannot carry unchanged (identity_check) */
 };
 
 typedef struct claims_rules {

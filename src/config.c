@@ -1,5 +1,6 @@
 /* config.c — flags and KOS_* environment variables into struct config; see config.h. */
 #include "config.h"
+#include "identity.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -759,6 +760,15 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 		goto out;
 	}
 	for (size_t i = 0; i < c.nextra_headers; i++) {
+		const char *why = identity_value_problem(c.extra_headers[i].value);
+
+		/* the same rule as a token's values: a header must carry it unchanged (identity.h) */
+		if (why != NULL) {
+			seterr(err, errlen, "--extra-user-headers: the value of %s: %s (an HTTP header cannot carry it "
+			       "unchanged)", c.extra_headers[i].key, why);
+			rc = CONFIG_E_USAGE;
+			goto out;
+		}
 		if (strcasecmp(c.extra_headers[i].key, "remote-client-ip") == 0 && c.extra_client_ip) {
 			seterr(err, errlen, "--extra-user-headers: key remote-client-ip clashes with "
 			       "--extra-user-header-client-ip");

@@ -29,9 +29,9 @@ const char *const handler_reason_names[HR_COUNT] = {
 	[HR_V_NOT_READY] = "issuer keys not loaded",
 	[HR_V_RESERVED] = "reserved identity refused",
 	[HR_V_INTERNAL] = "internal error",
+	[HR_V_IDENTITY] = "identity cannot be forwarded unchanged",
 	[HR_IMPERSONATION] = "impersonation requests are disabled",
 	[HR_TOO_MANY_GROUPS] = "too many groups",
-	[HR_BAD_IDENTITY] = "identity contains control characters",
 	[HR_NO_MESSAGE] = "no kos-auth message",
 	[HR_BAD_MESSAGE] = "malformed kos-auth message",
 	[HR_NO_SATOKEN] = "service-account token not loaded",
@@ -279,15 +279,6 @@ int handler_bearer(const uint8_t *p, size_t len, size_t *off, size_t *tlen)
 
 /* ---- output ----------------------------------------------------------------------------------------------- */
 
-static bool clean(const char *s)
-{
-	/* header values: HAProxy would mangle CR/LF/NUL, and no control byte has a place in a name */
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return false;
-	return true;
-}
-
 /* Percent-encodes a key for Impersonate-Extra-<key>: unreserved characters stay, all else is %XX (the API
  * server unescapes it). Returns bytes written, or 0 when it does not fit. */
 static size_t pct_key(char *dst, size_t cap, const char *k)
@@ -319,7 +310,7 @@ static bool x_add(char *x, size_t *xlen, const char *key, const char *value)
 {
 	size_t k, vlen = strlen(value);
 
-	if (*key == '\0' || !clean(value))
+	if (*key == '\0' || identity_value_problem(value) != NULL)
 		return false;
 	k = pct_key(x + *xlen, HANDLER_X_BYTES - *xlen, key);
 	if (k == 0 || HANDLER_X_BYTES - *xlen - k < vlen + 2)
@@ -345,24 +336,22 @@ _Static_assert(CONFIG_MAX_GROUPS_LIMIT == 64, "group_names lists g0..g63");
 static int emit_identity(handler *h, const handler_input *in, const identity *id, const satoken_val *sa,
 			 const handler_sink *k, enum handler_reason *why)
 {
-	char x[HANDLER_X_BYTES];
+	char x[HANDLER_X_BYTES], detail[160];
 	size_t xlen = 0, nx = 0;
 	char cip[INET6_ADDRSTRLEN] = "";
 
-	if (!clean(id->user) || (id->uid != NULL && !clean(id->uid))) {
-		*why = HR_BAD_IDENTITY;
+	/* The verifier ran identity_check() already (claims_map / mapping_apply); this is the last line before the
+	 * ACK, for identities from anywhere else (a test's fake verifier, a future path): never write a value a
+	 * header would not carry unchanged. */
+	if (identity_check(id->user, id->uid, id->groups, id->ngroups, id->extra, id->nextra, detail,
+			   sizeof(detail)) != 0) {
+		*why = HR_V_IDENTITY;
 		return HANDLER_UNAUTHENTICATED;
-	}
-	for (size_t i = 0; i < id->ngroups; i++) {
-		if (!clean(id->groups[i])) {
-			*why = HR_BAD_IDENTITY;
-			return HANDLER_UNAUTHENTICATED;
-		}
 	}
 	for (size_t i = 0; i < id->nextra; i++) {
 		if (nx == HANDLER_MAX_EXTRAS || !x_add(x, &xlen, id->extra[i].key, id->extra[i].value)) {
-			*why = nx == HANDLER_MAX_EXTRAS || clean(id->extra[i].value) ? HR_TOO_BIG : HR_BAD_IDENTITY;
-			return *why == HR_TOO_BIG ? HANDLER_UNAVAILABLE : HANDLER_UNAUTHENTICATED;
+			*why = HR_TOO_BIG;
+			return HANDLER_UNAVAILABLE;
 		}
 		nx++;
 	}
@@ -505,7 +494,7 @@ static int pt_verdict(handler *h, const handler_input *in, const handler_sink *k
 			break;
 		}
 		/* for HAProxy's log line only: the status 5 rules never turn it into a header */
-		if (user != NULL && *user != '\0' && clean(user))
+		if (user != NULL && identity_value_problem(user) == NULL)
 			k->set_str(k->ud, "user", user, strlen(user));
 		status = HANDLER_PASSTHROUGH;
 		why = HR_PASSTHROUGH;
@@ -585,7 +574,7 @@ static int judge(handler *h, const handler_input *in, const uint8_t *tok, size_t
 		return HANDLER_HELD;
 	if (rc != VERIFY_OK) {
 		id = NULL;
-		why = (rc <= VERIFY_E_MALFORMED && rc >= VERIFY_E_INTERNAL) ? (enum handler_reason)(HR_V_MALFORMED - 1 - rc)
+		why = (rc <= VERIFY_E_MALFORMED && rc >= VERIFY_E_IDENTITY) ? (enum handler_reason)(HR_V_MALFORMED - 1 - rc)
 									   : HR_V_INTERNAL;
 		status = (why == HR_V_NOT_READY || why == HR_V_INTERNAL) ? HANDLER_UNAVAILABLE : HANDLER_UNAUTHENTICATED;
 		goto out;

@@ -74,9 +74,9 @@ enum handler_reason {
 	HR_V_NOT_READY,
 	HR_V_RESERVED,
 	HR_V_INTERNAL,
+	HR_V_IDENTITY,         /* "identity cannot be forwarded unchanged" (also the ACK writer's own last check) */
 	HR_IMPERSONATION,      /* "impersonation requests are disabled" */
 	HR_TOO_MANY_GROUPS,    /* "too many groups" */
-	HR_BAD_IDENTITY,       /* "identity contains control characters" */
 	HR_NO_MESSAGE,         /* "no kos-auth message" */
 	HR_BAD_MESSAGE,        /* "malformed kos-auth message" */
 	HR_NO_SATOKEN,         /* "service-account token not loaded" */

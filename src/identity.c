@@ -6,6 +6,7 @@
 #include "identity.h"
 
 #include <stdalign.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,4 +78,51 @@ void identity_release(const identity *id)
 		return;
 	if (atomic_fetch_sub_explicit(&((identity *)id)->refs, 1, memory_order_acq_rel) == 1)
 		free((void *)id);
+}
+
+const char *identity_value_problem(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0)
+		return "empty";
+	/* the edges first, so " \tx" is named by what Go would do to it (strip), not by the tab inside */
+	if (s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' || s[n - 1] == '\t')
+		return "leading or trailing space or tab";
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return "control character";
+	return NULL;
+}
+
+int identity_check(const char *user, const char *uid, const char *const *groups, size_t ngroups,
+		   const identity_extra *extra, size_t nextra, char *detail, size_t detail_len)
+{
+	const char *why;
+
+	if ((why = identity_value_problem(user)) != NULL) {
+		snprintf(detail, detail_len, "username: %s", why);
+		return -1;
+	}
+	if (uid != NULL && (why = identity_value_problem(uid)) != NULL) {
+		snprintf(detail, detail_len, "uid: %s", why);
+		return -1;
+	}
+	for (size_t i = 0; i < ngroups; i++) {
+		if ((why = identity_value_problem(groups[i])) != NULL) {
+			snprintf(detail, detail_len, "group %zu of %zu: %s", i + 1, ngroups, why);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < nextra; i++) {
+		if (extra[i].key[0] == '\0') {
+			snprintf(detail, detail_len, "extra %zu: empty key", i + 1);
+			return -1;
+		}
+		if ((why = identity_value_problem(extra[i].value)) != NULL) {
+			snprintf(detail, detail_len, "extra \"%.100s\": %s", extra[i].key, why);
+			return -1;
+		}
+	}
+	return 0;
 }

@@ -40,4 +40,21 @@ static inline const identity *identity_ref(const identity *id)
 /* Drops one reference; frees on the last. NULL is fine. Any thread. */
 void identity_release(const identity *id);
 
+/*
+ * Whether a value can reach the API server unchanged through one HTTP header line. HAProxy writes a value as it
+ * is given; Go's net/http, which kube-apiserver runs, drops leading and trailing SP/HTAB when it reads a header
+ * line and refuses control bytes. So " system:masters" would arrive as "system:masters": a value that the header
+ * cannot carry unchanged is refused, never trimmed. Returns NULL when s is fine, else why not ("empty",
+ * "leading or trailing space or tab", "control character"); static strings.
+ */
+const char *identity_value_problem(const char *s);
+/*
+ * The one check every identity passes before the reserved-identities guard and before it is forwarded, on both
+ * claim paths (flags and AuthenticationConfiguration): the user, the uid (NULL = none), every group and every
+ * extra value by identity_value_problem(), every extra key non-empty (keys travel percent-encoded). 0, or -1 with
+ * a message naming the field in detail (never the token).
+ */
+int identity_check(const char *user, const char *uid, const char *const *groups, size_t ngroups,
+		   const identity_extra *extra, size_t nextra, char *detail, size_t detail_len);
+
 #endif

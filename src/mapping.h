@@ -46,6 +46,7 @@ enum mapping_err {
 	MAPPING_E_RESERVED = -3, /* apply: system: user or group */
 	MAPPING_E_NOMEM = -4,
 	MAPPING_E_INTERNAL = -5, /* apply: CEL arena or step budget exhausted */
+	MAPPING_E_IDENTITY = -6, /* apply: a value an HTTP header cannot carry unchanged (identity_check) */
 };
 const char *mapping_strerror(int err);
 

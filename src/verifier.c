@@ -58,6 +58,7 @@ const char *verifier_reason(int result)
 	case VERIFY_E_NOT_READY: return "issuer keys not loaded";
 	case VERIFY_E_RESERVED: return "reserved identity refused";
 	case VERIFY_E_INTERNAL: return "internal error";
+	case VERIFY_E_IDENTITY: return "identity cannot be forwarded unchanged";
 	}
 	return "internal error";
 }
@@ -298,6 +299,7 @@ static int from_claims(int rc)
 	case CLAIMS_E_NOT_YET: return VERIFY_E_NOT_YET;
 	case CLAIMS_E_CLAIM: return VERIFY_E_CLAIMS;
 	case CLAIMS_E_RESERVED: return VERIFY_E_RESERVED;
+	case CLAIMS_E_IDENTITY: return VERIFY_E_IDENTITY;
 	}
 	return VERIFY_E_INTERNAL;
 }
@@ -318,9 +320,10 @@ static const char *shown_kid(const jwt_token *t, char *buf, size_t cap)
 #define CREDENTIAL_ID_MAX 256 /* bytes of jti kept; a longer jti adds nothing */
 
 /* --credential-id-extra: rebuilds *id with the extra the API server (1.32+) sets for a token with a jti, so the
- * cached identity carries it. No jti, a non-string, empty or unprintable one, or a key already mapped: *id stays
- * as it is. VERIFY_OK or VERIFY_E_INTERNAL (no memory; *id released). */
-static int add_credential_id(identity **id, const cJSON *payload)
+ * cached identity carries it. No jti, a non-string or empty one, or a key already mapped: *id stays as it is. A
+ * jti that a header cannot carry unchanged (identity_value_problem) or longer than CREDENTIAL_ID_MAX is refused,
+ * never dropped: VERIFY_E_IDENTITY, *id released, *detail says why. VERIFY_E_INTERNAL: no memory, *id released. */
+static int add_credential_id(identity **id, const cJSON *payload, const char **detail)
 {
 	const cJSON *jti = cJSON_GetObjectItemCaseSensitive(payload, "jti");
 	identity_extra *ex;
@@ -328,11 +331,15 @@ static int add_credential_id(identity **id, const cJSON *payload)
 	char val[CREDENTIAL_ID_MAX + 8];
 	size_t n;
 
-	if (!cJSON_IsString(jti) || (n = strlen(jti->valuestring)) == 0 || n > CREDENTIAL_ID_MAX)
+	if (!cJSON_IsString(jti) || (n = strlen(jti->valuestring)) == 0)
 		return VERIFY_OK;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)jti->valuestring[i] < 0x20 || jti->valuestring[i] == 0x7f)
-			return VERIFY_OK;
+	if (n > CREDENTIAL_ID_MAX || identity_value_problem(jti->valuestring) != NULL) {
+		*detail = n > CREDENTIAL_ID_MAX ? "credential id: jti longer than 256 bytes"
+			  : "credential id: jti has a control character or a trailing space or tab";
+		identity_release(*id);
+		*id = NULL;
+		return VERIFY_E_IDENTITY;
+	}
 	for (size_t i = 0; i < (*id)->nextra; i++)
 		if (strcmp((*id)->extra[i].key, CREDENTIAL_ID_KEY) == 0)
 			return VERIFY_OK;
@@ -475,11 +482,11 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 	mapping_tracef(tr, "standard claims (iss, aud MatchAny, exp, nbf): ok");
 	rc = mapping_apply(v->map, payload, exp, key->fp, v->allow_reserved, out, detail, tr);
 	if (rc)
-		rc = rc == MAPPING_E_RESERVED ? VERIFY_E_RESERVED
+		rc = rc == MAPPING_E_RESERVED ? VERIFY_E_RESERVED : rc == MAPPING_E_IDENTITY ? VERIFY_E_IDENTITY
 		     : rc == MAPPING_E_CLAIM ? VERIFY_E_CLAIMS : VERIFY_E_INTERNAL;
 out:
 	if (rc == VERIFY_OK && v->credential_id && *out != NULL) {
-		rc = add_credential_id(out, payload);
+		rc = add_credential_id(out, payload, detail);
 		if (rc == VERIFY_OK)
 			mapping_tracef(tr, "credential-id extra (--credential-id-extra): %s",
 			       (*out)->nextra && strcmp((*out)->extra[(*out)->nextra - 1].key, CREDENTIAL_ID_KEY) == 0

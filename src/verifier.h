@@ -64,6 +64,9 @@ enum verifier_result {
 	VERIFY_E_NOT_READY = -11,    /* "issuer keys not loaded" */
 	VERIFY_E_RESERVED = -12,     /* "reserved identity refused" */
 	VERIFY_E_INTERNAL = -13,     /* "internal error" */
+	VERIFY_E_IDENTITY = -14,     /* "identity cannot be forwarded unchanged": a user, uid, group or extra value
+				      * that an HTTP header line cannot carry as it is (identity_check); detail names
+				      * the field */
 };
 const char *verifier_reason(int result);
 

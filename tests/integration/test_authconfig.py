@@ -121,6 +121,29 @@ def test_refused(stack, issuer_b, case):
     assert not [r for r in stack.api_requests() if r["path"].startswith("/api/v1/namespaces/default/pods")]
 
 
+# Values a header cannot carry unchanged, through the configuration-file path (issue 14, finding 1): the stand-in
+# API server reads headers as Go does (surrounding SP/HTAB stripped), so each of these would reach it as another
+# value than the API server's own authenticator computes; the agent refuses them (401), nothing is forwarded.
+@pytest.mark.parametrize("case", ["a-group-trailing-space", "a-uid-leading-space", "a-extra-trailing-tab",
+                                  "b-username-trailing-space", "b-group-trailing-space", "b-uid-trailing-space"])
+def test_value_a_header_cannot_carry_is_refused(stack, issuer_b, case):
+    a, b = stack.issuer, issuer_b
+    base_a = {"aud": "kos-a", "sub": "alice", "groups": ["dev"], "oid": "u-1", "tid": "t-9"}
+    base_b = {"aud": "kos-b", "sub": "s-7", "preferred_username": "bob", "roles": ["x"]}
+    tok = {
+        "a-group-trailing-space": lambda: a.mint(dict(base_a, groups=["dev", "ops "])),
+        "a-uid-leading-space": lambda: a.mint(dict(base_a, oid=" u-1")),
+        "a-extra-trailing-tab": lambda: a.mint(dict(base_a, tid="t-9\t")),
+        "b-username-trailing-space": lambda: b.mint(dict(base_b, preferred_username="bob ")),
+        "b-group-trailing-space": lambda: b.mint(dict(base_b, roles=["x", "y "])),
+        "b-uid-trailing-space": lambda: b.mint(dict(base_b, sub="s-7 ")),
+    }[case]()
+    st, _, body = identity_seen(stack, tok)
+    assert st == 401, (case, body)
+    assert not [r for r in stack.api_requests() if r["path"].startswith("/api/v1/namespaces/default/pods")]
+    assert "identity cannot be forwarded unchanged" in stack.agent.log()
+
+
 def test_ready_and_metrics_per_issuer(stack, issuer_b):
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.probe_port}/ready", timeout=5) as r:
         body = json.loads(r.read())

@@ -163,7 +163,24 @@ static const row rows[] = {
 	{"reserved group from an expression refused", CM USUB "    groups: {expression: '[\"system:masters\"]'}\n",
 	 "{\"sub\":\"a\"}", MAPPING_E_RESERVED, NULL, NULL, NULL, NULL, "system:"},
 	{"control byte in an extra value", CM USUB "    extra:\n    - {key: example.com/t, valueExpression: claims.t}\n",
-	 "{\"sub\":\"a\",\"t\":\"x\\ny\"}", MAPPING_E_CLAIM, NULL, NULL, NULL, NULL, "control character"},
+	 "{\"sub\":\"a\",\"t\":\"x\\ny\"}", MAPPING_E_IDENTITY, NULL, NULL, NULL, NULL, "control character"},
+	/* Go's header parser strips surrounding SP/HTAB upstream: refused, before the reserved guard */
+	{"group with a leading space from an expression", CM USUB "    groups: {expression: '[\"dev\", \" system:masters\"]'}\n",
+	 "{\"sub\":\"a\"}", MAPPING_E_IDENTITY, NULL, NULL, NULL, NULL, "group 2 of 2: leading or trailing space"},
+	{"group with a leading space from a claim", CM USUB "    groups: {claim: groups, prefix: ''}\n",
+	 "{\"sub\":\"a\",\"groups\":[\" system:masters\"]}", MAPPING_E_IDENTITY, NULL, NULL, NULL, NULL,
+	 "leading or trailing space"},
+	{"user with a leading space", CM "    username: {claim: sub, prefix: ''}\n", "{\"sub\":\" system:admin\"}",
+	 MAPPING_E_IDENTITY, NULL, NULL, NULL, NULL, "username: leading or trailing space"},
+	{"user with a trailing space from an expression", CM "    username: {expression: 'claims.sub + \" \"'}\n",
+	 "{\"sub\":\"bob\"}", MAPPING_E_IDENTITY, NULL, NULL, NULL, NULL, "username: leading or trailing space"},
+	{"uid with a trailing tab", CM USUB "    uid: {claim: oid}\n", "{\"sub\":\"a\",\"oid\":\"u1\\t\"}",
+	 MAPPING_E_IDENTITY, NULL, NULL, NULL, NULL, "uid: leading or trailing space"},
+	{"extra value with a leading space", CM USUB "    extra:\n    - {key: example.com/t, valueExpression: claims.t}\n",
+	 "{\"sub\":\"a\",\"t\":\" x\"}", MAPPING_E_IDENTITY, NULL, NULL, NULL, NULL,
+	 "extra \"example.com/t\": leading or trailing space"},
+	{"inner spaces kept", CM USUB "    groups: {claim: groups, prefix: ''}\n",
+	 "{\"sub\":\"a\",\"groups\":[\"dev ops\"]}", 0, "oidc:a", "dev ops", "", "", NULL},
 };
 
 static void test_rows(void **state)
