@@ -80,8 +80,9 @@ static const opt opts[] = {
 	{"readiness-probe-address", "KOS_READINESS_PROBE_ADDRESS", K_IPADDR, F(probe_address), 0, 0, 0, NULL, "IP",
 	 "Address of that endpoint (default: all addresses, as kubelet probes need)."},
 	{"listen", "KOS_AGENT_LISTEN", K_LISTEN, F(listen), 0, 0, 0, "127.0.0.1:12345", "ADDR",
-	 "SPOP address for HAProxy: HOST:PORT, [IPV6]:PORT, :PORT (all) or unix:/PATH. Its variable is "
-	 "KOS_AGENT_LISTEN, not KOS_LISTEN (that one is HAProxy's frontend in conf/)."},
+	 "SPOP address for HAProxy: a loopback IP:PORT (127.0.0.0/8), [::1]:PORT or unix:/PATH; any other address "
+	 "is refused, since every answer carries the service-account token. Its variable is KOS_AGENT_LISTEN, not "
+	 "KOS_LISTEN (that one is HAProxy's frontend in conf/)."},
 	{"service-account-token-file", "KOS_SERVICE_ACCOUNT_TOKEN_FILE", K_STR, F(sa_token_file), 0, 0, 0,
 	 "/var/run/secrets/kubernetes.io/serviceaccount/token", "FILE",
 	 "Token HAProxy sends to the API server; re-read when the file changes."},
@@ -319,6 +320,39 @@ static int check_url(const char *s, char *why, size_t whylen)
 	return 0;
 }
 
+/* SPOP has no authentication and every allow answer carries the service-account token that may impersonate
+ * anyone: only a peer that shares the agent's loopback (the pod's containers) or can open its unix socket may
+ * talk to it. No network address, however firewalled (SECURITY.md, "Who can reach which port"). */
+static int check_loopback(const char *host, size_t len, bool v6, char *why, size_t whylen)
+{
+	char ip[INET6_ADDRSTRLEN];
+	unsigned char a[16];
+	bool loop;
+
+	if (len == 0 || len >= sizeof(ip))
+		goto refuse;
+	memcpy(ip, host, len);
+	ip[len] = '\0';
+	if (v6) {
+		static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+		if (inet_pton(AF_INET6, ip, a) != 1)
+			goto refuse;
+		loop = memcmp(a, in6addr_loopback.s6_addr, 16) == 0 || (memcmp(a, v4mapped, 12) == 0 && a[12] == 127);
+	} else {
+		if (inet_pton(AF_INET, ip, a) != 1)
+			goto refuse;
+		loop = a[0] == 127;
+	}
+	if (loop)
+		return 0;
+refuse:
+	seterr(why, whylen, "SPOP is unauthenticated and the agent's answers carry the service-account token, so it "
+	       "listens only on loopback (127.0.0.0/8, [::1]) or a unix socket: run it beside HAProxy (a sidecar), "
+	       "see SECURITY.md");
+	return -1;
+}
+
 static int check_listen(const char *s, char *why, size_t whylen)
 {
 	const char *colon;
@@ -364,7 +398,9 @@ static int check_listen(const char *s, char *why, size_t whylen)
 		seterr(why, whylen, "port must be 0..65535");
 		return -1;
 	}
-	return 0;
+	if (s[0] == '[')
+		return check_loopback(s + 1, (size_t)(colon - s) - 2, true, why, whylen);
+	return check_loopback(s, (size_t)(colon - s), false, why, whylen);
 }
 
 static void kv_clear(config_kv *kv, size_t *n)

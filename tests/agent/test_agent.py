@@ -150,6 +150,10 @@ def test_help_documents_every_flag_and_env():
     (["--oidc-issuer-url=https://i", "--oidc-client-id=x", "--secure-port", "443"], "bind"),
     (["--oidc-issuer-url=https://i", "--oidc-client-id=x", "--max-groups=1000"], "1..64"),
     (["--oidc-issuer-url=https://i", "--oidc-client-id=x", "--oidc-signing-algs=HS256"], "never accepted"),
+    # the SPOP port hands out the service-account token: never on a network address (issue 14, finding 2)
+    (["--oidc-issuer-url=https://i", "--oidc-client-id=x", "--listen=:12345"], "listens only on loopback"),
+    (["--oidc-issuer-url=https://i", "--oidc-client-id=x", "--listen=0.0.0.0:12345"], "listens only on loopback"),
+    (["--oidc-issuer-url=https://i", "--oidc-client-id=x", "--listen=[::]:12345"], "listens only on loopback"),
 ])
 def test_wrong_flag_exits_2_with_one_line(args, needle):
     p = run(args)
