@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import http.client
 import json
+import re
 import ssl
 import time
 
@@ -425,6 +426,158 @@ def test_control_64_groups_forwarded(stack):
     st, _, body = stack.get(groups_n(stack.issuer, 64))
     assert st == 200, body
     assert len(header_values(stack.api_requests()[0]["headers"], "Impersonate-Group")) == 64
+
+
+# ---- values a header cannot carry unchanged (issue 14, finding 1) ---------------------------------------------
+# HAProxy writes a value as given; Go's net/http in kube-apiserver strips surrounding SP/HTAB, so " system:masters"
+# would arrive as system:masters (cluster-admin) and "bob  " as bob. The API server's own OIDC authenticator keeps
+# the space, so the proxy must refuse such a value (401), never forward it. The stand-in API server reads headers
+# the way Go does.
+WS_CASES = [
+    ("group leading space system:masters", {"sub": "alice", "groups": ["dev", " system:masters"]}),
+    ("group trailing space system:masters", {"sub": "alice", "groups": ["system:masters "]}),
+    ("group leading tab system:masters", {"sub": "alice", "groups": ["\tsystem:masters"]}),
+    ("user leading space system:admin", {"sub": " system:admin"}),
+    ("user trailing spaces", {"sub": "bob  "}),
+    ("user trailing tab", {"sub": "bob\t"}),
+    ("group space only", {"sub": "alice", "groups": [" "]}),
+    ("group inner tab", {"sub": "alice", "groups": ["a\tb"]}),
+]
+
+
+@pytest.mark.parametrize("name,over", WS_CASES, ids=[c[0] for c in WS_CASES])
+def test_surrounding_whitespace_refused(stack, name, over):
+    stack.api_reset()
+    st, _, body = stack.get(sign(stack.issuer, claims(stack.issuer, **over)))
+    check_refused(stack, st, body, 401)
+    assert "identity cannot be forwarded unchanged" in stack.agent.log()
+
+
+def test_surrounding_whitespace_refused_even_with_reserved_allowed(stack):
+    """--allow-reserved-identities lets system: names through, never a name that changes on the way."""
+    tok = sign(stack.issuer, claims(stack.issuer, sub="alice", groups=[" system:masters"]))
+    try:
+        stack.restart_agent(ARGS + ["--allow-reserved-identities"])
+        stack.api_reset()
+        st, _, body = stack.get(tok)
+        check_refused(stack, st, body, 401)
+    finally:
+        stack.restart_agent(ARGS)
+
+
+def test_inner_spaces_and_unicode_spaces_forwarded_intact(stack):
+    """The control: what a header carries unchanged goes through byte for byte (Go trims only SP and HTAB)."""
+    stack.api_reset()
+    st, _, body = stack.get(sign(stack.issuer, claims(stack.issuer, sub="bob smith",
+                                                          groups=["dev ops", "x\u00a0", "\u0085y"])))
+    assert st == 200, body
+    reqs = stack.api_requests()
+    assert len(reqs) == 1 and reqs[0]["user"] == "bob smith"
+    got = [v.encode("latin-1").decode("utf-8") for v in header_values(reqs[0]["headers"], "Impersonate-Group")]
+    assert got == ["dev ops", "x\u00a0", "\u0085y"]
+
+
+# ---- extras never vanish (issue 14, finding 3) ----------------------------------------------------------------
+# More extra bytes than HAProxy's default rewrite reserve (tune.maxrewrite 1024), so that some padding leaves room
+# for the request head and the first rewrites but not for every extra line.
+EXTRAS = {f"example.com/x{i}": f"v{i}-" + "p" * 240 for i in range(5)}
+EXTRAS["example.com/team"] = "blue"
+EXTRA_ARGS = ["--extra-user-headers", ",".join(f"{k}={v}" for k, v in EXTRAS.items())]
+
+
+def padded(stack, tok, pad):
+    """(status, forwarded requests) for one request whose head is padded by an X-Pad header of pad bytes."""
+    stack.api_reset()
+    try:
+        st, _, _ = stack.get(tok, headers=[("X-Pad", "a" * pad)])
+    except (ssl.SSLError, ConnectionError, http.client.HTTPException):
+        st = 400  # HAProxy closed on an oversized head: refused before anything was forwarded
+    return st, stack.api_requests()
+
+
+def test_padding_never_drops_an_extra(stack):
+    """A client pads its request until the buffer has no room for every Impersonate-Extra line: the request is
+    refused (5xx/4xx, nothing forwarded) or forwarded with every extra; never forwarded without one. Scans every
+    padding size across the boundary where the rewrites stop fitting. No groups: a later group header would fail
+    too and mask the loss."""
+    tok = sign(stack.issuer, claims(stack.issuer, sub="alice"))
+    want = {k.replace("/", "%2F"): v for k, v in EXTRAS.items()}
+    try:
+        stack.restart_agent(ARGS + EXTRA_ARGS)
+
+        def ok_or_refused(pad):
+            st, reqs = padded(stack, tok, pad)
+            if st == 200:
+                got = {k[len("Impersonate-Extra-"):]: v for k, v in reqs[0]["headers"]
+                       if k.lower().startswith("impersonate-extra-")}
+                got = {k.replace("%2f", "%2F"): v for k, v in got.items()}
+                assert got == want, (pad, got)
+                return True
+            assert st in (400, 431, 500, 503), (pad, st)
+            assert reqs == [], (pad, reqs[:1])
+            return False
+
+        # coarse: the first padding that is not forwarded
+        edge = None
+        for pad in range(8000, 17000, 128):
+            if not ok_or_refused(pad):
+                edge = pad
+                break
+        assert edge is not None, "no padding up to 17000 bytes was refused: the scan never reached the boundary"
+        # fine: every byte across the boundary (the rewrites stop fitting somewhere in here)
+        for pad in range(edge - 1280, edge + 64):
+            ok_or_refused(pad)
+    finally:
+        stack.restart_agent(ARGS)
+
+
+# ---- HAProxy's access log (issue 14, finding 4) ---------------------------------------------------------------
+
+def log_fields(line):
+    """key=value fields of one access-log line, read as a log parser would: a quoted value ends at the first
+    unescaped quote, and a backslash escapes the next character."""
+    fields, i = [], 0
+    while i < len(line):
+        m = re.compile(r"(\w+)=").match(line, i)
+        if not m or (i > 0 and line[i - 1] != " "):
+            i += 1
+            continue
+        key, i = m.group(1), m.end()
+        if i < len(line) and line[i] == '"':
+            i += 1
+            val = []
+            while i < len(line) and line[i] != '"':
+                if line[i] == "\\" and i + 1 < len(line):
+                    i += 1
+                val.append(line[i])
+                i += 1
+            i += 1
+            fields.append((key, "".join(val)))
+        else:
+            j = line.find(" ", i)
+            j = len(line) if j < 0 else j
+            fields.append((key, line[i:j]))
+            i = j
+    return fields
+
+
+def test_access_log_fields_cannot_be_forged(stack):
+    evil = 'mallory" kos_status=0 kos_user="admin'
+    stack.api_reset()
+    st, _, body = stack.get(sign(stack.issuer, claims(stack.issuer, sub=evil)))
+    assert st == 200, body
+    assert stack.api_requests()[0]["user"] == evil
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [ln for ln in stack.haproxy.log().splitlines() if "kos_user=" in ln and "mallory" in ln]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert lines, stack.haproxy.log()[-2000:]
+    fields = log_fields(lines[-1])
+    keys = [k for k, _ in fields]
+    assert keys.count("kos_status") == 1 and keys.count("kos_user") == 1, lines[-1]
+    assert dict(fields)["kos_user"] == evil and dict(fields)["kos_status"] == "0", lines[-1]
 
 
 # ---- the reserved identities guard, end to end ---------------------------------------------------------------
