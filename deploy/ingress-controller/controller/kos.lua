@@ -3,7 +3,9 @@
 -- The agent sends the extras as lines "<percent-encoded-key>=<value>\n" and their count in txn.kos.nx
 -- (conf/CONTRACT.md); haproxy.cfg calls this action only when nx > 0. Anything that does not parse exactly, or a
 -- count that does not match, sets txn.kos_xbad and haproxy.cfg answers 503: the request is never forwarded with a
--- partial identity. Everything is checked before the first header is added.
+-- partial identity. Everything is checked before the first header is added, and every header is checked after:
+-- HAProxy's Lua req_add_header() adds nothing, silently, when the request buffer has no room left (a client can
+-- pad its request to get there), so the added lines are counted and any shortfall is a 503 too.
 
 local MAX_EXTRAS = 64
 
@@ -38,7 +40,22 @@ core.register_action("kos_extras", { "http-req" }, function(txn)
         txn:set_var("txn.kos_xbad", 1)
         return
     end
+    local want = {}
     for i = 1, #keys do
+        local name = ("impersonate-extra-" .. keys[i]):lower()
+        want[name] = (want[name] or 0) + 1
         txn.http:req_add_header("Impersonate-Extra-" .. keys[i], values[i])
+    end
+    -- haproxy.cfg deleted every client Impersonate-* header before this action, so each name holds ours only.
+    local got = txn.http:req_get_headers()
+    for name, n in pairs(want) do
+        local have = 0
+        for _ in pairs(got[name] or {}) do
+            have = have + 1
+        end
+        if have ~= n then
+            txn:set_var("txn.kos_xbad", 1)
+            return
+        end
     end
 end)
