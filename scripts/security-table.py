@@ -10,7 +10,11 @@ Inputs (all written by that run):
 
 The table sits between the BEGIN/END markers in SECURITY.md; the rest of the file is left alone. A partial run
 (`run_all.py --only …`) does not rewrite it: the table always describes one whole run.
-Usage: scripts/security-table.py [--check]   (--check: exit 1 if SECURITY.md is not what this run produces)
+Usage: scripts/security-table.py              writes build/security-table.md (what `make test` runs: tests never
+                                               write into tracked files)
+       scripts/security-table.py --update     also rewrites the table in SECURITY.md (a maintainer, before a
+                                               commit that records a run)
+       scripts/security-table.py --check      exit 1 if SECURITY.md's table is not what this run produces
 """
 import json
 import os
@@ -133,6 +137,7 @@ def render(summary, cases, figs):
 
 def main():
     check = "--check" in sys.argv[1:]
+    update = "--update" in sys.argv[1:]
     summary = load_json(os.path.join(ROOT, "build", "test-summary.json"))
     if not summary or not summary.get("unit") or summary.get("integration") is None or not summary.get("fuzz"):
         print("security-table: partial or missing run (build/test-summary.json); SECURITY.md left as it is")
@@ -140,6 +145,14 @@ def main():
     cases = junit_cases(os.path.join(ROOT, summary["integration"].get("junit") or "build/pytest.xml"))
     figs = load_json(os.path.join(ROOT, "build", "security-figures.json")) or {}
     table = render(summary, cases, figs)
+    out = os.path.join(ROOT, "build", "security-table.md")
+    with open(out + ".tmp", "w") as f:
+        f.write(table + "\n")
+    os.replace(out + ".tmp", out)
+    if not check and not update:
+        print("security-table: build/security-table.md written (scripts/security-table.py --update copies it into "
+              "SECURITY.md)")
+        return 0
     with open(DOC) as f:
         doc = f.read()
     i, j = doc.find(BEGIN), doc.find(END)

@@ -26,7 +26,7 @@ os.chdir(ROOT)
 
 totals = {"passed": 0, "failed": 0, "skipped": 0}
 failures = []
-# What this run did, per suite, for scripts/security-table.py (the table in SECURITY.md): build/test-summary.json
+# What this run did, per suite, for scripts/security-table.py (build/security-table.md): build/test-summary.json
 summary = {"unit": [], "fuzz": [], "integration": None}
 
 
@@ -132,7 +132,7 @@ def run_integration():
 
 
 def write_summary():
-    """build/test-summary.json, then the SECURITY.md table regenerated from it (a failure there is reported
+    """build/test-summary.json, then build/security-table.md rendered from it (a failure there is reported
     but does not change the verdict of the tests)."""
     summary["totals"] = dict(totals)
     summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
