@@ -173,6 +173,7 @@ typedef struct spoa_stats {
 	uint64_t conns_rejected;    /* accept failures, over max_conns */
 	uint64_t frames_in;
 	uint64_t frames_out;
+	uint64_t bytes_out;         /* of the frames sent, length prefixes included (ACK sizes: bytes_out / notify) */
 	uint64_t notify;
 	uint64_t healthchecks;
 	uint64_t protocol_errors;   /* connections closed for a peer's protocol error */

@@ -773,6 +773,7 @@ void spoa_server_stats(const spoa_server *s, spoa_stats *out)
 		st.conns_rejected += __atomic_load_n(&w->rejected, __ATOMIC_RELAXED);
 		st.frames_in += __atomic_load_n(&w->ctr.frames_in, __ATOMIC_RELAXED);
 		st.frames_out += __atomic_load_n(&w->ctr.frames_out, __ATOMIC_RELAXED);
+		st.bytes_out += __atomic_load_n(&w->ctr.bytes_out, __ATOMIC_RELAXED);
 		st.notify += __atomic_load_n(&w->ctr.notify, __ATOMIC_RELAXED);
 		st.healthchecks += __atomic_load_n(&w->ctr.healthchecks, __ATOMIC_RELAXED);
 		st.protocol_errors += __atomic_load_n(&w->ctr.protocol_errors, __ATOMIC_RELAXED);

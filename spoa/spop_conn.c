@@ -41,12 +41,13 @@ struct spop_conn {
 	spoa_request *ready_tail;
 };
 
-#define COUNT(c, field)                                                                             \
+#define ADD(c, field, n)                                                                            \
 	do {                                                                                        \
 		if ((c)->cfg.counters)                                                              \
-			__atomic_store_n(&(c)->cfg.counters->field, (c)->cfg.counters->field + 1,    \
+			__atomic_store_n(&(c)->cfg.counters->field, (c)->cfg.counters->field + (n),  \
 					 __ATOMIC_RELAXED);                                         \
 	} while (0)
+#define COUNT(c, field) ADD(c, field, 1)
 
 int spop_conn_create(const spop_conn_config *cfg, spop_conn **out)
 {
@@ -228,6 +229,7 @@ static int out_append_ctl(spop_conn *c, unsigned status, const char *msg, bool h
 		return r;
 	c->out_len += w.len;
 	COUNT(c, frames_out);
+	ADD(c, bytes_out, w.len);
 	return 0;
 }
 
@@ -337,6 +339,7 @@ static void flush_ready(spop_conn *c)
 		memcpy(c->out + c->out_off + c->out_len, r->w.p, r->w.len);
 		c->out_len += r->w.len;
 		COUNT(c, frames_out);
+		ADD(c, bytes_out, r->w.len);
 		c->ready_head = r->next;
 		if (!c->ready_head)
 			c->ready_tail = NULL;
@@ -424,6 +427,7 @@ static int handle_notify(spop_conn *c, const spop_frame *f)
 	memcpy(dst, r->own, r->w.len);
 	c->out_len += r->w.len;
 	COUNT(c, frames_out);
+	ADD(c, bytes_out, r->w.len);
 	return 0;
 }
 

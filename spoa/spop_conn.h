@@ -27,6 +27,7 @@ enum spop_conn_state {
 typedef struct spop_counters {
 	uint64_t frames_in;
 	uint64_t frames_out;
+	uint64_t bytes_out;          /* of the frames sent, length prefixes included */
 	uint64_t notify;
 	uint64_t healthchecks;
 	uint64_t protocol_errors;
