@@ -22,7 +22,7 @@ ENTRYPOINT ["/usr/local/bin/kube-oidc-spoa"]
 
 # HAProxy with our configuration; every setting comes from the KOS_* variables documented in conf/haproxy.cfg.
 FROM haproxy:3.2 AS haproxy
-COPY conf/haproxy.cfg conf/spoe-kos.conf conf/kos.lua /usr/local/etc/haproxy/
+COPY conf/haproxy.cfg conf/spoe-kos.conf /usr/local/etc/haproxy/
 ENV KOS_CONF_DIR=/usr/local/etc/haproxy
 EXPOSE 6443
 

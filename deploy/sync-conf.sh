@@ -4,10 +4,10 @@
 # config from conf/haproxy.cfg. Run after changing conf/; tests/deploy fails while the copies differ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for f in haproxy.cfg spoe-kos.conf kos.lua; do
+for f in haproxy.cfg spoe-kos.conf; do
   cp "conf/$f" "deploy/base/conf/$f"
 done
-for f in spoe-kos.conf kos.lua; do
+for f in spoe-kos.conf; do
   cp "conf/$f" "deploy/ingress-controller/controller/$f"
 done
 # In the ingress controller, HAProxy's environment is the controller's: the settings are fixed in the file instead

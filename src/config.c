@@ -47,6 +47,9 @@ typedef struct opt {
 #define F(field) offsetof(config, field)
 
 /* The table is the single source of --help, environment names, defaults and parsing. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 static const opt opts[] = {
 	{"authentication-config", "KOS_AUTHENTICATION_CONFIG", K_STR, F(authn_config), 0, 0, 0, NULL, "FILE",
 	 "Kubernetes AuthenticationConfiguration (apiserver.config.k8s.io v1beta1/v1, YAML or JSON): several "
@@ -89,8 +92,10 @@ static const opt opts[] = {
 	{"threads", "KOS_THREADS", K_UINT, F(threads), 0, 0, 256, "0", "N", "SPOP worker threads; 0 = one per CPU."},
 	{"log-level", "KOS_LOG_LEVEL", K_LEVEL, F(log_level), 0, 0, 0, "info", "LEVEL",
 	 "error, warn, info or debug. Logs are JSON lines on stderr."},
-	{"max-groups", "KOS_MAX_GROUPS", K_UINT, F(max_groups), 0, 1, CONFIG_MAX_GROUPS_LIMIT, "64", "N",
-	 "Most groups a user may have; more is refused (403), never cut. At most 64 (the HAProxy config's lines)."},
+	{"max-groups", "KOS_MAX_GROUPS", K_UINT, F(max_groups), 0, 1, CONFIG_MAX_GROUPS_LIMIT,
+	 STR(CONFIG_MAX_GROUPS_DEFAULT), "N",
+	 "Most groups a user may have; more is refused (403), never cut. HAProxy's configuration must carry as many "
+	 "Impersonate-Group lines: raise both together (conf/gen-rules.py --max N)."},
 	{"max-token-bytes", "KOS_MAX_TOKEN_BYTES", K_SIZE, F(max_token_bytes), 0, 256, 1u << 20, "16384", "N",
 	 "Longest bearer token accepted."},
 	{"cache-entries", "KOS_CACHE_ENTRIES", K_SIZE, F(cache_entries), 0, 1, 1u << 24, "65536", "N",

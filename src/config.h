@@ -23,7 +23,11 @@
 #endif
 
 #define CONFIG_MAX_KV 32            /* entries of each repeatable key=value flag */
-#define CONFIG_MAX_GROUPS_LIMIT 64  /* conf/CONTRACT.md: HAProxy carries g0…g63 */
+/* Groups per user, end to end: the agent's --max-groups default and the number of Impersonate-Group lines
+ * conf/gen-rules.py writes into conf/haproxy.cfg by default (it reads this line; tests/integration/test_conf.py
+ * fails when the two, the README and conf/CONTRACT.md disagree). Entra ID users commonly carry 100-200 groups. */
+#define CONFIG_MAX_GROUPS_DEFAULT 256
+#define CONFIG_MAX_GROUPS_LIMIT 4096 /* a sanity cap on --max-groups: HAProxy needs two rules per group */
 #define CONFIG_MAX_ARG_BYTES 4096   /* any one flag value */
 
 typedef struct config_kv {

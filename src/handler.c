@@ -36,6 +36,8 @@ const char *const handler_reason_names[HR_COUNT] = {
 	[HR_BAD_MESSAGE] = "malformed kos-auth message",
 	[HR_NO_SATOKEN] = "service-account token not loaded",
 	[HR_TOO_BIG] = "identity too large for the SPOP frame",
+	[HR_TOO_MANY_VALUES] = "too many values for an extra key",
+	[HR_NO_SLOT] = "extra key without a HAProxy slot",
 	[HR_SHUTDOWN] = "agent shutting down",
 	[HR_PASSTHROUGH] = "token passthrough",
 	[HR_TR_DENIED] = "token review: not authenticated",
@@ -47,16 +49,12 @@ const char *const handler_reason_names[HR_COUNT] = {
 	[HR_OTHER] = "other",
 };
 
-/* The Lua side (conf/kos.lua) takes at most this many extras; more would be a 503 there anyway. */
-#define HANDLER_MAX_EXTRAS 64
-#define HANDLER_X_BYTES 8192
-
 #define HANDLER_DEFAULT_MAX_TOKEN 16384
 
 /* A request held for an unknown kid: everything the verdict needs, copied out of the NOTIFY. */
 typedef struct held {
 	struct held *next;
-	handler_input in;      /* src, imp; auth unused */
+	handler_input in;      /* src, imp, sv; auth unused; xk points into tok[] after the token */
 	handler_sink sink;
 	handler_done_fn done;
 	uint64_t gen;          /* key-set attempts seen when the token was last judged */
@@ -69,6 +67,8 @@ typedef struct held {
 struct handler {
 	handler_config cfg;
 	spoa_server *_Atomic srv;
+	char **gnames;         /* "g0"… for max_groups groups */
+	char **xnames;         /* "x1v0"… for HANDLER_EXTRA_SLOTS × HANDLER_EXTRA_VALUES lines */
 
 	/* holding; hold_mu guards the list, gen's writes, kick, stopping and the condvar */
 	bool holding;          /* enabled and the thread runs */
@@ -86,6 +86,7 @@ struct handler {
 
 static void *hold_main(void *arg);
 static void on_keys_attempt(void *ud);
+static char **make_names(unsigned n, unsigned per);
 
 int handler_create(const handler_config *cfg, handler **out)
 {
@@ -99,6 +100,10 @@ int handler_create(const handler_config *cfg, handler **out)
 	if (h == NULL)
 		return -1;
 	h->cfg = *cfg;
+	h->gnames = make_names(cfg->max_groups, 0);
+	h->xnames = make_names(HANDLER_EXTRA_SLOTS * HANDLER_EXTRA_VALUES, HANDLER_EXTRA_VALUES);
+	if (h->gnames == NULL || h->xnames == NULL)
+		goto fail;
 	if (h->cfg.max_held == 0)
 		h->cfg.max_held = HANDLER_DEFAULT_MAX_HELD;
 	if (h->cfg.max_token_bytes == 0)
@@ -127,6 +132,8 @@ int handler_create(const handler_config *cfg, handler **out)
 	*out = h;
 	return 0;
 fail:
+	free(h->gnames);
+	free(h->xnames);
 	free(h);
 	return -1;
 }
@@ -154,6 +161,8 @@ void handler_destroy(handler *h)
 		pthread_cond_destroy(&h->hold_cv);
 		pthread_mutex_destroy(&h->hold_mu);
 	}
+	free(h->gnames);
+	free(h->xnames);
 	free(h);
 }
 
@@ -180,7 +189,7 @@ int handler_read_msg(const spop_msg *m, handler_input *in)
 {
 	spop_msg it = *m;
 	spop_arg a;
-	bool seen_auth = false, seen_src = false, seen_imp = false;
+	bool seen_auth = false, seen_src = false, seen_imp = false, seen_sv = false, seen_xk = false;
 	int rc;
 
 	while ((rc = spop_msg_next_arg(&it, &a)) == 1) {
@@ -201,6 +210,23 @@ int handler_read_msg(const spop_msg *m, handler_input *in)
 			} else if (a.value.type == SPOP_T_IPV6) {
 				in->src_family = 6;
 				memcpy(in->src, a.value.u.ip6, 16);
+			} else if (a.value.type != SPOP_T_NULL) {
+				goto bad;
+			}
+		} else if (name_is(a.name, "sv") && !seen_sv) {
+			seen_sv = true;
+			/* anything but a version of the right length is "HAProxy holds none": it gets the token */
+			if (a.value.type == SPOP_T_STR && a.value.u.s.len == SATOKEN_VER_LEN) {
+				in->have_sv = true;
+				memcpy(in->sv, a.value.u.s.ptr, SATOKEN_VER_LEN);
+			} else if (a.value.type != SPOP_T_STR && a.value.type != SPOP_T_NULL) {
+				goto bad;
+			}
+		} else if (name_is(a.name, "xk") && !seen_xk) {
+			seen_xk = true;
+			if (a.value.type == SPOP_T_STR) {
+				in->xk = a.value.u.s.ptr;
+				in->xk_len = a.value.u.s.len;
 			} else if (a.value.type != SPOP_T_NULL) {
 				goto bad;
 			}
@@ -279,8 +305,10 @@ int handler_bearer(const uint8_t *p, size_t len, size_t *off, size_t *tlen)
 
 /* ---- output ----------------------------------------------------------------------------------------------- */
 
-/* Percent-encodes a key for Impersonate-Extra-<key>: unreserved characters stay, all else is %XX (the API
- * server unescapes it). Returns bytes written, or 0 when it does not fit. */
+/* Percent-encodes a key for Impersonate-Extra-<key>. The API server lower-cases the header name and then
+ * unescapes it, so lower-case letters, digits and "-_.~" stay and everything else — upper-case letters
+ * included, which would otherwise arrive lower-cased — becomes %XX. Returns bytes written, or 0 when it does
+ * not fit. */
 static size_t pct_key(char *dst, size_t cap, const char *k)
 {
 	static const char hex[] = "0123456789ABCDEF";
@@ -289,8 +317,7 @@ static size_t pct_key(char *dst, size_t cap, const char *k)
 	for (; *k; k++) {
 		unsigned char c = (unsigned char)*k;
 
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-		    c == '.' || c == '~') {
+		if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~') {
 			if (cap - o < 1)
 				return 0;
 			dst[o++] = (char)c;
@@ -305,62 +332,92 @@ static size_t pct_key(char *dst, size_t cap, const char *k)
 	return o;
 }
 
-/* Appends "<key>=<value>\n" to x; false when it does not fit or the value is not clean. */
-static bool x_add(char *x, size_t *xlen, const char *key, const char *value)
+/* HAProxy's slot (1-based) for an encoded key in xk "<k1>|<k2>|…", compared without case (percent escapes
+ * are case-insensitive, and the agent never leaves a letter that HAProxy could spell otherwise); 0 = none. */
+static unsigned extra_slot(const handler_input *in, const char *enc, size_t elen)
 {
-	size_t k, vlen = strlen(value);
+	size_t i = 0;
 
-	if (*key == '\0' || identity_value_problem(value) != NULL)
-		return false;
-	k = pct_key(x + *xlen, HANDLER_X_BYTES - *xlen, key);
-	if (k == 0 || HANDLER_X_BYTES - *xlen - k < vlen + 2)
-		return false;
-	*xlen += k;
-	x[(*xlen)++] = '=';
-	memcpy(x + *xlen, value, vlen);
-	*xlen += vlen;
-	x[(*xlen)++] = '\n';
-	return true;
+	for (unsigned slot = 1; slot <= HANDLER_EXTRA_SLOTS && in->xk != NULL && i <= in->xk_len; slot++) {
+		const uint8_t *bar = memchr(in->xk + i, '|', in->xk_len - i);
+		size_t end = bar != NULL ? (size_t)(bar - in->xk) : in->xk_len;
+
+		if (end - i == elen && strncasecmp((const char *)in->xk + i, enc, elen) == 0)
+			return slot;
+		i = end + 1;
+	}
+	return 0;
 }
 
-/* The contract's group variable names: formatting "g%zu" per group per request showed up in profiles. */
-#define G10(d) "g" #d "0", "g" #d "1", "g" #d "2", "g" #d "3", "g" #d "4", "g" #d "5", "g" #d "6", "g" #d "7", \
-	       "g" #d "8", "g" #d "9"
-static const char *const group_names[CONFIG_MAX_GROUPS_LIMIT] = {
-	"g0", "g1", "g2", "g3", "g4", "g5", "g6", "g7", "g8", "g9", G10(1), G10(2), G10(3), G10(4), G10(5),
-	"g60", "g61", "g62", "g63",
-};
-#undef G10
-_Static_assert(CONFIG_MAX_GROUPS_LIMIT == 64, "group_names lists g0..g63");
+/* The contract's variable names, made once: formatting "g%u" per group per request showed up in profiles.
+ * per == 0: "g0"…"g{n-1}"; else "x1v0"…, per values a slot. One block; free() it. */
+static char **make_names(unsigned n, unsigned per)
+{
+	enum { W = 24 }; /* "x%uv%u" of two unsigned ints fits */
+	char **v = malloc(n * sizeof(*v) + (size_t)n * W);
+	char *p;
+
+	if (v == NULL)
+		return NULL;
+	p = (char *)(v + n);
+	for (unsigned i = 0; i < n; i++, p += W) {
+		if (per == 0)
+			snprintf(p, W, "g%u", i);
+		else
+			snprintf(p, W, "x%uv%u", i / per + 1, i % per);
+		v[i] = p;
+	}
+	return v;
+}
+
+/* One extra value into its slot's next line. 0, or the status to answer with *why and *detail set. */
+static int put_extra(handler *h, const handler_input *in, const handler_sink *k, unsigned char *used,
+		     const char *key, const char *value, enum handler_reason *why, const char **detail)
+{
+	static _Thread_local char d[200];
+	char enc[256];
+	size_t elen = pct_key(enc, sizeof(enc), key);
+	unsigned slot = elen != 0 ? extra_slot(in, enc, elen) : 0;
+
+	if (slot == 0) {
+		if (elen == 0)
+			snprintf(d, sizeof(d), "extra key \"%.60s…\" is too long for a HAProxy slot", key);
+		else
+			snprintf(d, sizeof(d), "HAProxy has no Impersonate-Extra slot for \"%.*s\": set KOS_EXTRA_<n>=%.*s "
+				 "in its environment", (int)elen, enc, (int)elen, enc);
+		*detail = d;
+		*why = HR_NO_SLOT;
+		return HANDLER_NO_SLOT;
+	}
+	if (used[slot - 1] == HANDLER_EXTRA_VALUES) {
+		snprintf(d, sizeof(d), "extra \"%.100s\" has more than %d values", key, HANDLER_EXTRA_VALUES);
+		*detail = d;
+		*why = HR_TOO_MANY_VALUES;
+		return HANDLER_TOO_MANY_VALUES;
+	}
+	if (k->set_str(k->ud, h->xnames[(slot - 1) * HANDLER_EXTRA_VALUES + used[slot - 1]], value, strlen(value)) != 0) {
+		*why = HR_TOO_BIG;
+		return HANDLER_UNAVAILABLE;
+	}
+	used[slot - 1]++;
+	return 0;
+}
 
 static int emit_identity(handler *h, const handler_input *in, const identity *id, const satoken_val *sa,
-			 const handler_sink *k, enum handler_reason *why)
+			 const handler_sink *k, enum handler_reason *why, const char **detail)
 {
-	char x[HANDLER_X_BYTES], detail[160];
-	size_t xlen = 0, nx = 0;
+	static _Thread_local char d[160];
+	unsigned char used[HANDLER_EXTRA_SLOTS] = {0};
 	char cip[INET6_ADDRSTRLEN] = "";
+	int st;
 
 	/* The verifier ran identity_check() already (claims_map / mapping_apply); this is the last line before the
 	 * ACK, for identities from anywhere else (a test's fake verifier, a future path): never write a value a
 	 * header would not carry unchanged. */
-	if (identity_check(id->user, id->uid, id->groups, id->ngroups, id->extra, id->nextra, detail,
-			   sizeof(detail)) != 0) {
+	if (identity_check(id->user, id->uid, id->groups, id->ngroups, id->extra, id->nextra, d, sizeof(d)) != 0) {
+		*detail = d;
 		*why = HR_V_IDENTITY;
 		return HANDLER_UNAUTHENTICATED;
-	}
-	for (size_t i = 0; i < id->nextra; i++) {
-		if (nx == HANDLER_MAX_EXTRAS || !x_add(x, &xlen, id->extra[i].key, id->extra[i].value)) {
-			*why = HR_TOO_BIG;
-			return HANDLER_UNAVAILABLE;
-		}
-		nx++;
-	}
-	for (size_t i = 0; i < h->cfg.nextras; i++) {
-		if (nx == HANDLER_MAX_EXTRAS || !x_add(x, &xlen, h->cfg.extras[i].key, h->cfg.extras[i].value)) {
-			*why = HR_TOO_BIG;
-			return HANDLER_UNAVAILABLE;
-		}
-		nx++;
 	}
 	if (h->cfg.client_ip) {
 		if (in->src_family == 0 ||
@@ -369,26 +426,34 @@ static int emit_identity(handler *h, const handler_input *in, const identity *id
 			return HANDLER_UNAVAILABLE;
 		}
 	}
-	/* all checks passed: now write; a full ACK (NOSPACE) leaves status unset or 4, both a 503 */
+	/* Write in order; a full ACK (NOSPACE) leaves status unset or 4, both a 503. Extras first: a key HAProxy
+	 * has no slot for must fail the request, never drop the value. */
+	for (size_t i = 0; i < id->nextra; i++)
+		if ((st = put_extra(h, in, k, used, id->extra[i].key, id->extra[i].value, why, detail)) != 0)
+			return st;
+	for (size_t i = 0; i < h->cfg.nextras; i++)
+		if ((st = put_extra(h, in, k, used, h->cfg.extras[i].key, h->cfg.extras[i].value, why, detail)) != 0)
+			return st;
 	if (k->set_str(k->ud, "user", id->user, strlen(id->user)) != 0)
 		goto too_big;
 	if (id->uid != NULL && k->set_str(k->ud, "uid", id->uid, strlen(id->uid)) != 0)
 		goto too_big;
 	if (k->set_int(k->ud, "ng", (int64_t)id->ngroups) != 0)
 		goto too_big;
-	if (id->ngroups > CONFIG_MAX_GROUPS_LIMIT) /* judge() allows at most max_groups, itself within the limit */
+	if (id->ngroups > h->cfg.max_groups) /* judge() allows at most max_groups */
 		goto too_big;
 	for (size_t i = 0; i < id->ngroups; i++) {
-		if (k->set_str(k->ud, group_names[i], id->groups[i], strlen(id->groups[i])) != 0)
+		if (k->set_str(k->ud, h->gnames[i], id->groups[i], strlen(id->groups[i])) != 0)
 			goto too_big;
 	}
 	if (h->cfg.client_ip && k->set_str(k->ud, "cip", cip, strlen(cip)) != 0)
 		goto too_big;
-	if (nx > 0) {
-		if (k->set_int(k->ud, "nx", (int64_t)nx) != 0 || k->set_str(k->ud, "x", x, xlen) != 0)
-			goto too_big;
-	}
-	if (k->set_str(k->ud, "sa", sa->str, sa->len) != 0)
+	/* The service-account token travels only when HAProxy's process-wide copy is missing or another version
+	 * (a fresh HAProxy process, a rotation); sv always, so HAProxy can check the copy it is about to send. */
+	if (k->set_str(k->ud, "sv", sa->ver, SATOKEN_VER_LEN) != 0)
+		goto too_big;
+	if ((!in->have_sv || memcmp(in->sv, sa->ver, SATOKEN_VER_LEN) != 0) &&
+	    k->set_proc_str(k->ud, "sa", sa->proc, sa->proc_len) != 0)
 		goto too_big;
 	*why = HR_OK;
 	return HANDLER_ALLOW;
@@ -533,6 +598,8 @@ static int passthrough(handler *h, const handler_input *in, const uint8_t *tok, 
 	p->in = *in;
 	p->in.auth = NULL;
 	p->in.auth_len = 0;
+	p->in.xk = NULL; /* a passthrough verdict writes no identity */
+	p->in.xk_len = 0;
 	p->sink = *k;
 	p->done = done;
 	p->t0_ns = t0;
@@ -600,7 +667,7 @@ static int judge(handler *h, const handler_input *in, const uint8_t *tok, size_t
 		why = HR_NO_SATOKEN;
 		goto out;
 	}
-	status = emit_identity(h, in, id, sa, k, &why);
+	status = emit_identity(h, in, id, sa, k, &why, &detail);
 out:
 	return conclude(h, in, k, status, why, detail, id, sa, lat);
 }
@@ -774,7 +841,7 @@ int handler_submit(handler *h, const handler_input *in, int64_t now, const handl
 		return HANDLER_HELD;
 	if (rc != HANDLER_HELD)
 		return rc;
-	r = malloc(sizeof(*r) + tlen);
+	r = malloc(sizeof(*r) + tlen + in->xk_len);
 	if (r == NULL)
 		return conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_UNKNOWN_KID, "unknown key id (cannot wait)",
 				NULL, NULL, mono_ns() - t0);
@@ -789,6 +856,10 @@ int handler_submit(handler *h, const handler_input *in, int64_t now, const handl
 	r->t0_ns = t0;
 	r->tlen = tlen;
 	memcpy(r->tok, in->auth + off, tlen);
+	if (in->xk != NULL) { /* the NOTIFY's bytes die with this call: the slots live on after the token */
+		memcpy(r->tok + tlen, in->xk, in->xk_len);
+		r->in.xk = r->tok + tlen;
+	}
 
 	pthread_mutex_lock(&h->hold_mu);
 	if (h->stopping || atomic_load(&h->nheld) >= h->cfg.max_held) {
@@ -830,6 +901,11 @@ static int ack_int(void *ud, const char *name, int64_t v)
 	return spoa_ack_set_int(ud, SPOP_SCOPE_TXN, name, v);
 }
 
+static int ack_proc_str(void *ud, const char *name, const char *s, size_t len)
+{
+	return spoa_ack_set_str(ud, SPOP_SCOPE_PROC, name, s, len);
+}
+
 static void req_done(void *ud)
 {
 	spoa_request_complete(ud);
@@ -839,7 +915,7 @@ int handler_on_notify(spoa_request *req, void *userdata)
 {
 	handler *h = userdata;
 	handler_input in;
-	handler_sink sink = {ack_str, ack_int, req};
+	handler_sink sink = {ack_str, ack_int, ack_proc_str, req};
 	spop_msg m;
 	int rc;
 

@@ -54,7 +54,13 @@ enum handler_status {
 	HANDLER_TOO_MANY_GROUPS = 3,
 	HANDLER_UNAVAILABLE = 4,
 	HANDLER_PASSTHROUGH = 5, /* forward with the client's own Authorization, no impersonation */
+	HANDLER_TOO_MANY_VALUES = 6, /* an extra key has more values than HAProxy has lines for (403) */
+	HANDLER_NO_SLOT = 7,     /* an extra key HAProxy has no Impersonate-Extra slot for (500) */
 };
+
+/* Impersonate-Extra slots HAProxy can declare (KOS_EXTRA_1…, conf/CONTRACT.md) and value lines per slot. */
+#define HANDLER_EXTRA_SLOTS 8
+#define HANDLER_EXTRA_VALUES 8
 
 /* Reasons: txn.kos.reason, the logs and the metrics' reason label. Stable strings, never token bytes. */
 enum handler_reason {
@@ -81,6 +87,8 @@ enum handler_reason {
 	HR_BAD_MESSAGE,        /* "malformed kos-auth message" */
 	HR_NO_SATOKEN,         /* "service-account token not loaded" */
 	HR_TOO_BIG,            /* "identity too large for the SPOP frame" */
+	HR_TOO_MANY_VALUES,    /* "too many values for an extra key" */
+	HR_NO_SLOT,            /* "extra key without a HAProxy slot" */
 	HR_SHUTDOWN,           /* "agent shutting down" (a held request at handler_stop) */
 	HR_PASSTHROUGH,        /* "token passthrough" (status 5) */
 	HR_TR_DENIED,          /* "token review: not authenticated" */
@@ -115,7 +123,7 @@ typedef struct handler_config {
 	handler_verify_ops vops;
 	satoken *sa;                  /* required */
 	metrics *metrics;             /* required; create it with handler_reason_names, HR_COUNT */
-	unsigned max_groups;          /* 1..CONFIG_MAX_GROUPS_LIMIT */
+	unsigned max_groups;          /* 1..CONFIG_MAX_GROUPS_LIMIT; HAProxy must carry as many g<N> lines */
 	bool client_ip;               /* --extra-user-header-client-ip: set cip */
 	const config_kv *extras;      /* --extra-user-headers, borrowed */
 	size_t nextras;
@@ -157,11 +165,17 @@ typedef struct handler_input {
 	int src_family;      /* 0 none, 4, 6 */
 	uint8_t src[16];
 	bool imp;
+	bool have_sv;        /* sv: the version of the service-account token HAProxy holds (proc.kos.sa) */
+	char sv[SATOKEN_VER_LEN];
+	const uint8_t *xk;   /* xk: HAProxy's extra slots "<key1>|<key2>|…" (KOS_EXTRA_1…, percent-encoded as in
+			      * the header name, empty = no slot); NULL when absent */
+	size_t xk_len;
 } handler_input;
 
 typedef struct handler_sink {
 	int (*set_str)(void *ud, const char *name, const char *s, size_t len);
 	int (*set_int)(void *ud, const char *name, int64_t v);
+	int (*set_proc_str)(void *ud, const char *name, const char *s, size_t len); /* process scope */
 	void *ud;
 } handler_sink;
 

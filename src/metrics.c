@@ -9,6 +9,7 @@
 
 static const char *const verdict_names[METRICS_NVERDICTS] = {
 	"allow", "unauthenticated", "impersonation", "too_many_groups", "unavailable", "passthrough",
+	"too_many_values", "no_slot",
 };
 
 /* Verification is microseconds on a cache hit and about a millisecond for an RSA verify; the buckets cover
@@ -220,6 +221,8 @@ int metrics_render(metrics *m, const metrics_ext *ext, char **out, size_t *len)
 			ext->spoa.conns_rejected);
 		counter(&b, "kos_spop_frames_received_total", "SPOP frames received.", ext->spoa.frames_in);
 		counter(&b, "kos_spop_frames_sent_total", "SPOP frames sent.", ext->spoa.frames_out);
+		counter(&b, "kos_spop_bytes_sent_total", "Bytes of SPOP frames sent (length prefixes included).",
+			ext->spoa.bytes_out);
 		counter(&b, "kos_spop_notify_total", "SPOP NOTIFY frames.", ext->spoa.notify);
 		counter(&b, "kos_spop_healthchecks_total", "SPOP health-check connections.", ext->spoa.healthchecks);
 		counter(&b, "kos_spop_protocol_errors_total", "SPOP connections closed for a protocol error.",

@@ -24,7 +24,9 @@ enum metrics_verdict {
 	METRICS_TOO_MANY_GROUPS = 3,
 	METRICS_UNAVAILABLE = 4,
 	METRICS_PASSTHROUGH = 5, /* --token-passthrough: the API server authenticated the client's own token */
-	METRICS_NVERDICTS = 6,
+	METRICS_TOO_MANY_VALUES = 6,
+	METRICS_NO_SLOT = 7,
+	METRICS_NVERDICTS = 8,
 };
 
 #define METRICS_MAX_REASONS 64

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "log.h"
 
 struct satoken {
@@ -119,6 +121,36 @@ out:
 	return rc;
 }
 
+/* One block: the struct, then "<ver>|Bearer <token>\0"; str points after the '|'. */
+static satoken_val *new_val(const uint8_t *tok, size_t tlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	satoken_val *v = malloc(sizeof(*v) + SATOKEN_VER_LEN + 1 + 7 + tlen + 1);
+	char *p;
+
+	if (v == NULL)
+		return NULL;
+	atomic_init(&v->refs, 1);
+	p = v->buf + SATOKEN_VER_LEN + 1;
+	memcpy(p, "Bearer ", 7);
+	memcpy(p + 7, tok, tlen);
+	p[7 + tlen] = '\0';
+	v->str = p;
+	v->len = 7 + tlen;
+	SHA256((const unsigned char *)p, v->len, md);
+	for (size_t i = 0; i < SATOKEN_VER_LEN / 2; i++) {
+		v->ver[2 * i] = hex[md[i] >> 4];
+		v->ver[2 * i + 1] = hex[md[i] & 15];
+	}
+	v->ver[SATOKEN_VER_LEN] = '\0';
+	memcpy(v->buf, v->ver, SATOKEN_VER_LEN);
+	v->buf[SATOKEN_VER_LEN] = '|';
+	v->proc = v->buf;
+	v->proc_len = SATOKEN_VER_LEN + 1 + v->len;
+	return v;
+}
+
 static void publish(satoken *st, satoken_val *v)
 {
 	satoken_val *old;
@@ -166,20 +198,13 @@ int satoken_reload(satoken *st, bool *changed)
 		memset(buf, 0, sizeof(buf));
 		return rc;
 	}
-	v = malloc(sizeof(*v) + 7 + tlen + 1);
-	if (v == NULL) {
-		memset(buf, 0, sizeof(buf));
-		return SATOKEN_E_NOMEM;
-	}
-	atomic_init(&v->refs, 1);
-	memcpy(v->str, "Bearer ", 7);
-	memcpy(v->str + 7, buf + off, tlen);
-	v->str[7 + tlen] = '\0';
-	v->len = 7 + tlen;
+	v = new_val(buf + off, tlen);
 	memset(buf, 0, sizeof(buf));
+	if (v == NULL)
+		return SATOKEN_E_NOMEM;
 	/* an unchanged token after a touch or a swap is not news */
 	if (st->cur != NULL && st->cur->len == v->len && memcmp(st->cur->str, v->str, v->len) == 0) {
-		free(v);
+		satoken_val_release(v);
 		st->id = id;
 		st->have_id = true;
 		st->last_err = 0;
@@ -223,9 +248,9 @@ void satoken_val_release(satoken_val *v)
 		return;
 	if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1) {
 		/* the token is a credential: do not leave it in freed heap */
-		volatile char *p = v->str;
+		volatile char *p = v->buf;
 
-		for (size_t i = 0; i < v->len; i++)
+		for (size_t i = 0; i < v->proc_len; i++)
 			p[i] = 0;
 		free(v);
 	}

@@ -8,6 +8,12 @@
  * Worker threads call satoken_acquire()/satoken_val_release() and never touch the file. A failed re-read keeps
  * the last good value (the old token stays valid for a while; refusing all traffic would be worse) and is
  * counted and logged. Never logs the token.
+ *
+ * HAProxy keeps the value between rotations (conf/CONTRACT.md, "The service-account token"): each value has a
+ * version, the first SATOKEN_VER_LEN hex digits of SHA-256 of the header value — derived from the content, so a
+ * restarted agent reading the same file gives the same version and a rotated file a different one — and a
+ * process-scope form "<version>|Bearer <token>" that the agent hands to HAProxy only when HAProxy's copy is
+ * missing or has another version.
  */
 #ifndef KOS_SATOKEN_H
 #define KOS_SATOKEN_H
@@ -29,10 +35,16 @@ enum satoken_err {
 };
 const char *satoken_strerror(int err);
 
+#define SATOKEN_VER_LEN 16
+
 typedef struct satoken_val {
 	atomic_uint refs;
-	size_t len;   /* of str, without the NUL */
-	char str[];   /* "Bearer <token>", NUL-terminated */
+	const char *str;   /* "Bearer <token>", NUL-terminated (points into buf) */
+	size_t len;        /* of str, without the NUL */
+	const char *proc;  /* "<ver>|Bearer <token>": what HAProxy keeps in proc.kos.sa (points into buf) */
+	size_t proc_len;
+	char ver[SATOKEN_VER_LEN + 1]; /* hex, NUL-terminated */
+	char buf[];
 } satoken_val;
 
 typedef struct satoken satoken;

@@ -17,7 +17,8 @@ HAPROXY_HELLO, HAPROXY_DISCONNECT, NOTIFY = 1, 2, 3
 AGENT_HELLO, AGENT_DISCONNECT, ACK = 101, 102, 103
 T_NULL, T_BOOL, T_INT32, T_UINT32, T_INT64, T_UINT64, T_IPV4, T_IPV6, T_STR, T_BIN = range(10)
 FIN = 1
-SCOPE_TXN = 2
+SCOPE_PROC, SCOPE_TXN = 0, 2
+SCOPE_NAMES = {0: "proc.", 1: "sess.", 2: "", 3: "req.", 4: "res."}
 ACT_SET_VAR, ACT_UNSET_VAR = 1, 2
 MASK64 = (1 << 64) - 1
 
@@ -170,17 +171,18 @@ def set_var(name, value, unsigned=False, scope=SCOPE_TXN):
 
 
 def ack_vars(buf, off=0):
-    """ACK payload -> [(name, value)] of its set-var actions in order (unset-var actions are skipped)."""
+    """ACK payload -> [(name, value)] of its set-var actions in order (unset-var actions are skipped). A
+    transaction variable is its bare name; another scope's is prefixed ("proc.sa")."""
     out = []
     while off < len(buf):
         if len(buf) - off < 3:
             raise WireError("action past end")
-        act = buf[off]
+        act, scope = buf[off], buf[off + 2]
         off += 3  # action type, nb-args, scope
         name, off = getstr(buf, off)
         if act == ACT_SET_VAR:
             v, off = untyped(buf, off)
-            out.append((name.decode(errors="replace"), v))
+            out.append((SCOPE_NAMES.get(scope, f"scope{scope}.") + name.decode(errors="replace"), v))
     return out
 
 

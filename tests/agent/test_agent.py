@@ -148,7 +148,7 @@ def test_help_documents_every_flag_and_env():
     (["--oidc-issuer-url=https://i", "--oidc-client-id=x", "--bogus"], "unknown flag --bogus"),
     (["--oidc-issuer-url=https://i", "--oidc-client-id=x", "--tls-cert-file=a.pem"], "HAProxy terminates TLS"),
     (["--oidc-issuer-url=https://i", "--oidc-client-id=x", "--secure-port", "443"], "bind"),
-    (["--oidc-issuer-url=https://i", "--oidc-client-id=x", "--max-groups=1000"], "1..64"),
+    (["--oidc-issuer-url=https://i", "--oidc-client-id=x", "--max-groups=5000"], "1..4096"),
     (["--oidc-issuer-url=https://i", "--oidc-client-id=x", "--oidc-signing-algs=HS256"], "never accepted"),
     # the SPOP port hands out the service-account token: never on a network address (issue 14, finding 2)
     (["--oidc-issuer-url=https://i", "--oidc-client-id=x", "--listen=:12345"], "listens only on loopback"),
@@ -233,23 +233,32 @@ def test_not_ready_while_issuer_down(procs, sa):
 def test_spop_verdicts(procs, issuer, sa):
     sa.write("the-sa-token\n")
     a = Agent(procs, issuer, sa.path, extra=["--oidc-groups-claim=groups", "--extra-user-header-client-ip",
-                                             "--extra-user-headers=cluster=prod"])
+                                             "--extra-user-headers=cluster=prod", "--max-groups=64"])
     a.wait_status("/ready", 200)
     good = issuer.mint({"sub": "alice", "groups": ["dev", "ops"]})
     c = spop_client.Client("127.0.0.1", a.spop_port)
     try:
-        acts = c.notify([("auth", "Bearer " + good), ("src", ("ipv4", "192.0.2.10")), ("imp", None)])
+        acts = c.notify([("auth", "Bearer " + good), ("src", ("ipv4", "192.0.2.10")), ("imp", None),
+                         ("xk", "|cluster")])
         assert acts[-1] == ("status", 0)  # the verdict is the last action
         v = dict(acts)
         assert v["user"] == f"{issuer.issuer}#alice"
         assert v["ng"] == 2 and v["g0"] == "dev" and v["g1"] == "ops"
-        assert v["sa"] == "Bearer the-sa-token"
+        # no sv from HAProxy: the token, process-wide, with its version
+        assert v["proc.sa"] == v["sv"] + "|Bearer the-sa-token" and len(v["sv"]) == 16 and "sa" not in v
         assert v["cip"] == "192.0.2.10"
-        assert v["nx"] == 1 and v["x"] == "cluster=prod\n"
+        assert v["x2v0"] == "prod"  # --extra-user-headers in HAProxy's second slot
         assert "reason" not in v
+        # HAProxy holds that version: the ACK carries no token
+        v2 = dict(c.notify([("auth", "Bearer " + good), ("src", ("ipv4", "192.0.2.10")), ("sv", v["sv"]),
+                            ("xk", "|cluster")]))
+        assert v2["status"] == 0 and "proc.sa" not in v2 and v2["sv"] == v["sv"]
+        # an extra HAProxy has no slot for: refused (500 at HAProxy), the key named in the log
+        v3 = c.auth("Bearer " + good)
+        assert v3["status"] == 7 and v3["reason"] == "extra key without a HAProxy slot" and "user" not in v3
 
         v = c.auth(None)
-        assert v["status"] == 1 and v["reason"] == "missing bearer token" and "sa" not in v
+        assert v["status"] == 1 and v["reason"] == "missing bearer token" and "proc.sa" not in v
         v = c.auth("Basic abc")
         assert v["status"] == 1 and v["reason"] == "malformed Authorization header"
         expired = issuer.mint({"sub": "bob", "exp": int(time.time()) - 100})
@@ -264,7 +273,7 @@ def test_spop_verdicts(procs, issuer, sa):
         many = issuer.mint({"sub": "dave", "groups": [f"g{i}" for i in range(65)]})
         v = c.auth("Bearer " + many)
         assert v["status"] == 3 and v["reason"] == "too many groups"
-        v = c.auth("Bearer " + good, src=("ipv6", "2001:db8::7"))
+        v = dict(c.notify([("auth", "Bearer " + good), ("src", ("ipv6", "2001:db8::7")), ("xk", "|cluster")]))
         assert v["status"] == 0 and v["cip"] == "2001:db8::7"
         v = dict(c.notify([("auth", "Bearer " + good)], msg_name="other-message"))
         assert v["status"] == 4 and v["reason"] == "no kos-auth message"
@@ -295,20 +304,27 @@ def test_sa_token_rotation(procs, issuer, sa):
     tok = "Bearer " + issuer.mint({"sub": "erin"})
     c = spop_client.Client("127.0.0.1", a.spop_port)
     try:
-        assert c.auth(tok)["sa"] == "Bearer old-token"
+        first = c.auth(tok)
+        assert first["proc.sa"] == first["sv"] + "|Bearer old-token"
+        held = first["sv"]  # what HAProxy would now hold and send as sv
         sa.write("new-token\n")
         deadline = time.monotonic() + 15
         got = None
         while time.monotonic() < deadline:
-            got = c.auth(tok)["sa"]
-            if got == "Bearer new-token":
+            v = dict(c.notify([("auth", tok), ("sv", held)]))
+            got = v.get("proc.sa")  # sent only once the version HAProxy holds is stale
+            if got is not None:
                 break
+            assert v["sv"] == held
             time.sleep(0.2)
-        assert got == "Bearer new-token"
+        assert got is not None and got.endswith("|Bearer new-token")
+        held = got[:16]
+        assert held != first["sv"]
         # a broken rotation (empty file) keeps the last good token and readiness
         sa.write("")
         time.sleep(2.5)
-        assert c.auth(tok)["sa"] == "Bearer new-token"
+        v = dict(c.notify([("auth", tok), ("sv", held)]))
+        assert v["sv"] == held and "proc.sa" not in v
         assert a.get("/ready")[0] == 200
     finally:
         c.close()

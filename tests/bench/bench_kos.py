@@ -369,6 +369,11 @@ class Bench:
             shipped = f.read()
         front = kostest.haproxy_section(shipped, "frontend kos_front")
 
+        def shipped_env(name):
+            m = re.search(rf"^\s*presetenv\s+{name}\s+(\S+)", shipped, re.M)
+            assert m, f"conf/haproxy.cfg presets no {name}"
+            return m.group(1)
+
         def kos_frontend(name, port, engine_conf):
             out = []
             for line in front.splitlines():
@@ -428,10 +433,9 @@ class Bench:
 """
         return f"""global
     maxconn 8000
-    lua-load {ROOT}/conf/kos.lua
-.if version_atleast(3.1)
-    tune.lua.bool-sample-conversion normal
-.endif
+    # conf/haproxy.cfg's buffers (KOS_BUFSIZE / KOS_MAXREWRITE defaults)
+    tune.bufsize {shipped_env("KOS_BUFSIZE")}
+    tune.maxrewrite {shipped_env("KOS_MAXREWRITE")}
 
 defaults
     mode http

@@ -293,11 +293,11 @@ def test_haproxy_accepts_the_compose_config(haproxy_bin, tmp_path):
 
 
 def test_conf_copies_are_current():
-    for name in ("haproxy.cfg", "spoe-kos.conf", "kos.lua"):
+    for name in ("haproxy.cfg", "spoe-kos.conf"):
         with open(os.path.join(ROOT, "conf", name)) as a, open(os.path.join(DEPLOY, "base", "conf", name)) as b:
             assert a.read() == b.read(), f"deploy/base/conf/{name} is stale: run deploy/sync-conf.sh"
     ic = os.path.join(DEPLOY, "ingress-controller", "controller")
-    for name in ("spoe-kos.conf", "kos.lua"):
+    for name in ("spoe-kos.conf",):
         with open(os.path.join(ROOT, "conf", name)) as a, open(os.path.join(ic, name)) as b:
             assert a.read() == b.read(), f"ingress-controller/controller/{name} is stale: run deploy/sync-conf.sh"
     with open(os.path.join(ROOT, "conf", "haproxy.cfg")) as a, open(os.path.join(ic, "haproxy-aux.cfg")) as b:

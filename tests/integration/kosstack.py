@@ -48,6 +48,12 @@ def _sa_token_like(n=1000):
 SA_TOKEN = _sa_token_like()
 
 
+# The Impersonate-Extra slots of the test HAProxy (KOS_EXTRA_<n>, percent-encoded as in the header name): every
+# extra key the suites map. A key outside them is refused by the agent (status 7), as in production.
+EXTRA_SLOTS = ["example.com%2Ftenant", "example.com%2Fidp", "authentication.kubernetes.io%2Fcredential-id",
+               "cluster", "scopes", "foo%2Fbar", "example.com%2Fteam", "example.com%2Fpolicy"]
+
+
 def read_ready_line(proc, timeout=20.0):
     """The JSON ready line a tool prints first, read from its log; raises if it dies or stays silent."""
     deadline = time.monotonic() + timeout
@@ -79,12 +85,13 @@ def write_sa_token(sa_dir, token, n):
 
 class Stack:
     def __init__(self, haproxy_bin, agent="real", agent_args=(), env=None, watch_gaps=(0.2,),
-                 spoe_timeout="1s", oidc_flags=True, before_agent=None):
+                 spoe_timeout="1s", oidc_flags=True, before_agent=None, conf_dir=None):
         """oidc_flags=False leaves out the --oidc-* flags (e.g. for --authentication-config in agent_args);
         before_agent(stack), if given, runs once the issuer is up and before the agent starts (to write files
         that name the issuer) and may return more agent arguments."""
         self.oidc_flags = oidc_flags
         self.before_agent = before_agent
+        self.conf_dir = conf_dir or CONF  # haproxy.cfg and spoe-kos.conf (a test may pass a regenerated copy)
         self.haproxy_bin = haproxy_bin
         self.agent_kind = agent
         self.agent_args = list(agent_args)
@@ -196,16 +203,26 @@ class Stack:
     def haproxy_env(self):
         env = {"KOS_LISTEN": f"127.0.0.1:{self.front_port}", "KOS_TLS_CERT": self.front_pem,
                "KOS_AGENT": f"127.0.0.1:{self.agent_port}", "KOS_APISERVER": f"127.0.0.1:{self.api_port}",
-               "KOS_APISERVER_NAME": "localhost", "KOS_APISERVER_CA": self.api_ca, "KOS_CONF_DIR": CONF,
+               "KOS_APISERVER_NAME": "localhost", "KOS_APISERVER_CA": self.api_ca, "KOS_CONF_DIR": self.conf_dir,
                "KOS_SPOE_TIMEOUT": self.spoe_timeout}
+        env.update({f"KOS_EXTRA_{i + 1}": k for i, k in enumerate(EXTRA_SLOTS)})
         env.update(self.extra_env)
-        return env
+        return {k: v for k, v in env.items() if v is not None}  # None in extra_env: unset
 
-    def start_haproxy(self, attempts=3):
-        with open(os.path.join(CONF, "haproxy.cfg")) as f:
+    def restart_haproxy(self, env=None):
+        """HAProxy again with extra_env replaced by env (None: as it was), once the agent is up in it."""
+        if env is not None:
+            self.extra_env = dict(env)
+        self.haproxy.stop()
+        self.start_haproxy(port=self.front_port)
+        self.wait_agent_up_in_haproxy()
+
+    def start_haproxy(self, attempts=3, port=None):
+        """HAProxy on `port` (a restart keeps its port, so kubeconfigs stay valid), or on a new free one."""
+        with open(os.path.join(self.conf_dir, "haproxy.cfg")) as f:
             cfg = f.read()
         for attempt in range(attempts):
-            self.front_port = kostest.free_port()
+            self.front_port = port if port is not None and attempt == 0 else kostest.free_port()
             try:
                 self.haproxy = kostest.HAProxy(self.haproxy_bin, cfg, env=self.haproxy_env(),
                                                wait_ports=(self.front_port,))

@@ -28,12 +28,12 @@ TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if TESTS not in sys.path:  # run as a script: tests/ (for spopwire) is not on the path yet
     sys.path.insert(0, TESTS)
 from spopwire import (ACK, AGENT_DISCONNECT, AGENT_HELLO, HAPROXY_DISCONNECT, HAPROXY_HELLO, NOTIFY,  # noqa: E402
-                      frame, kv, kv_list, messages, parse_frame, set_var)
+                      SCOPE_PROC, SCOPE_TXN, frame, kv, kv_list, messages, parse_frame, set_var)
 
 MAX_FRAME = 16380
 
 
-def decide(auth, imp):
+def decide(auth, imp, xk=None, sv=None):
     """The (vars, delay, noreply) asked for by the token."""
     if isinstance(auth, bytes) and auth.startswith(b"Bearer stub:"):
         raw = auth[len(b"Bearer stub:"):]
@@ -44,12 +44,15 @@ def decide(auth, imp):
         v = dict(spec.get("vars", {}))
         if spec.get("echo_imp"):
             v = {"status": 2 if imp is True else 1, "reason": "imp=" + repr(imp)}
+        if spec.get("echo_args"):  # an allow whose user shows the xk and sv arguments HAProxy sent
+            text = lambda b: b.decode() if isinstance(b, bytes) else repr(b)  # noqa: E731
+            v.update({"user": f"xk={text(xk)} sv={text(sv)}"})
         return v, float(spec.get("delay", 0)), bool(spec.get("noreply"))
     return {"status": 1, "reason": "not a stub token"}, 0.0, False
 
 
-def stub_token(vars_, delay=0.0, noreply=False, echo_imp=False):
-    spec = {"vars": vars_, "delay": delay, "noreply": noreply, "echo_imp": echo_imp}
+def stub_token(vars_, delay=0.0, noreply=False, echo_imp=False, echo_args=False):
+    spec = {"vars": vars_, "delay": delay, "noreply": noreply, "echo_imp": echo_imp, "echo_args": echo_args}
     return "stub:" + base64.urlsafe_b64encode(json.dumps(spec).encode()).decode().rstrip("=")
 
 
@@ -66,7 +69,7 @@ async def conn(reader, writer):
         if args is None:
             vars_, delay, noreply = {"status": 4, "reason": "no kos-auth message"}, 0.0, False
         else:
-            vars_, delay, noreply = decide(args.get(b"auth"), args.get(b"imp"))
+            vars_, delay, noreply = decide(args.get(b"auth"), args.get(b"imp"), args.get(b"xk"), args.get(b"sv"))
         if noreply:
             return
         if delay:
@@ -75,7 +78,10 @@ async def conn(reader, writer):
         items = [(k, v) for k, v in vars_.items() if k != "status"]
         if "status" in vars_:
             items.append(("status", vars_["status"]))
-        await send(frame(ACK, sid, fid, b"".join(set_var(k, v) for k, v in items)))
+        # "proc.<name>" is a process-scope variable (the service-account token), every other a transaction's
+        await send(frame(ACK, sid, fid, b"".join(
+            set_var(k[5:], v, scope=SCOPE_PROC) if k.startswith("proc.") else set_var(k, v, scope=SCOPE_TXN)
+            for k, v in items)))
 
     tasks = set()
     try:

@@ -10,6 +10,8 @@ from kosstack import header_values
 from spop_stub import stub_token
 
 SA = "Bearer " + kosstack.SA_TOKEN
+SV = "0123456789abcdef"               # the version the stub says the token has
+PROC_SA = SV + "|" + SA               # what HAProxy keeps process-wide (proc.kos.sa)
 UNAUTHORIZED = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized",
                 "reason": "Unauthorized", "code": 401}
 IMPERSONATION = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -18,7 +20,7 @@ IMPERSONATION = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status":
 
 
 def allow(**extra):
-    v = {"status": 0, "user": "alice", "sa": SA, "ng": 0}
+    v = {"status": 0, "user": "alice", "sv": SV, "proc.sa": PROC_SA, "ng": 0}
     v.update(extra)
     return v
 
@@ -60,7 +62,7 @@ def test_allow_forwards_identity_and_replaces_credentials(stack):
 
 def test_allow_without_optional_vars(stack):
     stack.api_reset()
-    st, _, body = get(stack, {"status": 0, "user": "bob", "sa": SA})
+    st, _, body = get(stack, {"status": 0, "user": "bob", "sv": SV, "proc.sa": PROC_SA})
     assert st == 200, body
     h = last_api_request(stack)["headers"]
     assert header_values(h, "Impersonate-User") == ["bob"]
@@ -68,13 +70,13 @@ def test_allow_without_optional_vars(stack):
         assert header_values(h, name) == []
 
 
-def test_sixty_four_groups_are_sixty_four_lines(stack):
+def test_256_groups_are_256_lines(stack):
     stack.api_reset()
-    groups = {f"g{i}": f"group-{i}" for i in range(64)}
-    st, _, body = get(stack, allow(ng=64, **groups))
+    groups = {f"g{i}": f"group-{i}" for i in range(256)}
+    st, _, body = get(stack, allow(ng=256, **groups))
     assert st == 200, body
     assert header_values(last_api_request(stack)["headers"], "Impersonate-Group") == [f"group-{i}" for i in
-                                                                                      range(64)]
+                                                                                      range(256)]
 
 
 def test_group_lines_stop_at_the_first_unset_variable(stack):
@@ -89,7 +91,7 @@ def test_group_lines_stop_at_the_first_unset_variable(stack):
 def test_groups_extras_and_client_ip_together(stack):
     # The rules after the group block would never run: extras and client IP come before it.
     stack.api_reset()
-    st, _, body = get(stack, allow(ng=2, g0="dev", g1="ops", cip="127.0.0.1", nx=1, x="scopes=read\n"))
+    st, _, body = get(stack, allow(ng=2, g0="dev", g1="ops", cip="127.0.0.1", x5v0="read"))
     assert st == 200, body
     h = last_api_request(stack)["headers"]
     assert header_values(h, "Impersonate-Group") == ["dev", "ops"]
@@ -99,8 +101,8 @@ def test_groups_extras_and_client_ip_together(stack):
 
 def test_more_groups_than_lines_is_403_not_truncation(stack):
     stack.api_reset()
-    groups = {f"g{i}": f"group-{i}" for i in range(64)}
-    st, _, body = get(stack, allow(ng=65, **groups))
+    groups = {f"g{i}": f"group-{i}" for i in range(256)}
+    st, _, body = get(stack, allow(ng=257, **groups))
     assert st == 403
     doc = json.loads(body)
     assert doc["reason"] == "Forbidden" and doc["code"] == 403 and "groups" in doc["message"]
@@ -111,8 +113,8 @@ def test_status_5_forwards_the_clients_own_credentials(stack):
     """Passthrough: the client's Authorization goes on untouched and no Impersonate-* is added, even when the
     agent (wrongly) also set identity variables; the service-account token is never used."""
     stack.api_reset()
-    v = {"status": 5, "user": "alice", "sa": SA, "ng": 1, "g0": "dev", "uid": "u-1", "cip": "127.0.0.1", "nx": 1,
-         "x": "k=v\n"}
+    v = {"status": 5, "user": "alice", "sv": SV, "proc.sa": PROC_SA, "ng": 1, "g0": "dev", "uid": "u-1",
+         "cip": "127.0.0.1", "x5v0": "v"}
     tok = stub_token(v)
     stack.api_config(review_tokens={tok: {"username": "ci-bot", "groups": ["ci"]}})
     try:
@@ -162,18 +164,23 @@ def test_status_3_is_groups_403(stack):
 
 @pytest.mark.parametrize("vars_", [
     {"status": 4, "reason": "not ready"},
-    {"status": 6},
-    {"status": 99, "user": "alice", "sa": SA},
-    {"status": -1, "user": "alice", "sa": SA},
-    {"user": "alice", "sa": SA},                      # no verdict at all
-    {"status": "abc", "user": "alice", "sa": SA},     # HAProxy's int match would read these as 0
-    {"status": "0abc", "user": "alice", "sa": SA},
-    {"status": " 0", "user": "alice", "sa": SA},
-    {"status": "00", "user": "alice", "sa": SA},
-    {"status": 0, "sa": SA},                          # allow without a user
-    {"status": 0, "user": "alice"},                   # allow without the upstream credential
+    {"status": 8},
+    {"status": 99, "user": "alice", "sv": SV, "proc.sa": PROC_SA},
+    {"status": -1, "user": "alice", "sv": SV, "proc.sa": PROC_SA},
+    {"user": "alice", "sv": SV, "proc.sa": PROC_SA},                      # no verdict at all
+    {"status": "abc", "user": "alice", "sv": SV, "proc.sa": PROC_SA},     # HAProxy's int match would read these as 0
+    {"status": "0abc", "user": "alice", "sv": SV, "proc.sa": PROC_SA},
+    {"status": " 0", "user": "alice", "sv": SV, "proc.sa": PROC_SA},
+    {"status": "00", "user": "alice", "sv": SV, "proc.sa": PROC_SA},
+    {"status": 0, "sv": SV, "proc.sa": PROC_SA},                          # allow without a user
+    {"status": 0, "user": "alice", "proc.sa": PROC_SA},                   # allow without the token's version
+    # the copy HAProxy holds is another version than the agent names: never forwarded (stale or foreign)
+    {"status": 0, "user": "alice", "sv": "fedcba9876543210", "proc.sa": PROC_SA},
+    {"status": 0, "user": "alice", "sv": SV, "proc.sa": "fedcba9876543210|" + SA},
+    {"status": 0, "user": "alice", "sv": SV[:15], "proc.sa": PROC_SA},
     {},
-], ids=["4", "6", "99", "neg", "no-status", "str-abc", "str-0abc", "str-sp0", "str-00", "no-user", "no-sa", "empty"])
+], ids=["4", "8", "99", "neg", "no-status", "str-abc", "str-0abc", "str-sp0", "str-00", "no-user", "no-sv",
+        "sv-other", "proc-other", "sv-short", "empty"])
 def test_everything_else_is_503(stack, vars_):
     stack.api_reset()
     st, _, body = get(stack, vars_)
@@ -227,37 +234,38 @@ def test_allow_despite_impersonation_headers_is_still_403(stack):
     assert stack.api_requests() == []
 
 
-def test_extras_through_lua(stack):
+def test_extras_through_native_slots(stack):
+    """Extras without Lua: slot n (KOS_EXTRA_n in HAProxy's environment) adds one Impersonate-Extra line per
+    value x<n>v<j> the agent sets, in order, all eight of them."""
     stack.api_reset()
-    st, _, body = get(stack, allow(nx=3, x="scopes=read\nscopes=write\nfoo%2Fbar=b c\n"))
+    eight = {f"x5v{j}": f"s{j}" for j in range(8)}
+    st, _, body = get(stack, allow(x6v0="b c", **eight))
     assert st == 200, body
     r = last_api_request(stack)
-    assert header_values(r["headers"], "Impersonate-Extra-scopes") == ["read", "write"]
-    assert header_values(r["headers"], "Impersonate-Extra-foo%2Fbar") == ["b c"]
-    assert r["identity"]["extra"] == {"scopes": ["read", "write"], "foo/bar": ["b c"]}
+    assert header_values(r["headers"], "Impersonate-Extra-scopes") == [f"s{j}" for j in range(8)]
+    assert header_values(r["headers"], "Impersonate-Extra-foo%2fbar") == ["b c"]
+    assert r["identity"]["extra"] == {"scopes": [f"s{j}" for j in range(8)], "foo/bar": ["b c"]}
 
 
-@pytest.mark.parametrize("nx,x", [
-    (2, "a=1\n"),                 # count mismatch
-    (1, "a=1\nb=2\n"),            # more lines than announced
-    (1, "a=1"),                   # no final newline
-    (1, "a b=1\n"),               # key is not a token
-    (1, "=1\n"),                  # empty key
-    (1, "a\n"),                   # no '='
-    (1, "a=1\x7f\n"),             # control byte in the value
-    (1, "a=1\tb\x01\n"),
-], ids=["count", "extra-line", "no-nl", "space-key", "empty-key", "no-eq", "del", "ctl"])
-def test_bad_extras_are_503(stack, nx, x):
+def test_slots_and_token_version_are_told_to_the_agent(stack):
+    """HAProxy sends its slots as xk (KOS_EXTRA_1..8 joined by |) and the version of the token it holds as sv
+    (the first 16 bytes of proc.kos.sa, set by an earlier allow): the stub echoes both in the user."""
+    st, _, body = get(stack, allow())  # HAProxy now holds PROC_SA
+    assert st == 200, body
     stack.api_reset()
-    st, _, _ = get(stack, allow(nx=nx, x=x))
-    assert st == 503
-    assert stack.api_requests() == []
+    st, _, body = get(stack, allow(), echo_args=True)
+    assert st == 200, body
+    assert last_api_request(stack)["user"] == f"xk={'|'.join(kosstack.EXTRA_SLOTS)} sv={SV}"
 
 
-def test_extras_missing_x_is_503(stack):
+def test_status_6_is_403_and_7_is_500(stack):
     stack.api_reset()
-    st, _, _ = get(stack, allow(nx=1))
-    assert st == 503
+    st, _, body = get(stack, {"status": 6, "reason": "too many values for an extra key"})
+    doc = json.loads(body)
+    assert st == 403 and doc["code"] == 403 and "at most 8" in doc["message"]
+    st, _, body = get(stack, {"status": 7, "reason": "extra key without a HAProxy slot"})
+    doc = json.loads(body)
+    assert st == 500 and doc["code"] == 500 and "KOS_EXTRA_" in doc["message"]
     assert stack.api_requests() == []
 
 

@@ -182,7 +182,7 @@ def test_client_credentials_never_reach_the_api_server(stack):
     assert tok not in json.dumps(r)
 
 
-@pytest.mark.parametrize("n,code", [(64, 200), (65, 403)])
+@pytest.mark.parametrize("n,code", [(256, 200), (257, 403)])
 def test_group_limit(stack, n, code):
     stack.api_reset()
     groups = [f"team-{i}" for i in range(n)]

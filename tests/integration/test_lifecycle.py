@@ -167,3 +167,64 @@ def test_agent_killed_is_503_and_restart_recovers(stack):
     stack.wait_agent_up_in_haproxy()
     st, _, _ = stack.request("GET", "/api", headers=[("Authorization", "Bearer " + good)])
     assert st == 200
+
+
+def spop_counters(stack):
+    """(bytes of SPOP frames the agent sent, NOTIFYs it answered) from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.probe_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    val = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+           if line.startswith(("kos_spop_bytes_sent_total ", "kos_spop_notify_total "))}
+    return val["kos_spop_bytes_sent_total"], val["kos_spop_notify_total"]
+
+
+def test_acks_carry_the_service_account_token_only_when_haproxy_lacks_it(stack):
+    """Contract v2: HAProxy keeps the token process-wide; a normal allow carries its version (16 bytes), not the
+    ~1 KB token. A fresh HAProxy process holds none: its first request fetches it and is forwarded with it."""
+    good = tok(stack)
+    for _ in range(3):  # HAProxy holds the current token after these
+        st, _, _ = stack.request("GET", "/api", headers=[("Authorization", "Bearer " + good)])
+        assert st == 200
+    b0, n0 = spop_counters(stack)
+    for _ in range(50):
+        st, _, _ = stack.request("GET", "/api", headers=[("Authorization", "Bearer " + good)])
+        assert st == 200
+    b1, n1 = spop_counters(stack)
+    per_ack = (b1 - b0) / max(1, n1 - n0)  # health checks add a few tiny frames
+    assert n1 - n0 >= 50
+    assert per_ack < 300, f"{per_ack:.0f} bytes per ACK: the service-account token ({len(kosstack.SA_TOKEN)} " \
+                          "bytes) is still in every answer"
+    # a new HAProxy process (empty proc.kos.sa) gets the token with its first allow
+    stack.restart_haproxy()
+    stack.api_reset()
+    st, _, body = stack.request("GET", "/api", headers=[("Authorization", "Bearer " + good)])
+    assert st == 200, body
+    assert header_values(stack.api_requests()[-1]["headers"], "Authorization") == ["Bearer " + stack.sa_token]
+
+
+def test_agent_restarted_with_a_rotated_token_replaces_haproxys_copy(stack):
+    """The token's version comes from its content: an agent that restarts on a rotated file names a new version,
+    and HAProxy's copy of the old one is never forwarded again."""
+    good = tok(stack)
+    st, _, _ = stack.request("GET", "/api", headers=[("Authorization", "Bearer " + good)])
+    assert st == 200
+    port = stack.agent_port
+    stack.stop_agent()
+    stack.api_config(tokens=[kosstack.SA_TOKEN, "sa-token-three"])
+    stack.rotate_sa_token("sa-token-three")
+    stack.start_agent(port=port)
+    stack.wait_agent_up_in_haproxy()
+    stack.api_reset()
+    st, _, body = stack.request("GET", "/api", headers=[("Authorization", "Bearer " + good)])
+    assert st == 200, body
+    assert header_values(stack.api_requests()[-1]["headers"], "Authorization") == ["Bearer sa-token-three"]
+    stack.rotate_sa_token(kosstack.SA_TOKEN)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        stack.api_reset()
+        stack.request("GET", "/api", headers=[("Authorization", "Bearer " + good)])
+        if header_values(stack.api_requests()[-1]["headers"], "Authorization") == ["Bearer " + kosstack.SA_TOKEN]:
+            break
+        time.sleep(0.25)
+    else:
+        raise AssertionError("the agent never went back to the first token")

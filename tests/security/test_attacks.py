@@ -327,14 +327,14 @@ CASES = [
     ("groups-nested-array", lambda i: sign(i, claims(i, groups=[["dev"]])), H, 401),
     ("groups-crlf", lambda i: sign(i, claims(i, groups=["dev\r\nImpersonate-User: admin"])), H, 401),
     ("groups-empty-string", lambda i: sign(i, claims(i, groups=[""])), H, 401),
-    ("groups-100-over-max-groups", lambda i: groups_n(i, 100), H, 403),
+    ("groups-300-over-max-groups", lambda i: groups_n(i, 300), H, 403),
     ("groups-10000", lambda i: groups_n(i, 10000), H, 400),
     # sizes, encodings, nesting
     ("token-over-max-token-bytes", lambda i: too_long(i, 7000), H, 401),
     ("token-1mb", lambda i: too_long(i, 1 << 20), H, 400),
     ("payload-non-utf8", non_utf8_payload, H, 401),
     ("header-non-utf8", non_utf8_header, H, 401),
-    ("json-nesting-10000", lambda i: nested(i, 10000), H, 400),
+    ("json-nesting-20000", lambda i: nested(i, 20000), H, 400),  # over HAProxy's request-head room (32 KiB)
     ("json-nesting-2000", lambda i: nested(i, 2000), H, 401),  # fits --max-token-bytes: reaches the parser
     ("empty-token", lambda i: "", H, 401),
     ("trailing-dot-garbage", lambda i: sign(i, claims(i)) + "..", H, 401),
@@ -478,10 +478,12 @@ def test_inner_spaces_and_unicode_spaces_forwarded_intact(stack):
 
 
 # ---- extras never vanish (issue 14, finding 3) ----------------------------------------------------------------
-# More extra bytes than HAProxy's default rewrite reserve (tune.maxrewrite 1024), so that some padding leaves room
-# for the request head and the first rewrites but not for every extra line.
-EXTRAS = {f"example.com/x{i}": f"v{i}-" + "p" * 240 for i in range(5)}
-EXTRAS["example.com/team"] = "blue"
+# More extra bytes than the rewrite reserve this test gives HAProxy (tune.maxrewrite 1024, HAProxy's default), so
+# that some padding leaves room for the request head and the first rewrites but not for every extra line. The keys
+# are among the test HAProxy's slots (kosstack.EXTRA_SLOTS).
+EXTRAS = {k: f"{k[:2]}-" + "p" * 300 for k in ("cluster", "scopes", "example.com/team", "example.com/policy")}
+EXTRAS["foo/bar"] = "blue"
+SMALL_BUFFERS = {"KOS_BUFSIZE": "16384", "KOS_MAXREWRITE": "1024"}
 EXTRA_ARGS = ["--extra-user-headers", ",".join(f"{k}={v}" for k, v in EXTRAS.items())]
 
 
@@ -502,11 +504,14 @@ def test_padding_never_drops_an_extra(stack):
     too and mask the loss."""
     tok = sign(stack.issuer, claims(stack.issuer, sub="alice"))
     want = {k.replace("/", "%2F"): v for k, v in EXTRAS.items()}
+    seen = []
     try:
         stack.restart_agent(ARGS + EXTRA_ARGS)
+        stack.restart_haproxy(env=SMALL_BUFFERS)
 
         def ok_or_refused(pad):
             st, reqs = padded(stack, tok, pad)
+            seen.append(st)
             if st == 200:
                 got = {k[len("Impersonate-Extra-"):]: v for k, v in reqs[0]["headers"]
                        if k.lower().startswith("impersonate-extra-")}
@@ -516,6 +521,8 @@ def test_padding_never_drops_an_extra(stack):
             assert st in (400, 431, 500, 503), (pad, st)
             assert reqs == [], (pad, reqs[:1])
             return False
+
+        assert ok_or_refused(0), "the control (no padding) was not forwarded with every extra"
 
         # coarse: the first padding that is not forwarded
         edge = None
@@ -527,8 +534,11 @@ def test_padding_never_drops_an_extra(stack):
         # fine: every byte across the boundary (the rewrites stop fitting somewhere in here)
         for pad in range(edge - 1280, edge + 64):
             ok_or_refused(pad)
+        # the scan crossed the rewrite boundary: a refusal for want of room, not only HAProxy's 400 for the head
+        assert 500 in seen, sorted(set(seen))
     finally:
         stack.restart_agent(ARGS)
+        stack.restart_haproxy(env={})
 
 
 # ---- HAProxy's access log (issue 14, finding 4) ---------------------------------------------------------------

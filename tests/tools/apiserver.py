@@ -42,6 +42,7 @@ import argparse
 import base64
 import datetime
 import hashlib
+import http.client
 import ipaddress
 import json
 import os
@@ -59,6 +60,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+# Go's net/http (kube-apiserver) has no limit on the number of header lines, only on their bytes (1 MiB);
+# Python's http.server refuses more than 100 (431): a user with hundreds of groups sends one line per group.
+http.client._MAXHEADERS = 100000
 
 SA_USER = "system:serviceaccount:kube-oidc-spoa:kube-oidc-spoa"
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -41,8 +41,9 @@ static const ccase cases[] = {
 	{{ISS, CID, "--threads"}, {NULL}, CONFIG_E_USAGE, "needs a value"},
 	{{ISS, CID, "--threads=x"}, {NULL}, CONFIG_E_USAGE, "0..256"},
 	{{ISS, CID, "--threads=999"}, {NULL}, CONFIG_E_USAGE, "0..256"},
-	{{ISS, CID, "--max-groups=65"}, {NULL}, CONFIG_E_USAGE, "1..64"},
-	{{ISS, CID, "--max-groups=0"}, {NULL}, CONFIG_E_USAGE, "1..64"},
+	{{ISS, CID, "--max-groups=4097"}, {NULL}, CONFIG_E_USAGE, "1..4096"},
+	{{ISS, CID, "--max-groups=0"}, {NULL}, CONFIG_E_USAGE, "1..4096"},
+	{{ISS, CID, "--max-groups=300"}, {NULL}, CONFIG_OK, NULL},
 	{{ISS, CID, "--readiness-probe-port=70000"}, {NULL}, CONFIG_E_USAGE, "0..65535"},
 	{{ISS, CID, "--readiness-probe-address=localhost"}, {NULL}, CONFIG_E_USAGE, "IPv4 or IPv6"},
 	{{ISS, CID, "--oidc-signing-algs=RS256,HS256"}, {NULL}, CONFIG_E_USAGE, "never accepted"},
@@ -150,7 +151,8 @@ static void test_defaults(void **state)
 	assert_null(c.probe_address);
 	assert_string_equal(c.listen, "127.0.0.1:12345");
 	assert_string_equal(c.sa_token_file, "/var/run/secrets/kubernetes.io/serviceaccount/token");
-	assert_int_equal(c.max_groups, 64);
+	assert_int_equal(c.max_groups, CONFIG_MAX_GROUPS_DEFAULT);
+	assert_int_equal(CONFIG_MAX_GROUPS_DEFAULT, 256); /* the contract's number (conf/CONTRACT.md, README) */
 	assert_int_equal(c.max_token_bytes, 16384);
 	assert_int_equal(c.cache_entries, 65536);
 	assert_int_equal(c.cache_ttl_s, 600);

@@ -51,6 +51,15 @@ static int rec_str(void *ud, const char *name, const char *s, size_t len)
 	return 0;
 }
 
+/* process-scope variables are recorded as "proc.<name>" */
+static int rec_proc(void *ud, const char *name, const char *s, size_t len)
+{
+	char full[16];
+
+	snprintf(full, sizeof(full), "proc.%s", name);
+	return rec_str(ud, full, s, len);
+}
+
 static int rec_int(void *ud, const char *name, int64_t v)
 {
 	rec *r = ud;
@@ -107,6 +116,26 @@ static int fake_verify(void *ctx, const uint8_t *tok, size_t len, int64_t now, c
 			many[i] = names[i];
 		}
 		*id = identity_build("carol", NULL, many, n, NULL, 0, now + 60, 1);
+		return VERIFY_OK;
+	}
+	if (strcmp(t, "lists") == 0) { /* nine values for one key: one more than a slot has lines */
+		identity_extra ex[9];
+
+		for (size_t i = 0; i < 9; i++)
+			ex[i] = (identity_extra){"example.com/teams", names[i]};
+		for (size_t i = 0; i < 9; i++)
+			snprintf(names[i], sizeof(names[i]), "t%zu", i);
+		*id = identity_build("dave", NULL, NULL, 0, ex, t[5] == '\0' ? 9 : 8, now + 60, 1);
+		return VERIFY_OK;
+	}
+	if (strcmp(t, "list8") == 0) {
+		identity_extra ex[8];
+
+		for (size_t i = 0; i < 8; i++) {
+			snprintf(names[i], sizeof(names[i]), "t%zu", i);
+			ex[i] = (identity_extra){"example.com/teams", names[i]};
+		}
+		*id = identity_build("dave", NULL, NULL, 0, ex, 8, now + 60, 1);
 		return VERIFY_OK;
 	}
 	if (strcmp(t, "ctluser") == 0) {
@@ -229,7 +258,7 @@ static void test_table(void **state)
 		int st, ri;
 
 		memset(&r, 0, sizeof(r));
-		k = (handler_sink){rec_str, rec_int, &r};
+		k = (handler_sink){rec_str, rec_int, rec_proc, &r};
 		in.imp = c->imp;
 		in.have_msg = !c->no_msg;
 		in.bad_msg = c->bad_msg;
@@ -245,14 +274,15 @@ static void test_table(void **state)
 		if (c->reason == NULL) {
 			assert_int_equal(ri, -1);
 			assert_true(find(&r, "user") >= 0);
-			assert_true(find(&r, "sa") >= 0);
+			assert_true(find(&r, "proc.sa") >= 0); /* the table's inputs carry no sv */
 		} else {
 			if (ri < 0)
 				fail_msg("case %zu: no reason", i);
 			assert_string_equal(r.s[ri], c->reason);
 			/* a refusal never carries an identity or the service-account token */
 			assert_int_equal(find(&r, "user"), -1);
-			assert_int_equal(find(&r, "sa"), -1);
+			assert_int_equal(find(&r, "proc.sa"), -1);
+			assert_int_equal(find(&r, "sv"), -1);
 			assert_int_equal(find(&r, "g0"), -1);
 		}
 		fx_free(f);
@@ -264,11 +294,13 @@ static void test_allow_variables(void **state)
 	fx *f = fx_new(true, true, 1);
 	handler_input in = input_auth("Bearer good");
 	rec r;
-	handler_sink k = {rec_str, rec_int, &r};
+	handler_sink k = {rec_str, rec_int, rec_proc, &r};
 	int i;
 
 	(void)state;
 	memset(&r, 0, sizeof(r));
+	in.xk = (const uint8_t *)"other|CLUSTER";
+	in.xk_len = strlen("other|CLUSTER");
 	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_ALLOW);
 	assert_string_equal(r.s[find(&r, "user")], "alice");
 	assert_int_equal(find(&r, "uid"), -1);
@@ -278,10 +310,18 @@ static void test_allow_variables(void **state)
 	assert_string_equal(r.s[find(&r, "g0")], "dev");
 	assert_string_equal(r.s[find(&r, "g1")], "ops");
 	assert_int_equal(find(&r, "g2"), -1);
-	assert_string_equal(r.s[find(&r, "sa")], "Bearer sa-secret");
+	/* HAProxy sent no sv: it gets the token, process-wide, as "<version>|Bearer …", and the version alone */
+	assert_int_equal(find(&r, "sa"), -1);
+	i = find(&r, "proc.sa");
+	assert_true(i >= 0);
+	assert_int_equal(strlen(r.s[i]), SATOKEN_VER_LEN + 1 + strlen("Bearer sa-secret"));
+	assert_string_equal(r.s[i] + SATOKEN_VER_LEN, "|Bearer sa-secret");
+	assert_memory_equal(r.s[find(&r, "sv")], r.s[i], SATOKEN_VER_LEN);
+	assert_int_equal(strlen(r.s[find(&r, "sv")]), SATOKEN_VER_LEN);
 	assert_string_equal(r.s[find(&r, "cip")], "192.0.2.7");
-	assert_int_equal(r.i[find(&r, "nx")], 1);
-	assert_string_equal(r.s[find(&r, "x")], "cluster=prod\n");
+	/* --extra-user-headers cluster=prod goes to HAProxy's slot for "cluster" (KOS_EXTRA_2 here) */
+	assert_string_equal(r.s[find(&r, "x2v0")], "prod");
+	assert_int_equal(find(&r, "x1v0"), -1);
 	assert_int_equal(metrics_count(f->m, METRICS_ALLOW, HR_OK), 1);
 	assert_int_equal(metrics_latency_count(f->m), 1);
 	fx_free(f);
@@ -293,7 +333,7 @@ static void test_sixty_four_group_names(void **state)
 	fx *f = fx_new(true, false, 0);
 	handler_input in = input_auth("Bearer max");
 	rec r;
-	handler_sink k = {rec_str, rec_int, &r};
+	handler_sink k = {rec_str, rec_int, rec_proc, &r};
 	char want[16];
 
 	(void)state;
@@ -319,20 +359,99 @@ static void test_uid_extras_ipv6(void **state)
 	fx *f = fx_new(true, true, 1);
 	handler_input in = input_auth("Bearer uid");
 	rec r;
-	handler_sink k = {rec_str, rec_int, &r};
+	handler_sink k = {rec_str, rec_int, rec_proc, &r};
 
 	(void)state;
 	memset(&r, 0, sizeof(r));
 	in.src_family = 6;
 	memset(in.src, 0, 16);
 	in.src[0] = 0x20, in.src[1] = 0x01, in.src[2] = 0x0d, in.src[3] = 0xb8, in.src[15] = 1;
+	in.xk = (const uint8_t *)"scopes||weird%20key%2fx|cluster";
+	in.xk_len = strlen((const char *)in.xk);
 	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_ALLOW);
 	assert_string_equal(r.s[find(&r, "uid")], "u-123");
 	assert_int_equal(r.i[find(&r, "ng")], 0);
 	assert_string_equal(r.s[find(&r, "cip")], "2001:db8::1");
-	assert_int_equal(r.i[find(&r, "nx")], 3);
-	/* keys are percent-encoded for Impersonate-Extra-<key> */
-	assert_string_equal(r.s[find(&r, "x")], "scopes=read\nweird%20key%2Fx=v\ncluster=prod\n");
+	/* keys are percent-encoded for Impersonate-Extra-<key>, as HAProxy's slots name them */
+	assert_string_equal(r.s[find(&r, "x1v0")], "read");
+	assert_string_equal(r.s[find(&r, "x3v0")], "v");
+	assert_string_equal(r.s[find(&r, "x4v0")], "prod");
+	fx_free(f);
+}
+
+/* Extras go to HAProxy's slots (xk): a key with no slot fails closed with a reason naming it (500), a ninth
+ * value for one key is a 403, eight are eight lines of the same slot in order. */
+static void test_extra_slots(void **state)
+{
+	fx *f = fx_new(true, false, 0);
+	handler_input in;
+	rec r;
+	handler_sink k = {rec_str, rec_int, rec_proc, &r};
+
+	(void)state;
+	/* no xk at all: HAProxy declares no slot, the extra cannot go */
+	memset(&r, 0, sizeof(r));
+	in = input_auth("Bearer uid");
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_NO_SLOT);
+	assert_string_equal(r.s[find(&r, "reason")], "extra key without a HAProxy slot");
+	assert_int_equal(find(&r, "user"), -1);
+	assert_int_equal(metrics_count(f->m, METRICS_NO_SLOT, HR_NO_SLOT), 1);
+	/* one of two keys has a slot: still refused, nothing of the identity written */
+	memset(&r, 0, sizeof(r));
+	in.xk = (const uint8_t *)"scopes";
+	in.xk_len = 6;
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_NO_SLOT);
+	assert_int_equal(find(&r, "user"), -1);
+	/* eight values: x1v0..x1v7 in order */
+	memset(&r, 0, sizeof(r));
+	in = input_auth("Bearer list8");
+	in.xk = (const uint8_t *)"example.com%2Fteams";
+	in.xk_len = strlen((const char *)in.xk);
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_ALLOW);
+	for (int i = 0; i < 8; i++) {
+		char n[16], v[16];
+
+		snprintf(n, sizeof(n), "x1v%d", i);
+		snprintf(v, sizeof(v), "t%d", i);
+		assert_string_equal(r.s[find(&r, n)], v);
+	}
+	/* nine: refused (403), never eight of nine */
+	memset(&r, 0, sizeof(r));
+	in = input_auth("Bearer lists");
+	in.xk = (const uint8_t *)"example.com%2Fteams";
+	in.xk_len = strlen((const char *)in.xk);
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_TOO_MANY_VALUES);
+	assert_string_equal(r.s[find(&r, "reason")], "too many values for an extra key");
+	assert_int_equal(find(&r, "user"), -1);
+	fx_free(f);
+}
+
+/* The service-account token goes to HAProxy only when its copy (sv) is missing or another version. */
+static void test_sa_version_handshake(void **state)
+{
+	fx *f = fx_new(true, false, 0);
+	handler_input in = input_auth("Bearer good");
+	rec r;
+	handler_sink k = {rec_str, rec_int, rec_proc, &r};
+	char ver[SATOKEN_VER_LEN + 1];
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_ALLOW);
+	assert_true(find(&r, "proc.sa") >= 0);
+	snprintf(ver, sizeof(ver), "%s", r.s[find(&r, "sv")]);
+	/* HAProxy now holds that version: the ACK carries sv only */
+	memset(&r, 0, sizeof(r));
+	in.have_sv = true;
+	memcpy(in.sv, ver, SATOKEN_VER_LEN);
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_ALLOW);
+	assert_int_equal(find(&r, "proc.sa"), -1);
+	assert_string_equal(r.s[find(&r, "sv")], ver);
+	/* another version (HAProxy's copy is stale): the token again */
+	memset(&r, 0, sizeof(r));
+	in.sv[0] = in.sv[0] == '0' ? '1' : '0';
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_ALLOW);
+	assert_true(find(&r, "proc.sa") >= 0);
 	fx_free(f);
 }
 
@@ -341,7 +460,7 @@ static void test_client_ip_without_src(void **state)
 	fx *f = fx_new(true, true, 0);
 	handler_input in = input_auth("Bearer good");
 	rec r;
-	handler_sink k = {rec_str, rec_int, &r};
+	handler_sink k = {rec_str, rec_int, rec_proc, &r};
 
 	(void)state;
 	memset(&r, 0, sizeof(r));
@@ -355,7 +474,7 @@ static void test_no_satoken(void **state)
 	fx *f = fx_new(false, false, 0);
 	handler_input in = input_auth("Bearer good");
 	rec r;
-	handler_sink k = {rec_str, rec_int, &r};
+	handler_sink k = {rec_str, rec_int, rec_proc, &r};
 	char why[128];
 
 	(void)state;
@@ -389,12 +508,12 @@ static void test_ready(void **state)
 
 static void test_ack_full(void **state)
 {
-	/* the ACK fills up at each of the 6 sets of an allow (user ng g0 g1 sa status): never an allow */
-	for (size_t fail = 1; fail <= 6; fail++) {
+	/* the ACK fills up at each of the 7 sets of an allow (user ng g0 g1 sv proc.sa status): never an allow */
+	for (size_t fail = 1; fail <= 7; fail++) {
 		fx *f = fx_new(true, false, 0);
 		handler_input in = input_auth("Bearer good");
 		rec r;
-		handler_sink k = {rec_str, rec_int, &r};
+		handler_sink k = {rec_str, rec_int, rec_proc, &r};
 		int st;
 
 		(void)state;
@@ -502,6 +621,8 @@ int main(void)
 		cmocka_unit_test(test_allow_variables),
 		cmocka_unit_test(test_sixty_four_group_names),
 		cmocka_unit_test(test_uid_extras_ipv6),
+		cmocka_unit_test(test_extra_slots),
+		cmocka_unit_test(test_sa_version_handshake),
 		cmocka_unit_test(test_client_ip_without_src),
 		cmocka_unit_test(test_no_satoken),
 		cmocka_unit_test(test_ready),

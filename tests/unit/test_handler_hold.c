@@ -52,8 +52,19 @@ static int slot_str(void *ud, const char *name, const char *s, size_t len)
 		snprintf(r->reason, sizeof(r->reason), "%.*s", (int)len, s);
 	else if (strcmp(name, "user") == 0)
 		snprintf(r->user, sizeof(r->user), "%.*s", (int)len, s);
-	else if (strcmp(name, "sa") == 0)
-		r->has_sa = true;
+	else if (strcmp(name, "sv") == 0)
+		r->has_sa = true; /* the version HAProxy checks its copy against: part of every allow */
+	return 0;
+}
+
+static int slot_proc(void *ud, const char *name, const char *s, size_t len)
+{
+	slot *r = ud;
+
+	(void)s;
+	(void)len;
+	r->nvars++;
+	assert_string_equal(name, "sa");
 	return 0;
 }
 
@@ -224,7 +235,7 @@ static int submit(fx *f, const char *auth, bool imp, slot *r)
 {
 	char buf[64];
 	handler_input in;
-	handler_sink k = {slot_str, slot_int, r};
+	handler_sink k = {slot_str, slot_int, slot_proc, r};
 	int st;
 
 	/* a private copy that the test scribbles over after submit: a held request must have copied it */
