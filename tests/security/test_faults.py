@@ -396,6 +396,92 @@ def read_until_closed(s, limit=1 << 16, timeout=10):
     return got, False
 
 
+PROBE_FLOOD_SECONDS = float(os.environ.get("KOS_SEC_PROBE_FLOOD_SECONDS", "5"))
+
+
+def connection_flood(port, src, rate, hold, stop, stats):
+    """New TCP connections from loopback address `src` at about `rate` per second until stop, each left idle
+    (it never sends a byte); this side keeps at most `hold` open and closes the oldest beyond that."""
+    socks = []
+    nxt = time.monotonic()
+    while not stop.is_set():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.settimeout(2)
+            s.bind((src, 0))
+            s.connect(("127.0.0.1", port))
+            socks.append(s)
+            stats["opened"] += 1
+        except OSError:
+            s.close()
+            stats["errors"] += 1
+        while len(socks) > hold:
+            socks.pop(0).close()
+        nxt += 1.0 / rate
+        d = nxt - time.monotonic()
+        if d > 0:
+            time.sleep(d)
+        else:
+            nxt = time.monotonic()  # slower than rate (a loaded machine): as fast as it can, no catch-up burst
+    for s in socks:
+        s.close()
+
+
+def probe_after(port, path, delay, timeout=3):
+    """kubelet's probe on a busy node: connect, `delay` seconds, then the request. The status, or None when the
+    connection was closed or timed out without an answer."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except OSError:
+        return None
+    try:
+        time.sleep(delay)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: kube-probe/1.30\r\n\r\n".encode())
+        got, _ = read_until_closed(s, timeout=timeout)
+    except OSError:
+        return None
+    finally:
+        s.close()
+    parts = got.split(b" ", 2)
+    return int(parts[1]) if len(parts) >= 2 and parts[0].startswith(b"HTTP/1.") and parts[1].isdigit() else None
+
+
+def test_probe_port_connection_flood(stack):
+    """Issue 14 finding 5: a flood of new idle connections on the probe port (from two other loopback addresses,
+    as another pod would) must not make a single /ready or /healthz probe fail — including probes that wait up
+    to 0.2 s between connect and request. Before the fix the 33rd newer connection closed the probe's."""
+    stop = threading.Event()
+    stats = {"opened": 0, "errors": 0}
+    floods = [threading.Thread(target=connection_flood, args=(stack.probe_port, src, 600, 200, stop, stats),
+                               daemon=True) for src in ("127.0.0.2", "127.0.0.3")]
+    results = []
+    for t in floods:
+        t.start()
+    t0 = time.monotonic()
+    try:
+        time.sleep(0.3)
+        i = 0
+        while time.monotonic() - t0 < PROBE_FLOOD_SECONDS:
+            path = ("/ready", "/healthz")[i % 2]
+            delay = (0.0, 0.05, 0.2)[i % 3]
+            results.append((path, delay, probe_after(stack.probe_port, path, delay)))
+            i += 1
+    finally:
+        stop.set()
+        for t in floods:
+            t.join(timeout=20)
+    elapsed = time.monotonic() - t0
+    failed = [r for r in results if r[2] != 200]
+    stack.figures["probe_port_flood"] = {"connections": stats["opened"], "seconds": round(elapsed, 1),
+                                         "probes": len(results), "failed": len(failed)}
+    # the flood was a flood: far more connections than the endpoint keeps (32) within one probe's delay
+    assert stats["opened"] > 20 * PROBE_FLOOD_SECONDS * 2, stats
+    assert len(results) >= 10, results
+    assert not failed, f"{len(failed)} of {len(results)} probes failed during the flood " \
+        f"({stats['opened']} connections): {failed[:5]}"
+    assert stack.probe("/ready")[0] == 200
+
+
 def test_garbage_and_http_on_spop_port(stack):
     errs = stack.metric("kos_spop_protocol_errors_total")
     rnd = random.Random(8)
