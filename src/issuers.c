@@ -475,6 +475,8 @@ void issuers_cache_stats(issuers *h, verifier_cache_stats *out)
 
 		verifier_cache_stats_get(s->v[i], &vs);
 		out->refresh_requests += vs.refresh_requests;
+		out->negative_hits += vs.negative_hits;
+		out->work_refusals += vs.work_refusals;
 	}
 	release(s);
 }
@@ -633,6 +635,21 @@ int issuers_metrics(issuers *h, char **buf, size_t *len)
 	       "kos_cache_evictions_total %llu\n", (unsigned long long)st.evictions);
 	mb(&b, "# HELP kos_cache_entries Tokens in the cache.\n# TYPE kos_cache_entries gauge\nkos_cache_entries %zu\n",
 	   st.size);
+	{
+		uint64_t neg = 0, work = 0;
+
+		for (size_t i = 0; i < s->n; i++) {
+			verifier_cache_stats_get(s->v[i], &cs);
+			neg += cs.negative_hits;
+			work += cs.work_refusals;
+		}
+		mb(&b, "# HELP kos_negative_cache_hits_total Refusals repeated from the memory of recently refused "
+		       "tokens.\n# TYPE kos_negative_cache_hits_total counter\nkos_negative_cache_hits_total %llu\n",
+		   (unsigned long long)neg);
+		mb(&b, "# HELP kos_verify_work_refusals_total Tokens refused because checking them would take more "
+		       "signature work than the per-token cap.\n# TYPE kos_verify_work_refusals_total counter\n"
+		       "kos_verify_work_refusals_total %llu\n", (unsigned long long)work);
+	}
 	mb(&b, "# HELP kos_issuers Authenticators in the current --authentication-config.\n# TYPE kos_issuers gauge\n"
 	       "kos_issuers %zu\n", s->n);
 	mb(&b, "# HELP kos_authentication_config_reloads_total SIGHUP reloads of --authentication-config by "

@@ -18,7 +18,15 @@
 #include "oidc.h"
 
 #define VERIFIER_MAX_REQUIRED_CLAIMS 32
-
+/*
+ * Most signature work spent on one token, in jwks.h's work units (one unit: one RSA-2048 verification, 13 µs
+ * here). A token is checked against the keys its kid names, or every key fitting its alg when it has no kid;
+ * keys are tried in JWKS order while the total stays within this budget, and the first is always tried. 256
+ * units cover every key of a full set (JWKS_MAX_KEYS) of RSA-2048 keys, so the cap binds only on sets of
+ * large keys: without it a kid-less token cost 256 verifications with 16,384-bit keys (see SECURITY.md).
+ * A token refused by the cap is VERIFY_E_SIGNATURE with the detail "too much verification work: …".
+ */
+#define VERIFIER_MAX_WORK 256
 typedef struct verifier_config {
 	oidc_config oidc;               /* issuer URL, CA file, refresh policy (its on_attempt is the verifier's own) */
 	const char *client_id;          /* required: must appear in aud */
@@ -127,6 +135,8 @@ typedef struct verifier_cache_stats {
 	uint64_t hits, misses, evictions;
 	size_t size;
 	uint64_t refresh_requests; /* JWKS refreshes asked for because of an unknown kid */
+	uint64_t negative_hits;    /* refusals answered from the refused-token memory (negcache.h) */
+	uint64_t work_refusals;    /* tokens refused by VERIFIER_MAX_WORK */
 } verifier_cache_stats;
 void verifier_cache_stats_get(verifier *v, verifier_cache_stats *out);
 void verifier_destroy(verifier *v);
