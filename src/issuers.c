@@ -104,10 +104,19 @@ static int set_build(issuers *h, iset **out, char *err, size_t errlen)
 		goto fail;
 	}
 	s->max_token = h->tmpl.max_token_bytes ? h->tmpl.max_token_bytes : JWT_DEFAULT_MAX_BYTES;
-	if (cache_create(h->tmpl.cache_entries ? h->tmpl.cache_entries : 65536,
-			 h->tmpl.cache_ttl_s ? h->tmpl.cache_ttl_s : 600, &s->cache) != 0) {
-		seterr(err, errlen, "cannot allocate the token cache");
-		goto fail;
+	{
+		size_t entries = h->tmpl.cache_entries ? h->tmpl.cache_entries : 65536;
+		size_t max_bytes = h->tmpl.cache_max_bytes ? h->tmpl.cache_max_bytes : VERIFIER_CACHE_MAX_BYTES;
+
+		if (cache_table_bytes(entries) > max_bytes) {
+			seterr(err, errlen, "--cache-entries %zu needs %zu bytes of table, more than --cache-max-bytes %zu",
+			       entries, cache_table_bytes(entries), max_bytes);
+			goto fail;
+		}
+		if (cache_create(entries, max_bytes, h->tmpl.cache_ttl_s ? h->tmpl.cache_ttl_s : 600, &s->cache) != 0) {
+			seterr(err, errlen, "cannot allocate the token cache");
+			goto fail;
+		}
 	}
 	if (s->cfg->njwt > 0 && (s->v = calloc(s->cfg->njwt, sizeof(*s->v))) == NULL) {
 		seterr(err, errlen, "out of memory");
@@ -470,6 +479,7 @@ void issuers_cache_stats(issuers *h, verifier_cache_stats *out)
 	out->misses = st.misses;
 	out->evictions = st.evictions;
 	out->size = st.size;
+	out->bytes = st.bytes;
 	for (size_t i = 0; i < s->n; i++) {
 		verifier_cache_stats vs;
 
@@ -635,6 +645,8 @@ int issuers_metrics(issuers *h, char **buf, size_t *len)
 	       "kos_cache_evictions_total %llu\n", (unsigned long long)st.evictions);
 	mb(&b, "# HELP kos_cache_entries Tokens in the cache.\n# TYPE kos_cache_entries gauge\nkos_cache_entries %zu\n",
 	   st.size);
+	mb(&b, "# HELP kos_cache_bytes Memory the token cache holds (table and identities; --cache-max-bytes).\n"
+	       "# TYPE kos_cache_bytes gauge\nkos_cache_bytes %zu\n", st.bytes);
 	{
 		uint64_t neg = 0, work = 0;
 

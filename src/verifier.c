@@ -175,10 +175,16 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 	v->rules.nrequired = cfg->nrequired_claims;
 	v->rules.allow_reserved = cfg->allow_reserved;
 	v->max_token = cfg->max_token_bytes ? cfg->max_token_bytes : JWT_DEFAULT_MAX_BYTES;
-	if (!cfg->no_cache &&
-	    cache_create(cfg->cache_entries ? cfg->cache_entries : 65536, cfg->cache_ttl_s ? cfg->cache_ttl_s : 600,
-			 &v->cache) != 0)
-		FAIL("cannot allocate the token cache");
+	if (!cfg->no_cache) {
+		size_t entries = cfg->cache_entries ? cfg->cache_entries : 65536;
+		size_t max_bytes = cfg->cache_max_bytes ? cfg->cache_max_bytes : VERIFIER_CACHE_MAX_BYTES;
+
+		if (cache_table_bytes(entries) > max_bytes)
+			FAIL("--cache-entries %zu needs %zu bytes of table, more than --cache-max-bytes %zu", entries,
+			     cache_table_bytes(entries), max_bytes);
+		if (cache_create(entries, max_bytes, cfg->cache_ttl_s ? cfg->cache_ttl_s : 600, &v->cache) != 0)
+			FAIL("cannot allocate the token cache");
+	}
 	if (negcache_create(&v->neg) != 0)
 		FAIL("out of memory");
 	*out = v;
@@ -697,6 +703,7 @@ void verifier_cache_stats_get(verifier *v, verifier_cache_stats *out)
 	out->misses = st.misses;
 	out->evictions = st.evictions;
 	out->size = st.size;
+	out->bytes = st.bytes;
 	out->refresh_requests = atomic_load_explicit(&v->refresh_requests, memory_order_relaxed);
 	out->negative_hits = negcache_hits(v->neg);
 	out->work_refusals = atomic_load_explicit(&v->work_refusals, memory_order_relaxed);

@@ -18,6 +18,9 @@
 #include "oidc.h"
 
 #define VERIFIER_MAX_REQUIRED_CLAIMS 32
+/* --cache-max-bytes' default: far above what 65,536 ordinary identities take (~25 MiB), far below the agent's
+ * 256 MiB memory limit in deploy/ — what 65,536 identities of 16 KiB tokens would have taken (~1 GiB) */
+#define VERIFIER_CACHE_MAX_BYTES ((size_t)64 << 20)
 /*
  * Most signature work spent on one token, in jwks.h's work units (one unit: one RSA-2048 verification, 13 µs
  * here). A token is checked against the keys its kid names, or every key fitting its alg when it has no kid;
@@ -39,6 +42,7 @@ typedef struct verifier_config {
 	const char *signing_algs;       /* comma list; NULL = "RS256" */
 	size_t max_token_bytes;         /* 0 = 16384 */
 	size_t cache_entries;           /* 0 = 65536; bounded, evicting */
+	size_t cache_max_bytes;         /* 0 = VERIFIER_CACHE_MAX_BYTES: table and identities, see cache.h */
 	unsigned cache_ttl_s;           /* 0 = 600; an entry never outlives its token's exp either */
 	bool allow_reserved;            /* accept system: users/groups (off by default, see SECURITY.md) */
 	bool credential_id;             /* --credential-id-extra: a token with a jti gets the extra
@@ -135,6 +139,7 @@ typedef struct verifier_cache_stats {
 	uint64_t hits, misses, evictions;
 	size_t size;
 	uint64_t refresh_requests; /* JWKS refreshes asked for because of an unknown kid */
+	size_t bytes;              /* memory the token cache holds: its table and the identities in it */
 	uint64_t negative_hits;    /* refusals answered from the refused-token memory (negcache.h) */
 	uint64_t work_refusals;    /* tokens refused by VERIFIER_MAX_WORK */
 } verifier_cache_stats;
