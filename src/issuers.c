@@ -374,7 +374,7 @@ static int set_verify(iset *s, const uint8_t *tok, size_t len, int64_t now, cons
 	if (tr != NULL)
 		rc = verifier_explain(s->v[ix], tok, len, now, tr, &fresh, &d);
 	else
-		rc = verifier_verify_uncached(s->v[ix], tok, len, now, &fresh, &d);
+		rc = verifier_verify_uncached_key(s->v[ix], tok, len, key, now, &fresh, &d);
 	if (rc == VERIFY_OK) {
 		/* only this thread holds fresh yet: salting the fingerprint ties the cache entry to its issuer */
 		((identity *)fresh)->key_fp ^= salt((size_t)ix);

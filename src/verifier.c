@@ -608,8 +608,9 @@ out_nokeys:
 	return rc;
 }
 
-static int verify_nocache(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
-			  const char **detail, const mapping_trace *tr)
+/* known_key: the token's cache_key() when the caller has it, else NULL (computed here unless tracing). */
+static int verify_nocache(verifier *v, const uint8_t *token, size_t len, const uint8_t *known_key, int64_t now,
+			  const identity **id, const char **detail, const mapping_trace *tr)
 {
 	uint8_t key[CACHE_KEY_LEN];
 	identity *fresh = NULL;
@@ -628,9 +629,10 @@ static int verify_nocache(verifier *v, const uint8_t *token, size_t len, int64_t
 		mapping_tracef(tr, "keys: FAIL (the issuer's JWKS is not loaded)");
 	} else {
 		mapping_tracef(tr, "keys: %zu in the issuer's JWKS", jwks_keyset_count(ks));
-		if (tr == NULL)
+		if (tr == NULL && known_key == NULL)
 			cache_key(token, len, key);
-		rc = judge(v, ks, token, len, tr == NULL ? key : NULL, now, &fresh, &d, tr);
+		rc = judge(v, ks, token, len, tr != NULL ? NULL : known_key != NULL ? known_key : key, now, &fresh, &d,
+			   tr);
 		jwks_keyset_release(ks);
 		if (rc == VERIFY_OK) {
 			*id = fresh;
@@ -645,13 +647,19 @@ static int verify_nocache(verifier *v, const uint8_t *token, size_t len, int64_t
 int verifier_verify_uncached(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
 			     const char **detail)
 {
-	return verify_nocache(v, token, len, now, id, detail, NULL);
+	return verify_nocache(v, token, len, NULL, now, id, detail, NULL);
+}
+
+int verifier_verify_uncached_key(verifier *v, const uint8_t *token, size_t len, const uint8_t *key, int64_t now,
+				 const identity **id, const char **detail)
+{
+	return verify_nocache(v, token, len, key, now, id, detail, NULL);
 }
 
 int verifier_explain(verifier *v, const uint8_t *token, size_t len, int64_t now, const mapping_trace *trace,
 		     const identity **id, const char **detail)
 {
-	return verify_nocache(v, token, len, now, id, detail, trace);
+	return verify_nocache(v, token, len, NULL, now, id, detail, trace);
 }
 
 bool verifier_has_key(verifier *v, uint64_t fp)

@@ -107,6 +107,10 @@ bool verifier_ready(verifier *v);
  * keeps one cache for all its authenticators. Same contract otherwise. */
 int verifier_verify_uncached(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
 			     const char **detail);
+/* The same for a caller that already hashed the token (key: its cache_key(), 32 bytes), which the memory of
+ * refused tokens is keyed on: one SHA-256 per miss, not two. */
+int verifier_verify_uncached_key(verifier *v, const uint8_t *token, size_t len, const uint8_t *key, int64_t now,
+				 const identity **id, const char **detail);
 /* Whether the key with fingerprint fp (identity.key_fp) is in the current key set: a cached identity stays
  * valid only while the key that verified it is published. Any thread. */
 bool verifier_has_key(verifier *v, uint64_t fp);
