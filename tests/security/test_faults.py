@@ -554,6 +554,22 @@ def spop_burst(stack, tokens, total, batch=200):
     return statuses
 
 
+def test_same_bad_token_answered_from_memory(stack):
+    """Issue 14 finding 6: the same bad token again is refused from the agent's short memory of refused tokens
+    (same 401, same reason), and the good token it was made from is still accepted."""
+    good = fresh(stack)
+    bad = resign(good, 7)
+    reason = 'kos_requests_total{verdict="unauthenticated",reason="invalid signature"}'
+    hits0, refused0 = stack.metric("kos_negative_cache_hits_total"), stack.metrics().get(reason, 0)
+    for _ in range(5):
+        st, _, _ = stack.get(bad)
+        assert st == 401
+    assert stack.metric("kos_negative_cache_hits_total") - hits0 >= 3
+    assert stack.metrics().get(reason, 0) - refused0 == 5
+    st, _, body = stack.get(good)
+    assert st == 200, body
+
+
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
