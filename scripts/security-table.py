@@ -123,6 +123,10 @@ def render(summary, cases, figs):
     if v:
         lines.append(f"- idle SPOP connections: {fmt_int(v['connections'])} held open, "
                      f"{v['rss_kb_per_connection']} KiB agent RSS each (ASan build), service unaffected")
+    v = figs.get("probe_port_flood")
+    if v:
+        lines.append(f"- probe-port flood: {fmt_int(v['connections'])} new idle connections from two other addresses "
+                     f"in {v['seconds']} s, {v['probes']} /ready and /healthz probes, {v['failed']} failed")
     v = figs.get("jwks_huge_bytes_accepted")
     if v:
         lines.append(f"- 50 MB JWKS body: cut after {fmt_int(v)} bytes (socket buffers included), old keys kept")

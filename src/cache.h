@@ -32,10 +32,23 @@ typedef struct cache cache;
 typedef struct cache_stats {
 	uint64_t hits, misses, evictions;
 	size_t size;
+	size_t bytes; /* the table (all of it, touched or not) plus the identities held, as counted for max_bytes */
 } cache_stats;
 
-/* max_entries 0 is refused; ttl_s 0 = entries live until the token's exp. 0 or -1 (out of memory / bad size). */
-int cache_create(size_t max_entries, unsigned ttl_s, cache **out);
+/*
+ * max_entries 0 is refused; ttl_s 0 = entries live until the token's exp.
+ *
+ * max_bytes bounds the whole cache: the table (cache_table_bytes(max_entries), fixed at creation) plus every
+ * identity held, each counted as its one allocation (identity.h) plus a malloc header. An identity can be as
+ * large as the token it came from, so without this bound 65,536 entries of 16 KiB tokens would hold about a
+ * GiB (issue 14, finding 6). The identities' share is split evenly over the shards; a put that does not fit
+ * evicts entries of its shard in set order (a clock hand) until it does, and an identity larger than a shard's
+ * share is not cached at all. 0 = no byte bound (tests and benchmarks). max_bytes below the table's size is
+ * refused. 0 or -1 (out of memory / bad size).
+ */
+int cache_create(size_t max_entries, size_t max_bytes, unsigned ttl_s, cache **out);
+/* The fixed part of a cache of max_entries: the table and its header (SIZE_MAX for a refused size). */
+size_t cache_table_bytes(size_t max_entries);
 void cache_destroy(cache *c);
 /* SHA-256 of token[0..len) into key; no allocation (plain SHA-256 on the stack). Any thread. */
 void cache_key(const uint8_t *token, size_t len, uint8_t key[CACHE_KEY_LEN]);
@@ -43,7 +56,7 @@ void cache_key(const uint8_t *token, size_t len, uint8_t key[CACHE_KEY_LEN]);
  * Any thread; takes one shard lock; never allocates. */
 const identity *cache_get(cache *c, const uint8_t key[CACHE_KEY_LEN], int64_t now);
 /* Stores id (the cache takes its own reference) until min(id->exp, now + ttl). Replaces an entry with the same
- * key. Any thread. */
+ * key. May evict entries to stay within max_bytes, or skip id when it cannot fit. Any thread. */
 void cache_put(cache *c, const uint8_t key[CACHE_KEY_LEN], const identity *id, int64_t now);
 void cache_drop(cache *c, const uint8_t key[CACHE_KEY_LEN]);
 void cache_stats_get(cache *c, cache_stats *out);

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache.h"
+
 enum opt_kind {
 	K_STR,      /* any non-empty string without control bytes */
 	K_OPTSTR,   /* may be empty (prefixes: "" is a meaningful value) */
@@ -100,6 +102,9 @@ static const opt opts[] = {
 	 "Longest bearer token accepted."},
 	{"cache-entries", "KOS_CACHE_ENTRIES", K_SIZE, F(cache_entries), 0, 1, 1u << 24, "65536", "N",
 	 "Verified tokens kept in memory."},
+	{"cache-max-bytes", "KOS_CACHE_MAX_BYTES", K_SIZE, F(cache_max_bytes), 0, 1u << 20, 1ull << 40, "67108864",
+	 "BYTES", "Memory the verified-token cache may hold, its table included (48 bytes per --cache-entries "
+	 "slot): past it, entries are evicted. An identity is about as large as its token's claims."},
 	{"cache-ttl", "KOS_CACHE_TTL", K_DURATION, F(cache_ttl_s), 0, 1, 86400, "600s", "DURATION",
 	 "How long a verified token is cached (never past its exp): 600, 600s, 10m, 1h."},
 	{"allow-reserved-identities", "KOS_ALLOW_RESERVED_IDENTITIES", K_BOOL, F(allow_reserved), 0, 0, 0, "false",
@@ -817,6 +822,12 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 			goto out;
 		}
 	}
+	if (cache_table_bytes(c.cache_entries) > c.cache_max_bytes) {
+		seterr(err, errlen, "--cache-entries %zu needs %zu bytes of table, more than --cache-max-bytes %zu",
+		       c.cache_entries, cache_table_bytes(c.cache_entries), c.cache_max_bytes);
+		rc = CONFIG_E_USAGE;
+		goto out;
+	}
 	if (c.retry_min_ms > c.retry_max_ms) {
 		seterr(err, errlen, "--oidc-retry-min-ms %u is above --oidc-retry-max-ms %u", c.retry_min_ms,
 		       c.retry_max_ms);
@@ -930,6 +941,7 @@ void config_print(const config *c, FILE *f)
 	fprintf(f, "max-groups: %u\n", c->max_groups);
 	fprintf(f, "max-token-bytes: %zu\n", c->max_token_bytes);
 	fprintf(f, "cache-entries: %zu\n", c->cache_entries);
+	fprintf(f, "cache-max-bytes: %zu\n", c->cache_max_bytes);
 	fprintf(f, "cache-ttl: %us\n", c->cache_ttl_s);
 	fprintf(f, "allow-reserved-identities: %s\n", c->allow_reserved ? "true" : "false");
 	fprintf(f, "jwks-min-refresh: %us\n", c->jwks_min_refresh_s);
@@ -979,6 +991,7 @@ void config_log(const config *c)
 	log_uint(&l, "max_groups", c->max_groups);
 	log_uint(&l, "max_token_bytes", c->max_token_bytes);
 	log_uint(&l, "cache_entries", c->cache_entries);
+	log_uint(&l, "cache_max_bytes", c->cache_max_bytes);
 	log_uint(&l, "cache_ttl_s", c->cache_ttl_s);
 	log_bool(&l, "allow_reserved_identities", c->allow_reserved);
 	log_uint(&l, "jwks_min_refresh_s", c->jwks_min_refresh_s);

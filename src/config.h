@@ -63,6 +63,7 @@ typedef struct config {
 	unsigned max_groups;
 	size_t max_token_bytes;
 	size_t cache_entries;
+	size_t cache_max_bytes;      /* the token cache's whole memory, table included */
 	unsigned cache_ttl_s;
 	bool allow_reserved;
 	/* issuer refresh tuning knobs (oidc_config); defaults suit production, tests shorten them */

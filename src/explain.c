@@ -36,6 +36,7 @@ void explain_verifier_config(const config *c, verifier_config *vc)
 	vc->signing_algs = c->signing_algs;
 	vc->max_token_bytes = c->max_token_bytes;
 	vc->cache_entries = c->cache_entries;
+	vc->cache_max_bytes = c->cache_max_bytes;
 	vc->cache_ttl_s = c->cache_ttl_s;
 	vc->allow_reserved = c->allow_reserved;
 	vc->credential_id = c->credential_id_extra;

@@ -4,7 +4,10 @@
  * Owns: its listening socket and connections, all on the caller's libev loop (the main thread). One request
  * per connection (the response says Connection: close); GET and HEAD only; a request head larger than
  * HTTPD_MAX_REQUEST is answered 431, a slow one is dropped after HTTPD_TIMEOUT_S. At most HTTPD_MAX_CONNS
- * connections; a new one past that closes the oldest (so slow clients cannot starve the probes). Request bytes are parsed by httpd_parse(), which is pure and fuzzed.
+ * connections; a new one past that closes the oldest connection of the source address that holds the most
+ * (counting the newcomer), so neither slow clients nor a flood of new connections from one address can evict
+ * kubelet's probe, which comes from the node's own address. Request bytes are parsed by httpd_parse(), which
+ * is pure and fuzzed.
  * The routes' callbacks run on the loop thread and must not block.
  */
 #ifndef KOS_HTTPD_H

@@ -104,10 +104,19 @@ static int set_build(issuers *h, iset **out, char *err, size_t errlen)
 		goto fail;
 	}
 	s->max_token = h->tmpl.max_token_bytes ? h->tmpl.max_token_bytes : JWT_DEFAULT_MAX_BYTES;
-	if (cache_create(h->tmpl.cache_entries ? h->tmpl.cache_entries : 65536,
-			 h->tmpl.cache_ttl_s ? h->tmpl.cache_ttl_s : 600, &s->cache) != 0) {
-		seterr(err, errlen, "cannot allocate the token cache");
-		goto fail;
+	{
+		size_t entries = h->tmpl.cache_entries ? h->tmpl.cache_entries : 65536;
+		size_t max_bytes = h->tmpl.cache_max_bytes ? h->tmpl.cache_max_bytes : VERIFIER_CACHE_MAX_BYTES;
+
+		if (cache_table_bytes(entries) > max_bytes) {
+			seterr(err, errlen, "--cache-entries %zu needs %zu bytes of table, more than --cache-max-bytes %zu",
+			       entries, cache_table_bytes(entries), max_bytes);
+			goto fail;
+		}
+		if (cache_create(entries, max_bytes, h->tmpl.cache_ttl_s ? h->tmpl.cache_ttl_s : 600, &s->cache) != 0) {
+			seterr(err, errlen, "cannot allocate the token cache");
+			goto fail;
+		}
 	}
 	if (s->cfg->njwt > 0 && (s->v = calloc(s->cfg->njwt, sizeof(*s->v))) == NULL) {
 		seterr(err, errlen, "out of memory");
@@ -365,7 +374,7 @@ static int set_verify(iset *s, const uint8_t *tok, size_t len, int64_t now, cons
 	if (tr != NULL)
 		rc = verifier_explain(s->v[ix], tok, len, now, tr, &fresh, &d);
 	else
-		rc = verifier_verify_uncached(s->v[ix], tok, len, now, &fresh, &d);
+		rc = verifier_verify_uncached_key(s->v[ix], tok, len, key, now, &fresh, &d);
 	if (rc == VERIFY_OK) {
 		/* only this thread holds fresh yet: salting the fingerprint ties the cache entry to its issuer */
 		((identity *)fresh)->key_fp ^= salt((size_t)ix);
@@ -470,11 +479,14 @@ void issuers_cache_stats(issuers *h, verifier_cache_stats *out)
 	out->misses = st.misses;
 	out->evictions = st.evictions;
 	out->size = st.size;
+	out->bytes = st.bytes;
 	for (size_t i = 0; i < s->n; i++) {
 		verifier_cache_stats vs;
 
 		verifier_cache_stats_get(s->v[i], &vs);
 		out->refresh_requests += vs.refresh_requests;
+		out->negative_hits += vs.negative_hits;
+		out->work_refusals += vs.work_refusals;
 	}
 	release(s);
 }
@@ -633,6 +645,23 @@ int issuers_metrics(issuers *h, char **buf, size_t *len)
 	       "kos_cache_evictions_total %llu\n", (unsigned long long)st.evictions);
 	mb(&b, "# HELP kos_cache_entries Tokens in the cache.\n# TYPE kos_cache_entries gauge\nkos_cache_entries %zu\n",
 	   st.size);
+	mb(&b, "# HELP kos_cache_bytes Memory the token cache holds (table and identities; --cache-max-bytes).\n"
+	       "# TYPE kos_cache_bytes gauge\nkos_cache_bytes %zu\n", st.bytes);
+	{
+		uint64_t neg = 0, work = 0;
+
+		for (size_t i = 0; i < s->n; i++) {
+			verifier_cache_stats_get(s->v[i], &cs);
+			neg += cs.negative_hits;
+			work += cs.work_refusals;
+		}
+		mb(&b, "# HELP kos_negative_cache_hits_total Refusals repeated from the memory of recently refused "
+		       "tokens.\n# TYPE kos_negative_cache_hits_total counter\nkos_negative_cache_hits_total %llu\n",
+		   (unsigned long long)neg);
+		mb(&b, "# HELP kos_verify_work_refusals_total Tokens refused because checking them would take more "
+		       "signature work than the per-token cap.\n# TYPE kos_verify_work_refusals_total counter\n"
+		       "kos_verify_work_refusals_total %llu\n", (unsigned long long)work);
+	}
 	mb(&b, "# HELP kos_issuers Authenticators in the current --authentication-config.\n# TYPE kos_issuers gauge\n"
 	       "kos_issuers %zu\n", s->n);
 	mb(&b, "# HELP kos_authentication_config_reloads_total SIGHUP reloads of --authentication-config by "

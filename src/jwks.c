@@ -28,9 +28,13 @@
 
 struct jwks_keyset {
 	atomic_uint refs;
+	uint64_t serial;
 	size_t n;
 	jwks_key keys[];
 };
+
+/* jwks_keyset_serial(): starts at 1 so that 0 can mean "no key set" to callers */
+static atomic_uint_fast64_t next_serial = 1;
 
 const char *jwks_strerror(int err)
 {
@@ -65,6 +69,19 @@ static uint8_t *member_b64(const cJSON *o, const char *name, size_t *len)
 		return NULL;
 	}
 	return b;
+}
+
+/* Work units of one verification with an RSA key (see jwks.h): modular multiplications scale with the square of
+ * the modulus, and e costs (bits - 1) squarings plus (set bits - 1) multiplications, 17 for 65537. Rounded up,
+ * at least 1 (hashing and padding are never free). e has at most 32 bits and the modulus 16,384: no overflow. */
+static unsigned rsa_work(unsigned bits, const BIGNUM *e)
+{
+	uint64_t ebits = (uint64_t)BN_num_bits(e), ones = 0, num, den = (uint64_t)2048 * 2048 * 17;
+
+	for (int i = 0; i < (int)ebits; i++)
+		ones += BN_is_bit_set(e, i) ? 1 : 0;
+	num = (uint64_t)bits * bits * (ebits - 1 + ones - 1);
+	return num <= den ? 1 : (unsigned)((num + den - 1) / den);
 }
 
 static const char *build_rsa(const cJSON *o, jwks_key *k)
@@ -104,6 +121,7 @@ static const char *build_rsa(const cJSON *o, jwks_key *k)
 		why = "RSA exponent unusable";
 		goto out;
 	}
+	k->work = rsa_work(k->bits, be);
 	bld = OSSL_PARAM_BLD_new();
 	if (!bld || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) ||
 	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be) || !(params = OSSL_PARAM_BLD_to_param(bld))) {
@@ -133,11 +151,11 @@ out:
 static const struct {
 	const char *jwk_name, *ossl_name;
 	int crv, nid;
-	unsigned bits;
+	unsigned bits, work;
 } curves[] = {
-	{ "P-256", "P-256", JWKS_CRV_P256, NID_X9_62_prime256v1, 256 },
-	{ "P-384", "P-384", JWKS_CRV_P384, NID_secp384r1, 384 },
-	{ "P-521", "P-521", JWKS_CRV_P521, NID_secp521r1, 521 },
+	{ "P-256", "P-256", JWKS_CRV_P256, NID_X9_62_prime256v1, 256, JWKS_WORK_P256 },
+	{ "P-384", "P-384", JWKS_CRV_P384, NID_secp384r1, 384, JWKS_WORK_P384 },
+	{ "P-521", "P-521", JWKS_CRV_P521, NID_secp521r1, 521, JWKS_WORK_P521 },
 };
 
 static const char *build_ec(const cJSON *o, const char *crv, jwks_key *k)
@@ -188,6 +206,7 @@ static const char *build_ec(const cJSON *o, const char *crv, jwks_key *k)
 	k->kty = JWKS_KTY_EC;
 	k->crv = curves[ci].crv;
 	k->bits = curves[ci].bits;
+	k->work = curves[ci].work;
 	k->pkey = pk;
 	pk = NULL;
 out:
@@ -220,6 +239,7 @@ static const char *build_okp(const cJSON *o, const char *crv, jwks_key *k)
 	k->kty = JWKS_KTY_OKP;
 	k->crv = JWKS_CRV_ED25519;
 	k->bits = 256;
+	k->work = JWKS_WORK_ED25519;
 	k->pkey = pk;
 	return NULL;
 }
@@ -387,6 +407,7 @@ int jwks_parse(const uint8_t *p, size_t len, jwks_keyset **out, char *err, size_
 		goto out;
 	}
 	atomic_init(&ks->refs, 1);
+	ks->serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed);
 	for (it = keys->child; it; it = it->next) {
 		const char *why;
 
@@ -436,6 +457,11 @@ void jwks_keyset_release(jwks_keyset *ks)
 	for (size_t i = 0; i < ks->n; i++)
 		key_clear(&ks->keys[i]);
 	free(ks);
+}
+
+uint64_t jwks_keyset_serial(const jwks_keyset *ks)
+{
+	return ks ? ks->serial : 0;
 }
 
 size_t jwks_keyset_count(const jwks_keyset *ks)

@@ -41,6 +41,18 @@ enum jwks_crv { JWKS_CRV_NONE = 0, JWKS_CRV_P256, JWKS_CRV_P384, JWKS_CRV_P521, 
  * ~0.25 s on them, on the fetcher thread. */
 #define JWKS_EC_FAST_MAX 8
 
+/*
+ * Verification work, for the verifier's per-token cap (issue 14, finding 6): every key carries an estimate of
+ * what one signature check with it costs, in units of one RSA-2048 verification with e = 65537 (13 µs on the
+ * reference machine, OpenSSL 3.0). RSA grows with the square of the modulus and with the exponent's
+ * multiplications (17 for 65537; up to 62 for the 32-bit exponents we accept); curves are measured ratios
+ * (openssl speed: P-256 3, P-384 34, P-521 25, Ed25519 4). A 16,384-bit key with e = 65537 is 64 units.
+ */
+#define JWKS_WORK_P256 3
+#define JWKS_WORK_P384 34
+#define JWKS_WORK_P521 25
+#define JWKS_WORK_ED25519 4
+
 struct evp_pkey_st;
 struct ecverify_key;
 
@@ -55,6 +67,7 @@ typedef struct jwks_key {
 	size_t kid_len;
 	struct evp_pkey_st *pkey; /* built once at parse time; never decoded again per verification */
 	uint64_t fp;              /* first 8 bytes of SHA-256 over the SubjectPublicKeyInfo DER */
+	unsigned work;            /* cost of one verification with this key, in work units (>= 1, see above) */
 	uint8_t ec_order[66];     /* EC: the group order, big-endian, ec_order_len bytes (r and s must be below it) */
 	size_t ec_order_len;
 	/* RSA and EC: per jwt alg, a verify context initialised once (padding, digest) that each verification
@@ -86,6 +99,9 @@ int jwks_find(const jwks_keyset *ks, const char *kid, size_t kid_len, int alg, c
 /* The next key after prev (a key of ks from jwks_find() or this function) with prev's kid that fits alg:
  * 0 and *out, or JWKS_E_NO_KID when there is none. Any thread. */
 int jwks_find_next(const jwks_keyset *ks, const jwks_key *prev, int alg, const jwks_key **out);
+/* A number no other key set of this process has had (never 0): caches of verdicts made with one set compare it
+ * to the current one's, so any new key set — every successful JWKS download — invalidates them. Any thread. */
+uint64_t jwks_keyset_serial(const jwks_keyset *ks);
 /* True when a key with this fingerprint is in the set (the token cache drops entries of departed keys). */
 int jwks_has_fp(const jwks_keyset *ks, uint64_t fp);
 

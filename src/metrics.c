@@ -212,6 +212,13 @@ int metrics_render(metrics *m, const metrics_ext *ext, char **out, size_t *len)
 		counter(&b, "kos_cache_misses_total", "Token cache misses.", ext->cache.misses);
 		counter(&b, "kos_cache_evictions_total", "Token cache evictions.", ext->cache.evictions);
 		gauge(&b, "kos_cache_entries", "Tokens in the cache.", (double)ext->cache.size);
+		gauge(&b, "kos_cache_bytes", "Memory the token cache holds (table and identities; --cache-max-bytes).",
+		      (double)ext->cache.bytes);
+		counter(&b, "kos_negative_cache_hits_total",
+			"Refusals repeated from the memory of recently refused tokens.", ext->cache.negative_hits);
+		counter(&b, "kos_verify_work_refusals_total",
+			"Tokens refused because checking them would take more signature work than the per-token cap.",
+			ext->cache.work_refusals);
 	}
 	if (ext->have_spoa) {
 		counter(&b, "kos_spop_connections_accepted_total", "SPOP connections accepted.",

@@ -19,6 +19,7 @@
 #include "cache.h"
 #include "claims.h"
 #include "jwt.h"
+#include "negcache.h"
 
 struct verifier {
 	char *issuer, *client_id, *username_claim, *username_prefix, *groups_claim, *groups_prefix;
@@ -32,6 +33,8 @@ struct verifier {
 	unsigned algs;
 	size_t max_token;
 	cache *cache;
+	negcache *neg;                /* recently refused tokens (every verifier has one, the cache-less ones too) */
+	atomic_uint_fast64_t work_refusals;
 	oidc_provider *prov;          /* NULL for verifier_create_with_keys */
 	pthread_mutex_t keys_mu;      /* static key source only */
 	jwks_keyset *keys;
@@ -82,6 +85,7 @@ static void verifier_free(verifier *v)
 	if (v->prov)
 		oidc_provider_stop(v->prov);
 	cache_destroy(v->cache);
+	negcache_destroy(v->neg);
 	jwks_keyset_release(v->keys);
 	claims_rules_free(&v->rules);
 	mapping_free(v->map);
@@ -132,6 +136,7 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 	pthread_mutex_init(&v->keys_mu, NULL);
 	pthread_mutex_init(&v->listen_mu, NULL);
 	atomic_init(&v->refresh_requests, 0);
+	atomic_init(&v->work_refusals, 0);
 	if (jwt_alg_list_parse(cfg->signing_algs, &v->algs) != 0)
 		FAIL("unsupported signing algorithm in \"%s\" (allowed: RS256 RS384 RS512 PS256 PS384 PS512 ES256 "
 		     "ES384 ES512 EdDSA)", cfg->signing_algs);
@@ -171,10 +176,18 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 	v->rules.nrequired = cfg->nrequired_claims;
 	v->rules.allow_reserved = cfg->allow_reserved;
 	v->max_token = cfg->max_token_bytes ? cfg->max_token_bytes : JWT_DEFAULT_MAX_BYTES;
-	if (!cfg->no_cache &&
-	    cache_create(cfg->cache_entries ? cfg->cache_entries : 65536, cfg->cache_ttl_s ? cfg->cache_ttl_s : 600,
-			 &v->cache) != 0)
-		FAIL("cannot allocate the token cache");
+	if (!cfg->no_cache) {
+		size_t entries = cfg->cache_entries ? cfg->cache_entries : 65536;
+		size_t max_bytes = cfg->cache_max_bytes ? cfg->cache_max_bytes : VERIFIER_CACHE_MAX_BYTES;
+
+		if (cache_table_bytes(entries) > max_bytes)
+			FAIL("--cache-entries %zu needs %zu bytes of table, more than --cache-max-bytes %zu", entries,
+			     cache_table_bytes(entries), max_bytes);
+		if (cache_create(entries, max_bytes, cfg->cache_ttl_s ? cfg->cache_ttl_s : 600, &v->cache) != 0)
+			FAIL("cannot allocate the token cache");
+	}
+	if (negcache_create(&v->neg) != 0)
+		FAIL("out of memory");
 	*out = v;
 	return 0;
 out:
@@ -365,6 +378,16 @@ nomem:
 	return VERIFY_E_INTERNAL;
 }
 
+/* Whether key k may still be tried for this token: the first key always (a set's largest key is bounded by
+ * jwks.h), any further one while the total stays within VERIFIER_MAX_WORK. Adds its work when it may. */
+static bool within_budget(unsigned *spent, const jwks_key *k)
+{
+	if (*spent != 0 && *spent + k->work > VERIFIER_MAX_WORK)
+		return false;
+	*spent += k->work;
+	return true;
+}
+
 static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_t len, int64_t now,
 		       identity **out, const char **detail, const mapping_trace *tr)
 {
@@ -374,7 +397,8 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 	const cJSON *iss;
 	char kidbuf[72];
 	size_t tried = 0;
-	bool has_kid;
+	unsigned spent = 0;
+	bool has_kid, capped = false;
 	int rc, jrc;
 	int64_t exp;
 
@@ -425,8 +449,12 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 			mapping_tracef(tr, "key: FAIL (%s)", *detail);
 			goto out;
 		}
-		/* a kid published on several keys: each is tried, as go-oidc does */
+		/* a kid published on several keys: each is tried, as go-oidc does, within the work budget */
 		do {
+			if (!within_budget(&spent, k)) {
+				capped = true;
+				break;
+			}
 			tried++;
 			jrc = jwt_verify(&t, k);
 			if (!jrc)
@@ -442,6 +470,10 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 
 			if (!jwks_key_fits(k, t.alg))
 				continue;
+			if (!within_budget(&spent, k)) {
+				capped = true;
+				break;
+			}
 			tried++;
 			jrc = jwt_verify(&t, k);
 			if (!jrc)
@@ -453,6 +485,15 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 			mapping_tracef(tr, "key: FAIL (%s)", *detail);
 			goto out;
 		}
+	}
+	if (jrc && capped) {
+		atomic_fetch_add_explicit(&v->work_refusals, 1, memory_order_relaxed);
+		rc = VERIFY_E_SIGNATURE;
+		*detail = has_kid ? "too much verification work: the keys with this kid exceed the per-token cap"
+				  : "too much verification work: no kid, and the keys fitting its alg exceed the per-token cap";
+		mapping_tracef(tr, "signature: FAIL (%s; %zu key%s tried, %u of %u work units spent)", *detail, tried,
+			       tried == 1 ? "" : "s", spent, VERIFIER_MAX_WORK);
+		goto out;
 	}
 	if (jrc) {
 		rc = from_jwt(jrc);
@@ -497,6 +538,32 @@ out:
 	return rc;
 }
 
+/* Refusals worth remembering (negcache.h): those that a retry of the same bytes with the same keys gets again
+ * and that cost a signature check to reach. Not "unknown kid" (a refresh may bring the key, and held requests are
+ * judged again), not "not yet valid" (time fixes it), not "not ready" or internal errors (transient), and not
+ * the cheap refusals before any key (malformed, algorithm, issuer), which would only crowd the table. */
+static bool remember_refusal(int rc)
+{
+	return rc == VERIFY_E_SIGNATURE || rc == VERIFY_E_AUDIENCE || rc == VERIFY_E_EXPIRED || rc == VERIFY_E_CLAIMS ||
+	       rc == VERIFY_E_RESERVED;
+}
+
+/* verify_full() behind the refused-token memory: key is the token's SHA-256 (cache_key()), or NULL to bypass it
+ * (explain reports every check). */
+static int judge(verifier *v, jwks_keyset *ks, const uint8_t *token, size_t len, const uint8_t *key, int64_t now,
+		 identity **out, const char **detail, const mapping_trace *tr)
+{
+	uint64_t serial = jwks_keyset_serial(ks);
+	int rc;
+
+	if (key != NULL && (rc = negcache_get(v->neg, key, serial, now, detail)) != 0)
+		return rc;
+	rc = verify_full(v, ks, token, len, now, out, detail, tr);
+	if (key != NULL && rc != VERIFY_OK && remember_refusal(rc))
+		negcache_put(v->neg, key, serial, now, rc, *detail);
+	return rc;
+}
+
 int verifier_verify(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
 		    const char **detail)
 {
@@ -520,31 +587,25 @@ int verifier_verify(verifier *v, const uint8_t *token, size_t len, int64_t now, 
 		rc = VERIFY_E_NOT_READY;
 		goto out_nokeys;
 	}
-	if (v->cache == NULL) {
-		rc = verify_full(v, ks, token, len, now, &fresh, &d, NULL);
-		jwks_keyset_release(ks);
-		if (rc == VERIFY_OK) {
-			*id = fresh;
-			return VERIFY_OK;
-		}
-		goto out_nokeys;
-	}
 	cache_key(token, len, key);
-	hit = cache_get(v->cache, key, now);
-	if (hit) {
-		if (jwks_has_fp(ks, hit->key_fp)) {
-			jwks_keyset_release(ks);
-			*id = hit;
-			return VERIFY_OK;
+	if (v->cache != NULL) {
+		hit = cache_get(v->cache, key, now);
+		if (hit) {
+			if (jwks_has_fp(ks, hit->key_fp)) {
+				jwks_keyset_release(ks);
+				*id = hit;
+				return VERIFY_OK;
+			}
+			/* the key that verified this token left the JWKS: forget it and judge the token afresh */
+			cache_drop(v->cache, key);
+			identity_release(hit);
 		}
-		/* the key that verified this token left the JWKS: forget it and judge the token afresh */
-		cache_drop(v->cache, key);
-		identity_release(hit);
 	}
-	rc = verify_full(v, ks, token, len, now, &fresh, &d, NULL);
+	rc = judge(v, ks, token, len, key, now, &fresh, &d, NULL);
 	jwks_keyset_release(ks);
 	if (rc == VERIFY_OK) {
-		cache_put(v->cache, key, fresh, now);
+		if (v->cache != NULL)
+			cache_put(v->cache, key, fresh, now);
 		*id = fresh;
 		return VERIFY_OK;
 	}
@@ -554,9 +615,11 @@ out_nokeys:
 	return rc;
 }
 
-static int verify_nocache(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
-			  const char **detail, const mapping_trace *tr)
+/* known_key: the token's cache_key() when the caller has it, else NULL (computed here unless tracing). */
+static int verify_nocache(verifier *v, const uint8_t *token, size_t len, const uint8_t *known_key, int64_t now,
+			  const identity **id, const char **detail, const mapping_trace *tr)
 {
+	uint8_t key[CACHE_KEY_LEN];
 	identity *fresh = NULL;
 	jwks_keyset *ks;
 	const char *d = NULL;
@@ -573,7 +636,10 @@ static int verify_nocache(verifier *v, const uint8_t *token, size_t len, int64_t
 		mapping_tracef(tr, "keys: FAIL (the issuer's JWKS is not loaded)");
 	} else {
 		mapping_tracef(tr, "keys: %zu in the issuer's JWKS", jwks_keyset_count(ks));
-		rc = verify_full(v, ks, token, len, now, &fresh, &d, tr);
+		if (tr == NULL && known_key == NULL)
+			cache_key(token, len, key);
+		rc = judge(v, ks, token, len, tr != NULL ? NULL : known_key != NULL ? known_key : key, now, &fresh, &d,
+			   tr);
 		jwks_keyset_release(ks);
 		if (rc == VERIFY_OK) {
 			*id = fresh;
@@ -588,13 +654,19 @@ static int verify_nocache(verifier *v, const uint8_t *token, size_t len, int64_t
 int verifier_verify_uncached(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
 			     const char **detail)
 {
-	return verify_nocache(v, token, len, now, id, detail, NULL);
+	return verify_nocache(v, token, len, NULL, now, id, detail, NULL);
+}
+
+int verifier_verify_uncached_key(verifier *v, const uint8_t *token, size_t len, const uint8_t *key, int64_t now,
+				 const identity **id, const char **detail)
+{
+	return verify_nocache(v, token, len, key, now, id, detail, NULL);
 }
 
 int verifier_explain(verifier *v, const uint8_t *token, size_t len, int64_t now, const mapping_trace *trace,
 		     const identity **id, const char **detail)
 {
-	return verify_nocache(v, token, len, now, id, detail, trace);
+	return verify_nocache(v, token, len, NULL, now, id, detail, trace);
 }
 
 bool verifier_has_key(verifier *v, uint64_t fp)
@@ -646,7 +718,10 @@ void verifier_cache_stats_get(verifier *v, verifier_cache_stats *out)
 	out->misses = st.misses;
 	out->evictions = st.evictions;
 	out->size = st.size;
+	out->bytes = st.bytes;
 	out->refresh_requests = atomic_load_explicit(&v->refresh_requests, memory_order_relaxed);
+	out->negative_hits = negcache_hits(v->neg);
+	out->work_refusals = atomic_load_explicit(&v->work_refusals, memory_order_relaxed);
 }
 
 void verifier_destroy(verifier *v)

@@ -18,7 +18,18 @@
 #include "oidc.h"
 
 #define VERIFIER_MAX_REQUIRED_CLAIMS 32
-
+/* --cache-max-bytes' default: far above what 65,536 ordinary identities take (~25 MiB), far below the agent's
+ * 256 MiB memory limit in deploy/ — what 65,536 identities of 16 KiB tokens would have taken (~1 GiB) */
+#define VERIFIER_CACHE_MAX_BYTES ((size_t)64 << 20)
+/*
+ * Most signature work spent on one token, in jwks.h's work units (one unit: one RSA-2048 verification, 13 µs
+ * here). A token is checked against the keys its kid names, or every key fitting its alg when it has no kid;
+ * keys are tried in JWKS order while the total stays within this budget, and the first is always tried. 256
+ * units cover every key of a full set (JWKS_MAX_KEYS) of RSA-2048 keys, so the cap binds only on sets of
+ * large keys: without it a kid-less token cost 256 verifications with 16,384-bit keys (see SECURITY.md).
+ * A token refused by the cap is VERIFY_E_SIGNATURE with the detail "too much verification work: …".
+ */
+#define VERIFIER_MAX_WORK 256
 typedef struct verifier_config {
 	oidc_config oidc;               /* issuer URL, CA file, refresh policy (its on_attempt is the verifier's own) */
 	const char *client_id;          /* required: must appear in aud */
@@ -31,6 +42,7 @@ typedef struct verifier_config {
 	const char *signing_algs;       /* comma list; NULL = "RS256" */
 	size_t max_token_bytes;         /* 0 = 16384 */
 	size_t cache_entries;           /* 0 = 65536; bounded, evicting */
+	size_t cache_max_bytes;         /* 0 = VERIFIER_CACHE_MAX_BYTES: table and identities, see cache.h */
 	unsigned cache_ttl_s;           /* 0 = 600; an entry never outlives its token's exp either */
 	bool allow_reserved;            /* accept system: users/groups (off by default, see SECURITY.md) */
 	bool credential_id;             /* --credential-id-extra: a token with a jti gets the extra
@@ -98,6 +110,10 @@ bool verifier_ready(verifier *v);
  * keeps one cache for all its authenticators. Same contract otherwise. */
 int verifier_verify_uncached(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
 			     const char **detail);
+/* The same for a caller that already hashed the token (key: its cache_key(), 32 bytes), which the memory of
+ * refused tokens is keyed on: one SHA-256 per miss, not two. */
+int verifier_verify_uncached_key(verifier *v, const uint8_t *token, size_t len, const uint8_t *key, int64_t now,
+				 const identity **id, const char **detail);
 /* Whether the key with fingerprint fp (identity.key_fp) is in the current key set: a cached identity stays
  * valid only while the key that verified it is published. Any thread. */
 bool verifier_has_key(verifier *v, uint64_t fp);
@@ -130,6 +146,9 @@ typedef struct verifier_cache_stats {
 	uint64_t hits, misses, evictions;
 	size_t size;
 	uint64_t refresh_requests; /* JWKS refreshes asked for because of an unknown kid */
+	size_t bytes;              /* memory the token cache holds: its table and the identities in it */
+	uint64_t negative_hits;    /* refusals answered from the refused-token memory (negcache.h) */
+	uint64_t work_refusals;    /* tokens refused by VERIFIER_MAX_WORK */
 } verifier_cache_stats;
 void verifier_cache_stats_get(verifier *v, verifier_cache_stats *out);
 void verifier_destroy(verifier *v);

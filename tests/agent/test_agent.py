@@ -133,7 +133,7 @@ def test_help_documents_every_flag_and_env():
                  "--oidc-username-prefix", "--oidc-groups-claim", "--oidc-groups-prefix", "--oidc-required-claim",
                  "--oidc-signing-algs", "--extra-user-header-client-ip", "--extra-user-headers",
                  "--readiness-probe-port", "--listen", "--service-account-token-file", "--threads", "--log-level",
-                 "--max-groups", "--max-token-bytes", "--cache-entries", "--cache-ttl",
+                 "--max-groups", "--max-token-bytes", "--cache-entries", "--cache-max-bytes", "--cache-ttl",
                  "--allow-reserved-identities", "--check-config", "--version"]:
         assert flag in p.stdout, flag
     assert "KOS_OIDC_ISSUER_URL" in p.stdout

@@ -60,7 +60,7 @@ typedef struct sized {
 static int fill(sized *z, int64_t now)
 {
 	size_t cap = z->n < 65536 ? 65536 : z->n * 2; /* the agent's default, or room for every entry */
-	if (cache_create(cap, 0, &z->c) < 0)
+	if (cache_create(cap, 0, 0, &z->c) < 0)
 		return -1;
 	z->ids = calloc(z->n, sizeof(*z->ids));
 	if (!z->ids)

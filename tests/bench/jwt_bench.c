@@ -220,7 +220,7 @@ int main(int argc, char **argv)
 
 		memset(big, 'a', 1024);
 		big[1024] = 0;
-		if (cache_create(65536, 600, &c) != 0)
+		if (cache_create(65536, 0, 600, &c) != 0)
 			return 1;
 		id = identity_build(FIX_ISS "#alice", NULL, gs, 1, NULL, 0, FIX_NOW + 3600, 1);
 		cache_key((const uint8_t *)big, 1024, key);

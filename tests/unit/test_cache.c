@@ -146,7 +146,7 @@ static cache *mk(size_t n, unsigned ttl)
 {
 	cache *c = NULL;
 
-	assert_int_equal(cache_create(n, ttl, &c), 0);
+	assert_int_equal(cache_create(n, 0, ttl, &c), 0);
 	return c;
 }
 
@@ -157,8 +157,8 @@ static void test_create_bounds(void **state)
 	cache *c = (cache *)0x1;
 
 	(void)state;
-	assert_int_equal(cache_create(0, 0, &c), -1);
-	assert_int_equal(cache_create(SIZE_MAX, 0, &c), -1);
+	assert_int_equal(cache_create(0, 0, 0, &c), -1);
+	assert_int_equal(cache_create(SIZE_MAX, 0, 0, &c), -1);
 	assert_ptr_equal(c, (cache *)0x1);
 	c = mk(1, 0);
 	assert_int_equal(cache_capacity(c), 512); /* 64 shards x one 8-way set */
@@ -471,6 +471,115 @@ static void test_concurrent(void **state)
 
 /* ---- a hit allocates nothing ---- */
 
+/* An identity whose one group is glen bytes long (identities are about as large as their token's claims). */
+static identity *mkbig(const char *user, size_t glen, int64_t exp)
+{
+	char *g = malloc(glen + 1);
+	const char *groups[1];
+	identity *id;
+
+	assert_non_null(g);
+	memset(g, 'g', glen);
+	g[glen] = 0;
+	groups[0] = g;
+	id = identity_build(user, NULL, groups, 1, NULL, 0, exp, 42);
+	assert_non_null(id);
+	free(g);
+	return id;
+}
+
+/* issue 14 finding 6: the cache is bounded in bytes, not only in entries. 64 shards of 4 KiB for identities
+ * (plus the table): thousands of ~1 KiB identities leave at most ~4 KiB per shard, the newest stays, every
+ * evicted identity is released, and one larger than a shard's share is not cached at all. */
+static void test_byte_bound(void **state)
+{
+	size_t table = cache_table_bytes(512), max = table + 64 * 4096;
+	cache *c = NULL;
+	cache_stats st;
+	identity *keep = mkbig("first", 1000, NOW + 100), *huge = mkbig("huge", 5000, NOW + 100);
+	uint8_t k[CACHE_KEY_LEN], klast[CACHE_KEY_LEN];
+	const identity *got;
+
+	(void)state;
+	assert_true(table >= 512 * 48);
+	assert_int_equal(cache_create(512, table - 1, 0, &c), -1); /* not even the table fits */
+	assert_int_equal(cache_create(512, max, 0, &c), 0);
+	cache_key((const uint8_t *)"first", 5, k);
+	cache_put(c, k, keep, NOW);
+	assert_int_equal(refs(keep), 2);
+	for (unsigned i = 0; i < 4000; i++) {
+		char name[32];
+		identity *id;
+
+		snprintf(name, sizeof(name), "user-%u", i);
+		id = mkbig(name, 1000, NOW + 100);
+		cache_key((const uint8_t *)name, strlen(name), klast);
+		cache_put(c, klast, id, NOW);
+		identity_release(id); /* the cache holds the only reference now, or none */
+		cache_stats_get(c, &st);
+		if (st.bytes > max)
+			fail_msg("after %u puts the cache holds %zu bytes, bound %zu", i + 1, st.bytes, max);
+	}
+	cache_stats_get(c, &st);
+	/* ~1.1 KiB each: three per shard fit in 4 KiB, so about 192 of 4001 stay (the 512 slots are not the limit) */
+	assert_true(st.size <= 64 * 3);
+	assert_true(st.size >= 64);
+	assert_true(st.evictions >= 4000 - 64 * 3);
+	assert_true(st.bytes > table);
+	/* the newest is there; the first one was evicted long ago and its reference released */
+	assert_non_null((got = cache_get(c, klast, NOW)));
+	identity_release(got);
+	assert_int_equal(refs(keep), 1);
+	assert_null(cache_get(c, k, NOW));
+	/* larger than a shard's share: never cached, its reference untouched */
+	cache_key((const uint8_t *)"huge", 4, k);
+	cache_put(c, k, huge, NOW);
+	assert_null(cache_get(c, k, NOW));
+	assert_int_equal(refs(huge), 1);
+	/* drops and expiry give the bytes back */
+	cache_drop(c, klast);
+	cache_stats_get(c, &st);
+	assert_true(st.bytes <= max);
+	cache_destroy(c);
+	identity_release(keep);
+	identity_release(huge);
+	/* 0 = no byte bound: the same puts fill every slot they hash to */
+	c = mk(512, 0);
+	for (unsigned i = 0; i < 2000; i++) {
+		char name[32];
+		identity *id;
+
+		snprintf(name, sizeof(name), "user-%u", i);
+		id = mkbig(name, 1000, NOW + 100);
+		cache_key((const uint8_t *)name, strlen(name), k);
+		cache_put(c, k, id, NOW);
+		identity_release(id);
+	}
+	cache_stats_get(c, &st);
+	assert_true(st.size > 64 * 3);
+	cache_destroy(c);
+}
+
+/* through the verifier: cache_max_bytes below the table of cache_entries is a configuration error */
+static void test_verifier_cache_max_bytes(void **state)
+{
+	verifier_config cfg;
+	verifier *v = NULL;
+	char err[200];
+
+	(void)state;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.oidc.issuer_url = FIX_ISS;
+	cfg.client_id = FIX_AUD;
+	cfg.cache_entries = 1u << 20;
+	cfg.cache_max_bytes = 1u << 20;
+	assert_int_equal(verifier_create_with_keys(&cfg, NULL, &v, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "--cache-max-bytes"));
+	cfg.cache_max_bytes = 0; /* the default, 64 MiB, holds a 1M-entry table (48 MiB) */
+	assert_int_equal(verifier_create_with_keys(&cfg, NULL, &v, err, sizeof(err)), 0);
+	verifier_destroy(v);
+}
+
 static void test_counter_counts(void **state)
 {
 	void *volatile p;
@@ -562,6 +671,8 @@ int main(void)
 		cmocka_unit_test(test_bounded),
 		cmocka_unit_test(test_shard_independence),
 		cmocka_unit_test(test_concurrent),
+		cmocka_unit_test(test_byte_bound),
+		cmocka_unit_test(test_verifier_cache_max_bytes),
 		cmocka_unit_test(test_counter_counts),
 		cmocka_unit_test(test_hit_allocates_nothing),
 		cmocka_unit_test(test_verifier_hit_allocates_nothing),

@@ -99,6 +99,11 @@ static const ccase cases[] = {
 	{{ISS, CID, "--oidc-retry-min-ms=90000"}, {NULL}, CONFIG_E_USAGE, "above --oidc-retry-max-ms"},
 	{{ISS, CID, "--oidc-http-timeout-ms=99"}, {NULL}, CONFIG_E_USAGE, "100..600000"},
 	{{ISS, CID}, {"KOS_OIDC_RETRY_MAX_MS=300", "KOS_OIDC_RETRY_MIN_MS=100"}, CONFIG_OK, NULL},
+	/* the token cache's byte bound (issue 14, finding 6): a table of 2^24 entries alone is 768 MiB */
+	{{ISS, CID, "--cache-max-bytes=8388608"}, {NULL}, CONFIG_OK, NULL},
+	{{ISS, CID, "--cache-max-bytes=1000"}, {NULL}, CONFIG_E_USAGE, "1048576.."},
+	{{ISS, CID, "--cache-entries=16777216"}, {NULL}, CONFIG_E_USAGE, "more than --cache-max-bytes"},
+	{{ISS, CID, "--cache-entries=16777216"}, {"KOS_CACHE_MAX_BYTES=1073741824"}, CONFIG_OK, NULL},
 };
 
 static int run(const char *const *av, const char *const *ev, config *c, char *err, size_t errlen)
@@ -155,6 +160,7 @@ static void test_defaults(void **state)
 	assert_int_equal(CONFIG_MAX_GROUPS_DEFAULT, 256); /* the contract's number (conf/CONTRACT.md, README) */
 	assert_int_equal(c.max_token_bytes, 16384);
 	assert_int_equal(c.cache_entries, 65536);
+	assert_int_equal(c.cache_max_bytes, 64u << 20);
 	assert_int_equal(c.cache_ttl_s, 600);
 	assert_int_equal(c.log_level, LOG_LEVEL_INFO);
 	assert_false(c.extra_client_ip);

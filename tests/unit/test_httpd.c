@@ -242,6 +242,82 @@ static void test_server(void **state)
 	ev_loop_destroy(loop);
 }
 
+static int connect_from(const char *src, int port)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	assert_int_equal(inet_pton(AF_INET, src, &sa.sin_addr), 1);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	sa.sin_port = htons((uint16_t)port);
+	assert_int_equal(inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr), 1);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void spin(struct ev_loop *loop)
+{
+	for (int i = 0; i < 20; i++)
+		ev_run(loop, EVRUN_NOWAIT);
+}
+
+/* issue 14 finding 5: kubelet connects from the node's address, then a flood of new idle connections from
+ * another address (a pod) arrives before its request. The flood may only evict its own connections: the probe
+ * still gets its answer. Before, the 33rd newer connection closed it. */
+static void test_flood_keeps_probe(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	httpd_routes routes = {t_ready, t_metrics, NULL};
+	httpd *h;
+	char err[128], out[4096];
+	int probe, flood[100], port;
+	size_t got = 0;
+
+	(void)state;
+	assert_int_equal(httpd_start(loop, "127.0.0.1", 0, &routes, &h, err, sizeof(err)), 0);
+	port = httpd_port(h);
+	probe = connect_from("127.0.0.1", port);
+	spin(loop);
+	for (int i = 0; i < 100; i++) {
+		flood[i] = connect_from("127.0.0.2", port);
+		spin(loop);
+	}
+	/* the flood's oldest connections were the ones closed */
+	{
+		struct pollfd pfd = {flood[0], POLLIN, 0};
+		char b;
+
+		assert_int_equal(poll(&pfd, 1, 1000), 1);
+		assert_true(recv(flood[0], &b, 1, MSG_DONTWAIT) <= 0);
+	}
+	assert_int_equal(send(probe, "GET /healthz HTTP/1.1\r\n\r\n", 25, MSG_NOSIGNAL), 25);
+	fcntl(probe, F_SETFL, O_NONBLOCK);
+	for (int i = 0; i < 400; i++) {
+		struct pollfd pfd = {probe, POLLIN, 0};
+		ssize_t n;
+
+		ev_run(loop, EVRUN_NOWAIT);
+		if (poll(&pfd, 1, 5) <= 0)
+			continue;
+		n = recv(probe, out + got, sizeof(out) - 1 - got, 0);
+		if (n <= 0 && !(n < 0 && errno == EAGAIN))
+			break;
+		if (n > 0)
+			got += (size_t)n;
+	}
+	out[got] = '\0';
+	if (strncmp(out, "HTTP/1.1 200 OK\r\n", 17) != 0)
+		fail_msg("the probe got \"%.40s\" (%zu bytes) after a flood from another address", out, got);
+	close(probe);
+	for (int i = 0; i < 100; i++)
+		close(flood[i]);
+	httpd_stop(h);
+	ev_loop_destroy(loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -249,6 +325,7 @@ int main(void)
 		cmocka_unit_test(test_every_prefix_is_partial),
 		cmocka_unit_test(test_too_many_headers),
 		cmocka_unit_test(test_server),
+		cmocka_unit_test(test_flood_keeps_probe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

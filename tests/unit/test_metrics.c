@@ -52,6 +52,9 @@ static void test_render(void **state)
 	ext.oidc.refreshes = 2;
 	ext.cache.hits = 10;
 	ext.cache.size = 5;
+	ext.cache.bytes = 3145728;
+	ext.cache.negative_hits = 6;
+	ext.cache.work_refusals = 2;
 	ext.ready = true;
 	ext.satoken_loaded = true;
 	ext.satoken_loads = 1;
@@ -77,6 +80,9 @@ static void test_render(void **state)
 	assert_true(has_line(body, "kos_jwks_refreshes_total 2"));
 	assert_true(has_line(body, "kos_cache_hits_total 10"));
 	assert_true(has_line(body, "kos_cache_entries 5"));
+	assert_true(has_line(body, "kos_cache_bytes 3145728"));
+	assert_true(has_line(body, "kos_negative_cache_hits_total 6"));
+	assert_true(has_line(body, "kos_verify_work_refusals_total 2"));
 	assert_true(has_line(body, "kos_issuer_ready 1"));
 	assert_true(has_line(body, "kos_ready 1"));
 	assert_true(has_line(body, "kos_service_account_token_loaded 1"));

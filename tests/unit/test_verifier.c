@@ -20,6 +20,7 @@
 
 #include "jose_test.h"
 #include "jwks.h"
+#include "negcache.h"
 #include "verifier.h"
 
 #include "../fixtures/tokens.inc"
@@ -619,6 +620,180 @@ static void test_reason_strings(void **state)
 	assert_string_equal(verifier_reason(-1000), "internal error");
 }
 
+/* ---- issue 14 finding 6: bounded signature work per token, the refused-token memory ---- */
+
+/* A set of 100 copies of one RSA-4096 key (4 work units each; kid "big") then one RSA-2048 key (kid "small"):
+ * the shape of a hostile or careless issuer's set. Without a kid a token is tried against every key that fits
+ * its alg, so before the cap a token from nobody's key cost 101 verifications (with 256 keys of 16,384 bits
+ * and a 32-bit exponent: about 0.7 s of CPU per token, see SECURITY.md). */
+static void test_work_cap(void **state)
+{
+	EVP_PKEY *big = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)4096), *small = tj_keygen("RSA");
+	EVP_PKEY *stranger = tj_keygen("RSA");
+	char *jb = tj_jwk(big, "big", NULL), *js = tj_jwk(small, "small", NULL);
+	size_t cap = 101 * (strlen(jb) + 1) + strlen(js) + 32, off;
+	char *doc = malloc(cap), payload[256];
+	char *t_nokid_stranger, *t_kid_stranger, *t_nokid_big, *t_kid_small, *t_nokid_small;
+	jwks_keyset *ks = NULL;
+	verifier_config c = base_cfg();
+	verifier *v;
+	verifier_cache_stats st;
+	const identity *id = NULL;
+	const char *d = NULL;
+
+	(void)state;
+	assert_non_null(big);
+	assert_non_null(doc);
+	off = (size_t)snprintf(doc, cap, "{\"keys\":[");
+	for (int i = 0; i < 100; i++)
+		off += (size_t)snprintf(doc + off, cap - off, "%s,", jb);
+	snprintf(doc + off, cap - off, "%s]}", js);
+	assert_int_equal(jwks_parse((const uint8_t *)doc, strlen(doc), &ks, NULL, 0), 0);
+	assert_int_equal(jwks_keyset_count(ks), 101);
+	assert_int_equal(jwks_keyset_key(ks, 0)->work, 4);    /* (4096 / 2048)^2 */
+	assert_int_equal(jwks_keyset_key(ks, 100)->work, 1);  /* the unit */
+	v = make(&c, ks);
+	snprintf(payload, sizeof(payload), "{\"iss\":\"%s\",\"aud\":\"%s\",\"sub\":\"alice\",\"exp\":%d}", FIX_ISS,
+		 FIX_AUD, FIX_NOW + 60);
+	t_nokid_stranger = tj_token(stranger, "RS256", "{\"alg\":\"RS256\"}", payload, NULL);
+	t_kid_stranger = tj_token(stranger, "RS256", "{\"alg\":\"RS256\",\"kid\":\"big\"}", payload, NULL);
+	t_nokid_big = tj_token(big, "RS256", "{\"alg\":\"RS256\"}", payload, NULL);
+	t_kid_small = tj_token(small, "RS256", "{\"alg\":\"RS256\",\"kid\":\"small\"}", payload, NULL);
+	t_nokid_small = tj_token(small, "RS256", "{\"alg\":\"RS256\"}", payload, NULL);
+
+	/* nobody's key, no kid: refused with a reason that says why, after 64 keys (256 units), not 101 */
+	assert_int_equal(verify_str(v, t_nokid_stranger, FIX_NOW, &id, &d), VERIFY_E_SIGNATURE);
+	assert_non_null(d);
+	assert_non_null(strstr(d, "too much verification work"));
+	assert_non_null(strstr(d, "no kid"));
+	/* the same through a kid that 100 keys share */
+	assert_int_equal(verify_str(v, t_kid_stranger, FIX_NOW, &id, &d), VERIFY_E_SIGNATURE);
+	assert_non_null(strstr(d, "too much verification work"));
+	assert_non_null(strstr(d, "this kid"));
+	verifier_cache_stats_get(v, &st);
+	assert_int_equal(st.work_refusals, 2);
+	/* within the budget nothing changes: the first key always, a kid naming one key */
+	assert_int_equal(verify_str(v, t_nokid_big, FIX_NOW, &id, &d), VERIFY_OK);
+	identity_release(id);
+	assert_int_equal(verify_str(v, t_kid_small, FIX_NOW, &id, &d), VERIFY_OK);
+	identity_release(id);
+	/* a kid-less token whose key sits past the budget is refused too: the price of the bound (the API server
+	 * would try all 101); issuers that sign without kid publish one or two keys */
+	assert_int_equal(verify_str(v, t_nokid_small, FIX_NOW, &id, &d), VERIFY_E_SIGNATURE);
+	assert_non_null(strstr(d, "too much verification work"));
+	verifier_cache_stats_get(v, &st);
+	assert_int_equal(st.work_refusals, 3);
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+	free(t_nokid_stranger), free(t_kid_stranger), free(t_nokid_big), free(t_kid_small), free(t_nokid_small);
+	free(doc), free(jb), free(js);
+	EVP_PKEY_free(big), EVP_PKEY_free(small), EVP_PKEY_free(stranger);
+}
+
+/* The same bad token again is answered from the refused-token memory, with the same reason and detail, for
+ * NEGCACHE_TTL_S seconds and only while the key set is the same; a good token is never refused because of it. */
+static void test_negative_cache(void **state)
+{
+	verifier_config c = base_cfg();
+	jwks_keyset *ks = fix_keys(), *again = fix_keys();
+	verifier *v = make(&c, ks);
+	const char *good = find_token("good_RS256");
+	char *bad = strdup(good), d1[128];
+	verifier_cache_stats st;
+	const identity *id = NULL;
+	const char *d = NULL;
+	size_t n = strlen(bad);
+
+	(void)state;
+	/* the good token's header and payload with one signature character changed */
+	bad[n - 10] = bad[n - 10] == 'A' ? 'B' : 'A';
+	assert_int_equal(verify_str(v, bad, FIX_NOW, &id, &d), VERIFY_E_SIGNATURE);
+	snprintf(d1, sizeof(d1), "%s", d);
+	verifier_cache_stats_get(v, &st);
+	assert_int_equal(st.negative_hits, 0);
+	assert_int_equal(verify_str(v, bad, FIX_NOW + 1, &id, &d), VERIFY_E_SIGNATURE);
+	assert_string_equal(d, d1);
+	verifier_cache_stats_get(v, &st);
+	assert_int_equal(st.negative_hits, 1);
+	/* the good token right after (same header and payload, the right signature): accepted */
+	assert_int_equal(verify_str(v, good, FIX_NOW + 1, &id, &d), VERIFY_OK);
+	identity_release(id);
+	assert_int_equal(verify_str(v, bad, FIX_NOW + 2, &id, &d), VERIFY_E_SIGNATURE);
+	verifier_cache_stats_get(v, &st);
+	assert_int_equal(st.negative_hits, 2);
+	/* short-lived: judged afresh once NEGCACHE_TTL_S have passed, and never at an earlier time than stored */
+	assert_int_equal(verify_str(v, bad, FIX_NOW + NEGCACHE_TTL_S, &id, &d), VERIFY_E_SIGNATURE);
+	assert_int_equal(verify_str(v, bad, FIX_NOW - 1, &id, &d), VERIFY_E_SIGNATURE);
+	verifier_cache_stats_get(v, &st);
+	assert_int_equal(st.negative_hits, 2);
+	/* any new key set (every JWKS download makes one) forgets everything */
+	assert_int_equal(verify_str(v, bad, FIX_NOW + 10, &id, &d), VERIFY_E_SIGNATURE);
+	assert_int_equal(verify_str(v, bad, FIX_NOW + 11, &id, &d), VERIFY_E_SIGNATURE);
+	verifier_cache_stats_get(v, &st);
+	assert_int_equal(st.negative_hits, 3);
+	verifier_set_keys(v, again);
+	assert_int_equal(verify_str(v, bad, FIX_NOW + 11, &id, &d), VERIFY_E_SIGNATURE);
+	verifier_cache_stats_get(v, &st);
+	assert_int_equal(st.negative_hits, 3);
+	/* remembered: claims refusals after a good signature, with their detail */
+	assert_int_equal(verify_str(v, find_token("aud_mismatch"), FIX_NOW, &id, &d), VERIFY_E_AUDIENCE);
+	snprintf(d1, sizeof(d1), "%s", d);
+	assert_int_equal(verify_str(v, find_token("aud_mismatch"), FIX_NOW, &id, &d), VERIFY_E_AUDIENCE);
+	assert_string_equal(d, d1);
+	verifier_cache_stats_get(v, &st);
+	assert_int_equal(st.negative_hits, 4);
+	/* never remembered: what time or a refresh can change, and the cheap refusals */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(verify_str(v, find_token("nbf_future"), FIX_NOW, &id, &d), VERIFY_E_NOT_YET);
+		assert_int_equal(verify_str(v, find_token("unknown_kid"), FIX_NOW, &id, &d), VERIFY_E_UNKNOWN_KID);
+		assert_int_equal(verify_str(v, find_token("alg_none"), FIX_NOW, &id, &d), VERIFY_E_ALG);
+	}
+	verifier_cache_stats_get(v, &st);
+	assert_int_equal(st.negative_hits, 4);
+	/* the cache-less entry point (issuers.h) has it too */
+	assert_int_equal(verifier_verify_uncached(v, (const uint8_t *)bad, n, FIX_NOW + 20, &id, &d), VERIFY_E_SIGNATURE);
+	assert_int_equal(verifier_verify_uncached(v, (const uint8_t *)bad, n, FIX_NOW + 21, &id, &d), VERIFY_E_SIGNATURE);
+	verifier_cache_stats_get(v, &st);
+	assert_int_equal(st.negative_hits, 5);
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+	jwks_keyset_release(again);
+	free(bad);
+}
+
+/* The refused-token memory is small and bounded: a flood of distinct bad tokens only pushes older ones out,
+ * and a good token interleaved with them is accepted every time. */
+static void test_negative_cache_flood(void **state)
+{
+	verifier_config c = base_cfg();
+	jwks_keyset *ks = fix_keys();
+	verifier *v = make(&c, ks);
+	const char *good = find_token("good_RS256");
+	size_t n = strlen(good);
+	char *bad = strdup(good);
+	const identity *id = NULL;
+	const char *d = NULL;
+
+	(void)state;
+	for (int i = 0; i < 3 * NEGCACHE_ENTRIES; i++) {
+		/* distinct signatures: base64url letters in the last four characters */
+		static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+		bad[n - 8] = al[i % 64];
+		bad[n - 7] = al[(i / 64) % 64];
+		if (memcmp(bad + n - 8, good + n - 8, 2) == 0)
+			continue; /* that one is the good token */
+		assert_int_equal(verify_str(v, bad, FIX_NOW, &id, &d), VERIFY_E_SIGNATURE);
+		if (i % 256 == 0) {
+			assert_int_equal(verify_str(v, good, FIX_NOW, &id, &d), VERIFY_OK);
+			identity_release(id);
+		}
+	}
+	verifier_destroy(v);
+	jwks_keyset_release(ks);
+	free(bad);
+}
+
 struct hit_arg {
 	verifier *v;
 	const char *tok;
@@ -680,6 +855,9 @@ int main(void)
 		cmocka_unit_test(test_concurrent_hits),
 		cmocka_unit_test(test_identity_shapes),
 		cmocka_unit_test(test_reason_strings),
+		cmocka_unit_test(test_work_cap),
+		cmocka_unit_test(test_negative_cache),
+		cmocka_unit_test(test_negative_cache_flood),
 	};
 	size_t nfixed = sizeof(fixed) / sizeof(fixed[0]), n = FIX_NTOKENS + nfixed;
 	struct CMUnitTest *tests = calloc(n, sizeof(*tests));
