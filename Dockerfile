@@ -2,9 +2,10 @@
 #   docker build -t kube-oidc-spoa .                          the agent (default target)
 #   docker build --target haproxy -t kube-oidc-spoa-haproxy .  the official HAProxy image with our conf/ baked in
 # (podman build takes the same arguments.) The build steps are scripts/build.sh, the same script the README and CI
-# run; tests/image builds this file unchanged and runs both images (README, "Container images").
+# run; tests/image builds this file unchanged and runs both images (README, "Container images"). Base images are
+# named in full: podman, unlike docker, resolves no short name without an alias, and haproxy has none.
 
-FROM debian:12-slim AS build
+FROM docker.io/library/debian:12-slim AS build
 WORKDIR /src
 # The build packages first, in a layer of their own: a source change does not download them again.
 COPY scripts/build.sh scripts/build.sh
@@ -13,7 +14,7 @@ COPY . .
 RUN scripts/build.sh
 
 # Runtime: only the shared libraries the binary links (libev, OpenSSL 3, cJSON, libcurl, libyaml) and CA certificates.
-FROM debian:12-slim AS agent
+FROM docker.io/library/debian:12-slim AS agent
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libev4 libssl3 libcjson1 libcurl4 libyaml-0-2 ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
@@ -27,7 +28,7 @@ ENTRYPOINT ["/usr/local/bin/kube-oidc-spoa"]
 
 # HAProxy with our configuration; every setting comes from the KOS_* variables documented in conf/haproxy.cfg.
 # The official image runs as its "haproxy" user (uid 99) and starts `haproxy -W -db <args>`.
-FROM haproxy:3.2 AS haproxy
+FROM docker.io/library/haproxy:3.2 AS haproxy
 COPY conf/haproxy.cfg conf/spoe-kos.conf conf/kos.lua /usr/local/etc/haproxy/
 ENV KOS_CONF_DIR=/usr/local/etc/haproxy
 EXPOSE 6443

@@ -225,6 +225,17 @@ def tok(stack, sub="alice", groups=("dev", "ops")):
 
 # ---- the images as built ----------------------------------------------------------------------------------------
 
+def test_dockerfile_bases_are_what_the_stand_ins_stand_for(images):
+    # The Dockerfile names the registry images in full; the stand-ins carry exactly those names, so the file that
+    # is tested here is the one that builds against the real images elsewhere.
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        bases = {m for m in re.findall(r"(?m)^FROM (\S+)", f.read()) if "/" in m}
+    assert bases == {images["debian"], images["haproxy"]}, bases
+    for name in bases:
+        assert podman("image", "inspect", "--format", "{{index .Labels \"org.kube-oidc-spoa.stand-in\"}}",
+                      name).stdout.strip(), f"{name} is not a labelled stand-in"
+
+
 def test_agent_image_prints_its_version(images):
     with open(os.path.join(ROOT, "src", "config.h")) as f:
         version = re.search(r'#define KOS_VERSION "([^"]+)"', f.read()).group(1)
@@ -251,6 +262,10 @@ def test_agent_image_is_runtime_only_and_non_root(images):
     ldd = podman("run", "--rm", *images_mod.ULIMITS, "--entrypoint", "ldd", img,
                  "/usr/local/bin/kube-oidc-spoa").stdout
     assert "not found" not in ldd and "libev.so" in ldd, ldd
+    # The CA bundle the agent (libcurl) verifies issuers with when no --oidc-ca-file is given.
+    p = podman("run", "--rm", *images_mod.ULIMITS, "--entrypoint", "grep", img, "-c", "BEGIN CERTIFICATE",
+               "/etc/ssl/certs/ca-certificates.crt")
+    assert int(p.stdout.strip()) > 100, p.stdout
     # Small: the agent adds the binary and its libraries to the slim base, nothing else (measured: ~16 MB).
     sizes = images["sizes"]
     assert sizes[img] - sizes[images["debian"]] < 30_000_000, sizes
