@@ -27,10 +27,12 @@ EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/kube-oidc-spoa"]
 
 # HAProxy with our configuration; every setting comes from the KOS_* variables documented in conf/haproxy.cfg.
-# The official image runs as its "haproxy" user (uid 99) and starts `haproxy -W -db <args>`.
+# The official image starts `haproxy -W -db <args>` as its "haproxy" user, uid/gid 99: named here by number so
+# that Kubernetes' runAsNonRoot can verify it without a runAsUser.
 FROM docker.io/library/haproxy:3.2 AS haproxy
 COPY conf/haproxy.cfg conf/spoe-kos.conf conf/kos.lua /usr/local/etc/haproxy/
 ENV KOS_CONF_DIR=/usr/local/etc/haproxy
+USER 99:99
 EXPOSE 6443
 
 # The agent is the default target.

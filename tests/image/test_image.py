@@ -275,7 +275,9 @@ def test_haproxy_image_carries_conf_unchanged(images):
     img = images["haproxy_image"]
     cfg = json.loads(podman("image", "inspect", "--format", "{{json .Config}}", img).stdout)
     assert "KOS_CONF_DIR=/usr/local/etc/haproxy" in cfg["Env"]
-    assert cfg["User"] == "haproxy"
+    assert cfg["User"] == "99:99"  # numeric, for runAsNonRoot; the official image's haproxy user
+    ident = podman("run", "--rm", *images_mod.ULIMITS, "--entrypoint", "id", img).stdout
+    assert ident.startswith("uid=99(haproxy) gid=99(haproxy)"), ident
     for name in ("haproxy.cfg", "spoe-kos.conf", "kos.lua"):
         inside = podman("run", "--rm", *images_mod.ULIMITS, "--entrypoint", "cat", img,
                         f"/usr/local/etc/haproxy/{name}").stdout
