@@ -404,24 +404,50 @@ def test_service_account_token_rotated_in_the_mounted_volume(stack):
 
 
 def test_agent_container_restart_fails_closed(stack):
+    import socket
+    import threading
+
     stack.api_reset()
     good = tok(stack)
-    port = stack.agent_port
+    port, probe = stack.agent_port, stack.probe_port
     old = stack.agent_name
     stack.stop_agent()
-    assert podman("container", "exists", old, check=False).returncode != 0
+    with pytest.raises(OSError):  # really gone: nothing answers on its probe port
+        socket.create_connection(("127.0.0.1", probe), timeout=2).close()
     for _ in range(10):
         st, _, body = stack.request("GET", "/api", headers=[("Authorization", "Bearer " + good)])
         assert st == 503, body
         doc = json.loads(body)
         assert doc["kind"] == "Status" and doc["reason"] == "ServiceUnavailable" and doc["code"] == 503
-    # A new container on the same address, as the kubelet restarts one; requests sent while it starts are refused
-    # until it is ready and HAProxy's health check has seen it.
+    # A new container on the same address, as the kubelet restarts one. Requests keep coming while it starts:
+    # each is refused (503) until the agent is ready and HAProxy's health check has seen it, then allowed.
+    seen, done = [], threading.Event()
+
+    def traffic():
+        deadline = time.monotonic() + 90
+        for _ in range(2000):
+            if done.is_set() or time.monotonic() > deadline:
+                return
+            seen.append(stack.request("GET", "/api", headers=[("Authorization", "Bearer " + good)])[0])
+            time.sleep(0.02)
+
+    t = threading.Thread(target=traffic)
+    t.start()
     t0 = time.monotonic()
-    stack.start_agent(port=port)
-    stack.wait_agent_up_in_haproxy(timeout=30)
-    report(agent_restart_s=round(time.monotonic() - t0, 1))
+    try:
+        stack.start_agent(port=port)
+        stack.wait_agent_up_in_haproxy(timeout=30)
+        report(agent_restart_s=round(time.monotonic() - t0, 1))
+    finally:
+        done.set()
+        t.join(timeout=30)
+    report(restart_traffic={str(st): seen.count(st) for st in sorted(set(seen))})
     assert stack.agent_name != old
+    assert seen and set(seen) <= {200, 503}, seen
+    assert seen[0] == 503, seen  # the new container was not answering yet: refused, not let through
+    # Once allowed, never refused again (no flapping while HAProxy's check settles).
+    first_ok = seen.index(200) if 200 in seen else len(seen)
+    assert all(st == 200 for st in seen[first_ok:]), seen
     p = stack.kubectl("auth", "whoami", "-o", "json", token=good)
     assert p.returncode == 0, p.stderr
     assert_all_authenticated(stack)
