@@ -2,7 +2,9 @@
 #
 #   make            release build: build/kube-oidc-spoa, examples, unit tests, bench tools
 #   make asan       the same under ASan+UBSan in build/asan/ (what the tests run)
-#   make test       install missing Debian packages, build, run unit + fuzz-smoke + integration tests
+#   make test       install missing Debian packages, build, run unit + fuzz-smoke + integration + image tests
+#   make test-image build both container images with podman (local stand-ins for the registry's base images) and
+#                   run them against the test issuer and API server (tests/image; also part of make test)
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 300) each
 #   make bench      benchmarks (figures and ratios, never pass/fail on speed)
 #   make demo       local stack on loopback with kubectl going through HAProxy
@@ -60,7 +62,7 @@ UNITS      := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCHES    := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 FUZZERS    := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/%)
 
-.PHONY: all asan fuzz-build fuzz test test-matrix bench demo deps clean compile_commands.json
+.PHONY: all asan fuzz-build fuzz test test-image test-matrix bench demo deps clean compile_commands.json
 .DEFAULT_GOAL := all
 
 all: $(AGENT) $(EXAMPLES) $(UNITS) $(BENCHES)
@@ -139,6 +141,10 @@ test-matrix: deps
 	$(MAKE) -j$(NPROC) fuzz-build
 	bins="$$(/usr/bin/python3 scripts/haproxy-versions.py --bins --suites $(MATRIX_SUITES))" && \
 		KOS_HAPROXY_BINS="$$bins" KOS_MATRIX_IDLE_SECONDS=120 /usr/bin/python3 tests/run_all.py
+
+# The images need no local build: the Dockerfile compiles the agent itself (scripts/images.py, tests/image).
+test-image: deps
+	/usr/bin/python3 tests/run_all.py --only image
 
 FUZZ_SECONDS ?= 300
 fuzz: deps fuzz-build

@@ -5,11 +5,14 @@ set -euo pipefail
 
 pkgs=(
   # build
-  gcc make pkg-config libev-dev libssl-dev libcjson-dev libcurl4-openssl-dev libyaml-dev
+  gcc libc6-dev make pkg-config libev-dev libssl-dev libcjson-dev libcurl4-openssl-dev libyaml-dev
   # tests: unit, fuzz, integration, bench
   libcmocka-dev clang libclang-rt-14-dev haproxy openssl curl
   python3 python3-pytest python3-cryptography python3-jwcrypto python3-yaml wrk valgrind
   strace  # tests/matrix/test_hello_one_write.py: the agent's AGENT-HELLO leaves in one syscall
+  # tests/image: build and run the images (runc: crun refuses hybrid cgroup hosts; debootstrap makes the base image;
+  # ss from iproute2 checks that the containers listen on loopback only)
+  podman runc debootstrap iproute2
 )
 
 missing=()

@@ -6,6 +6,8 @@ Suites (each can be picked with --only, repeatable):
   fuzz         build/fuzz/fuzz_*              libFuzzer targets, KOS_FUZZ_SECONDS each (default 30), one per core at a time on the
                                               committed corpus tests/fuzz/corpus/<target> (+ <target>.dict)
   integration  pytest over tests/             real HAProxy, kubectl, agent; junit XML is read for counts
+               (but tests/image)
+  image        pytest over tests/image/       builds both container images with podman and runs them (make test-image)
 
 A binary that dies without a summary counts as one failure, so a crash can never look like a pass.
 """
@@ -27,7 +29,7 @@ os.chdir(ROOT)
 totals = {"passed": 0, "failed": 0, "skipped": 0}
 failures = []
 # What this run did, per suite, for scripts/security-table.py (build/security-table.md): build/test-summary.json
-summary = {"unit": [], "fuzz": [], "integration": None}
+summary = {"unit": [], "fuzz": [], "integration": None, "image": None}
 
 
 def record(suite, name, passed, failed, skipped=0):
@@ -107,17 +109,16 @@ def run_fuzz():
         summary["fuzz"].append({"target": target, "ok": ok, "seconds": secs, "execs": execs, "cov": cov})
 
 
-def run_integration():
-    xml = os.path.join("build", "pytest.xml")
-    for stale in (xml, os.path.join("build", "security-figures.json")):  # the table must describe this run
-        if os.path.exists(stale):
-            os.remove(stale)
-    cmd = [sys.executable, "-m", "pytest", "tests", "-p", "no:cacheprovider", "-q", "-rfE",
-           f"--junitxml={xml}"]
+def run_pytest(suite, paths, xml, extra=()):
+    """pytest over paths with junit XML in build/; its counts are recorded under suite."""
+    if os.path.exists(xml):
+        os.remove(xml)
+    cmd = [sys.executable, "-m", "pytest", *paths, "-p", "no:cacheprovider", "-q", "-rfE",
+           f"--junitxml={xml}", *extra]
     t0 = time.time()
     p = subprocess.run(cmd, timeout=3600)
     if not os.path.exists(xml):
-        record("integration", "pytest", 0, 1)
+        record(suite, "pytest", 0, 1)
         return
     root = ET.parse(xml).getroot()
     suites = [root] if root.tag == "testsuite" else list(root)
@@ -126,9 +127,22 @@ def run_integration():
     sk = sum(int(s.get("skipped", 0)) for s in suites)
     if p.returncode not in (0, 1, 5) and f == 0:
         f = 1  # pytest itself broke (internal error, usage error, interrupted)
-    sys.stdout.write(f"pytest {n - f - sk} passed, {f} failed, {sk} skipped ({time.time()-t0:.1f}s)\n")
-    record("integration", "pytest", n - f - sk, f, sk)
-    summary["integration"] = {"passed": n - f - sk, "failed": f, "skipped": sk, "junit": xml}
+    if n == 0 and f == 0:
+        f = 1  # collected nothing: that is not a pass
+    sys.stdout.write(f"pytest {suite}: {n - f - sk} passed, {f} failed, {sk} skipped ({time.time()-t0:.1f}s)\n")
+    record(suite, "pytest", n - f - sk, f, sk)
+    summary[suite] = {"passed": n - f - sk, "failed": f, "skipped": sk, "junit": xml}
+
+
+def run_integration():
+    stale = os.path.join("build", "security-figures.json")  # the table must describe this run
+    if os.path.exists(stale):
+        os.remove(stale)
+    run_pytest("integration", ["tests"], os.path.join("build", "pytest.xml"), ["--ignore=tests/image"])
+
+
+def run_image():
+    run_pytest("image", ["tests/image"], os.path.join("build", "pytest-image.xml"))
 
 
 def write_summary():
@@ -145,14 +159,14 @@ def write_summary():
         sys.stdout.write(p.stdout)
 
 
-SUITES = {"unit": run_unit, "fuzz": run_fuzz, "integration": run_integration}
+SUITES = {"unit": run_unit, "fuzz": run_fuzz, "integration": run_integration, "image": run_image}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", action="append", choices=sorted(SUITES))
     a = ap.parse_args()
-    for name in (a.only or ["unit", "fuzz", "integration"]):
+    for name in (a.only or ["unit", "fuzz", "integration", "image"]):
         SUITES[name]()
     write_summary()
     if failures:

@@ -42,6 +42,31 @@ def find(objs, kind, name_prefix=""):
     return [o for o in objs if o["kind"] == kind and o["metadata"]["name"].startswith(name_prefix)]
 
 
+IC = "ingress-controller"
+# Ports the HAProxy Kubernetes Ingress Controller's chart uses in its pods (containerPort http/https/stat/admin and
+# the controller's /healthz listener): a sidecar must not take one.
+IC_CONTROLLER_PORTS = {8080, 8443, 1024, 6060, 1042}
+
+
+def helm_values():
+    with open(os.path.join(DEPLOY, IC, "helm-values.yaml")) as f:
+        return yaml.safe_load(f)
+
+
+def pod(path):
+    """(pod spec, agent container): the Deployment's pod, or for the ingress controller the sidecar and volumes
+    helm-values.yaml adds to the controller's pod."""
+    if path == IC:
+        ctl = helm_values()["controller"]
+        spec = {"containers": ctl["extraContainers"], "volumes": ctl["extraVolumes"]}
+        (c,) = [c for c in spec["containers"] if c["name"] == "kube-oidc-spoa"]
+        return spec, c
+    (dep,) = find(objects(path), "Deployment", "kube-oidc-spoa")
+    spec = dep["spec"]["template"]["spec"]
+    (c,) = [c for c in spec["containers"] if c["name"] == "agent"]
+    return spec, c
+
+
 def agent_container(objs):
     (dep,) = find(objs, "Deployment", "kube-oidc-spoa")
     (c,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "agent"]
@@ -74,41 +99,51 @@ def flag(args, env, name, envname):
 def test_renders_every_object(path):
     objs = objects(path)
     kinds = {o["kind"] for o in objs}
-    need = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment",
-            "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy", "Service", "ConfigMap"}
-    assert need <= kinds, need - kinds
-    (dep,) = find(objs, "Deployment")
-    spec = dep["spec"]["template"]["spec"]
-    assert spec["automountServiceAccountToken"] is False
-    assert spec["securityContext"]["runAsNonRoot"] is True
-    assert spec["topologySpreadConstraints"]
+    if path == IC:
+        # Only what the controller's pods need next to the chart: RBAC for its service account, our ConfigMaps.
+        assert kinds == {"ClusterRole", "ClusterRoleBinding", "ConfigMap"}, kinds
+        assert {o["metadata"]["name"] for o in find(objs, "ConfigMap")} == {"kube-oidc-spoa-aux", "kube-oidc-spoa-oidc"}
+        assert all(o["metadata"]["namespace"] == "haproxy-controller" for o in find(objs, "ConfigMap"))
+    else:
+        need = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment",
+                "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy", "Service", "ConfigMap"}
+        assert need <= kinds, need - kinds
+        (dep,) = find(objs, "Deployment")
+        spec = dep["spec"]["template"]["spec"]
+        assert spec["automountServiceAccountToken"] is False
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["topologySpreadConstraints"]
+        (svc,) = find(objs, "Service", "kube-oidc-spoa")
+        assert svc["spec"]["type"] == "LoadBalancer" and svc["spec"]["ports"][0]["port"] == 443
+        assert [c["name"] for c in spec["containers"]] == ["haproxy", "agent"]
+    spec, agent = pod(path)
     for c in spec["containers"]:
         sc = c["securityContext"]
         assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, c["name"]
         assert sc["capabilities"]["drop"] == ["ALL"], c["name"]
         assert c["resources"]["requests"] and c["resources"]["limits"]["memory"], c["name"]
+    if path == IC:
+        # The controller's pod security settings are the chart's: the sidecar carries all of its own.
+        sc = agent["securityContext"]
+        assert sc["runAsNonRoot"] is True and sc["runAsUser"] == sc["runAsGroup"] == 65532, sc
+        assert sc["seccompProfile"]["type"] == "RuntimeDefault"
     # The agent's token is a projected, expiring service-account token.
     vols = {v["name"]: v for v in spec["volumes"]}
-    _, agent = agent_container(objs)
     (tok,) = [m for m in agent["volumeMounts"] if vols[m["name"]].get("projected")]
     assert vols[tok["name"]]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"] <= 3600
-    if path != "ingress-controller":
-        (svc,) = find(objs, "Service", "kube-oidc-spoa")
-        assert svc["spec"]["type"] == "LoadBalancer" and svc["spec"]["ports"][0]["port"] == 443
-        assert [c["name"] for c in spec["containers"]] == ["haproxy", "agent"]
-    else:
-        assert [c["name"] for c in spec["containers"]] == ["agent"]
+    assert any(a == f"--service-account-token-file={tok['mountPath']}/token" for a in agent["args"]), agent["args"]
 
 
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)
 def test_clusterrole_is_exactly_what_the_flags_need(path):
     objs = objects(path)
-    _, c = agent_container(objs)
+    _, c = pod(path)
     env = agent_env(objs, c)
     args = c.get("args", [])
     # The API server's impersonation checks: Impersonate-User -> users (serviceaccounts for a
     # system:serviceaccount:* name, which the agent only emits with --allow-reserved-identities), each
-    # Impersonate-Group -> groups, Impersonate-Uid -> uids (never emitted), Impersonate-Extra-<key> ->
+    # Impersonate-Group -> groups, Impersonate-Uid -> uids (only with an --authentication-config that maps uid; no
+    # manifest here uses one), Impersonate-Extra-<key> ->
     # userextras/<lower-cased key> in authentication.k8s.io (the decoded key is the subresource, slashes included:
     # --credential-id-extra -> userextras/authentication.kubernetes.io/credential-id). --token-passthrough: the
     # agent creates TokenReviews.
@@ -135,10 +170,16 @@ def test_clusterrole_is_exactly_what_the_flags_need(path):
                 assert "*" not in res and g != "*", r
                 have.add((g, res, r["verbs"][0]))
     assert have == need
+    assert not flag(args, env, "authentication-config", "KOS_AUTHENTICATION_CONFIG")  # uids would depend on it
     (binding,) = find(objs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    if path == IC:
+        # The sidecar's projected token is the controller pod's service account's.
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": helm_values()["serviceAccount"]["name"],
+                                        "namespace": "haproxy-controller"}]
+        return
     (sa,) = find(objs, "ServiceAccount")
     dep, _ = agent_container(objs)
-    assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
                                     "namespace": sa["metadata"]["namespace"]}]
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
@@ -147,27 +188,40 @@ def test_clusterrole_is_exactly_what_the_flags_need(path):
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)
 def test_probes_and_ports_are_real(path):
     objs = objects(path)
-    dep, agent = agent_container(objs)
+    spec, agent = pod(path)
     env = agent_env(objs, agent)
     args = agent.get("args", [])
     probe_port = int(flag(args, env, "readiness-probe-port", "KOS_READINESS_PROBE_PORT") or 8080)
     listen = flag(args, env, "listen", "KOS_AGENT_LISTEN") or "127.0.0.1:12345"
-    for c in dep["spec"]["template"]["spec"]["containers"]:
+    # SPOP on loopback only, in every topology: nothing in it is authenticated and the agent's answers carry its
+    # service-account token. HAProxy is always in the same pod.
+    assert listen.startswith("127.0.0.1:") or listen.startswith("unix:"), listen
+    all_ports = {p["name"]: p["containerPort"] for c in spec["containers"] for p in c.get("ports", [])}
+    assert int(listen.rsplit(":", 1)[1]) not in all_ports.values()  # not declared as a pod port either
+    for c in spec["containers"]:
         ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
 
         def port_of(p):
             return ports[p] if isinstance(p, str) else p
         for kind in ("readinessProbe", "livenessProbe"):
+            if c is agent and path == IC and kind == "readinessProbe":
+                assert kind not in c  # see helm-values.yaml: it would gate the whole controller
+                continue
             pr = c[kind]
-            if c["name"] == "agent":
+            if c is agent:
                 assert pr["httpGet"]["path"] == {"readinessProbe": "/ready", "livenessProbe": "/healthz"}[kind]
                 assert port_of(pr["httpGet"]["port"]) == probe_port
             else:
                 kos_listen = {e["name"]: e.get("value") for e in c["env"]}["KOS_LISTEN"]
                 assert port_of(pr["tcpSocket"]["port"]) == int(kos_listen.rsplit(":", 1)[1])
+    if path == IC:
+        assert probe_port not in IC_CONTROLLER_PORTS and int(listen.rsplit(":", 1)[1]) not in IC_CONTROLLER_PORTS
+        (aux,) = find(objs, "ConfigMap", "kube-oidc-spoa-aux")
+        m = re.search(r"(?m)^\s*setenv KOS_AGENT\s+(\S+)$", aux["data"]["haproxy-aux.cfg"])
+        assert m and m.group(1) == listen
+        return
     # Every Service and NetworkPolicy port names a port some selected container really has.
-    all_ports = {p["name"]: p["containerPort"] for c in dep["spec"]["template"]["spec"]["containers"]
-                 for p in c.get("ports", [])}
+    (dep,) = find(objs, "Deployment", "kube-oidc-spoa")
     labels = dep["spec"]["template"]["metadata"]["labels"]
     for svc in find(objs, "Service"):
         assert set(svc["spec"]["selector"].items()) <= set(labels.items())
@@ -178,15 +232,8 @@ def test_probes_and_ports_are_real(path):
         for rule in np["spec"]["ingress"]:
             for p in rule["ports"]:
                 assert port_of_any(p["port"], all_ports)
-    if path == "ingress-controller":
-        # The agent must listen on the pod network for the controller's HAProxy, on the Service's port.
-        assert listen.rsplit(":", 1)[0] in ("", "0.0.0.0", "[::]")
-        assert int(listen.rsplit(":", 1)[1]) == all_ports["spop"]
-    else:
-        # Sidecar: SPOP only on loopback, where only HAProxy (same pod) reaches it.
-        assert listen.startswith("127.0.0.1:")
-        (haproxy,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "haproxy"]
-        assert {e["name"]: e.get("value") for e in haproxy["env"]}["KOS_AGENT"] == listen
+    (haproxy,) = [c for c in spec["containers"] if c["name"] == "haproxy"]
+    assert {e["name"]: e.get("value") for e in haproxy["env"]}["KOS_AGENT"] == listen
 
 
 def port_of_any(p, ports):
@@ -197,7 +244,7 @@ def port_of_any(p, ports):
 def test_agent_accepts_the_manifest_flags(path, tmp_path):
     assert os.access(AGENT_BIN, os.X_OK), f"{AGENT_BIN} not built yet"
     objs = objects(path)
-    _, c = agent_container(objs)
+    _, c = pod(path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KOS_")}
     env.update(agent_env(objs, c))
     # Files the pod mounts do not exist here: point file flags at stand-ins.
@@ -293,16 +340,16 @@ def test_haproxy_accepts_the_compose_config(haproxy_bin, tmp_path):
 
 
 def test_conf_copies_are_current():
-    for name in ("haproxy.cfg", "spoe-kos.conf"):
-        with open(os.path.join(ROOT, "conf", name)) as a, open(os.path.join(DEPLOY, "base", "conf", name)) as b:
-            assert a.read() == b.read(), f"deploy/base/conf/{name} is stale: run deploy/sync-conf.sh"
-    ic = os.path.join(DEPLOY, "ingress-controller", "controller")
-    for name in ("spoe-kos.conf",):
-        with open(os.path.join(ROOT, "conf", name)) as a, open(os.path.join(ic, name)) as b:
-            assert a.read() == b.read(), f"ingress-controller/controller/{name} is stale: run deploy/sync-conf.sh"
+    # deploy/sync-conf.sh is the one definition of every copy (and of the ingress controller's fixed settings):
+    # its --check mode regenerates them aside and fails on any difference.
+    p = subprocess.run([os.path.join(DEPLOY, "sync-conf.sh"), "--check"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout
+    ic = os.path.join(DEPLOY, IC, "controller")
     with open(os.path.join(ROOT, "conf", "haproxy.cfg")) as a, open(os.path.join(ic, "haproxy-aux.cfg")) as b:
         src, aux = a.read().splitlines(), b.read().splitlines()
-    assert len(src) == len(aux), "haproxy-aux.cfg is stale: run deploy/sync-conf.sh"
+    # The aux file differs from conf/haproxy.cfg only in fixed settings (presetenv -> setenv of the same variable).
+    assert len(src) == len(aux)
     for x, y in zip(src, aux):
         if x != y:
             assert re.match(r"^\s*presetenv KOS_\w+", x) and re.match(r"^\s*setenv KOS_\w+", y), (x, y)
@@ -327,6 +374,14 @@ def test_compose_parses_and_mounts_exist():
                 assert os.path.exists(os.path.join(DEPLOY, "compose", arg[len("/compose/"):])), arg
         for dep in svc.get("depends_on", {}):
             assert dep in services, f"{name} depends on unknown {dep}"
+    # SPOP on loopback: the agent shares HAProxy's network namespace and listens on 127.0.0.1 only.
+    agent, haproxy = services["agent"], services["haproxy"]
+    assert agent["network_mode"] == "service:haproxy" and "ports" not in agent
+    listen = agent["environment"]["KOS_AGENT_LISTEN"]
+    assert listen.startswith("127.0.0.1:") and haproxy["environment"]["KOS_AGENT"] == listen
+    for svc in (agent, haproxy):
+        assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in svc["security_opt"]
     build = services["agent"]["build"]
     with open(os.path.join(ROOT, build["context"], "Dockerfile")) as f:
         assert re.search(rf"(?im)^FROM .* AS {build['target']}$", f.read())
