@@ -10,6 +10,8 @@ pkgs=(
   libcmocka-dev clang libclang-rt-14-dev haproxy openssl curl
   python3 python3-pytest python3-cryptography python3-jwcrypto python3-yaml wrk valgrind
   strace  # tests/matrix/test_hello_one_write.py: the agent's AGENT-HELLO leaves in one syscall
+  # scripts/haproxy-nolua.py: HAProxy built from Debian's source package without Lua (dpkg-source, PCRE2)
+  dpkg-dev libpcre2-dev
 )
 
 missing=()
