@@ -2,7 +2,8 @@
 """Builds an HAProxy WITHOUT Lua from Debian's haproxy source package, so the integration suite can prove that conf/
 needs no Lua (issue 15, part 4): a configuration with `lua-load`, `tune.lua.*` or a `lua.` action is refused by it.
 
-  1. For each suite of --suites in turn (default sid, the current LTS 3.2, then trixie, the 3.0 LTS), a private apt
+  1. For each suite of --suites in turn (default sid, the current LTS 3.2, then trixie, the 3.0 LTS, then bookworm,
+     this machine's 2.6, whose whole source package this mirror does serve), a private apt
      configuration with a `deb-src` line under build/haproxy/nolua/apt/<suite>/ (scripts/haproxy-versions.py's
      PrivateApt: mirror and keyring read from the machine's own apt sources, which are never changed) finds that
      suite's `haproxy` source package and `apt-get source --download-only`s it; apt checks every file against the
@@ -44,7 +45,7 @@ _spec = importlib.util.spec_from_file_location("haproxy_versions", os.path.join(
 hv = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(hv)
 
-SOURCE_SUITES = ("sid", "trixie")
+SOURCE_SUITES = ("sid", "trixie", "bookworm")
 # Only the binary, -O2 (HAProxy's default OPT_CFLAGS, said explicitly), ARCH_FLAGS= drops the default -g.
 # USE_LUA= is the point: Debian builds with USE_LUA=1, upstream's default is off; saying it keeps it off.
 MAKE_ARGS = ["TARGET=linux-glibc", "USE_OPENSSL=1", "USE_PCRE2=1", "USE_PCRE2_JIT=1", "USE_PROMEX=1", "USE_LUA=",
@@ -188,7 +189,7 @@ def read_stamp(stamp):
 
 def provide(cache, suites=SOURCE_SUITES, refresh=False, check=False):
     """Returns (label, binary, stamp dict, timings or None when the cache served)."""
-    base = os.path.join(cache, "nolua")
+    base = os.path.join(os.path.abspath(cache), "nolua")  # apt reads relative Dir:: paths under /etc/apt
     os.makedirs(base, exist_ok=True)
     binary = os.path.join(base, "haproxy")
     stamp_path = os.path.join(base, "stamp")

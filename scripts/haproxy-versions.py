@@ -294,7 +294,7 @@ def provide(suite, cache, mirror, keyring, refresh):
     if arch not in ARCHES:
         raise RuntimeError(f"architecture {arch} not supported by this script")
     triplet, loader_rel = ARCHES[arch]
-    sdir = os.path.join(cache, suite)
+    sdir = os.path.join(os.path.abspath(cache), suite)  # apt reads relative Dir:: paths under /etc/apt
     wrapper = os.path.join(sdir, "haproxy")
     stamp = os.path.join(sdir, "stamp")
     root = os.path.join(sdir, "root")
