@@ -13,6 +13,8 @@ pkgs=(
   # tests/image: build and run the images (runc: crun refuses hybrid cgroup hosts; debootstrap makes the base image;
   # ss from iproute2 checks that the containers listen on loopback only)
   podman runc debootstrap iproute2
+  # scripts/haproxy-nolua.py: HAProxy built from Debian's source package without Lua (dpkg-source, PCRE2)
+  dpkg-dev libpcre2-dev
 )
 
 missing=()

@@ -16,7 +16,8 @@ The unpacked trees are cached between runs (a stamp file records the version); -
 
 Output: one line per HAProxy with its exact version, then a KOS_HAPROXY_BINS line (format of tests/kostest.py),
 including the machine's own HAProxy (bookworm, 2.6). With --bins only the KOS_HAPROXY_BINS value is printed, so a
-Makefile can write  KOS_HAPROXY_BINS="$(scripts/haproxy-versions.py --bins)".
+Makefile can write  KOS_HAPROXY_BINS="$(scripts/haproxy-versions.py --bins)". --nolua appends an HAProxy built
+without Lua from Debian's source package (scripts/haproxy-nolua.py, labelled e.g. 3.0-nolua).
 """
 import argparse
 import fcntl
@@ -134,14 +135,15 @@ def debian_mirror():
 # ---- a private apt for one suite -----------------------------------------------------------------------------------
 
 class PrivateApt:
-    def __init__(self, base, mirror, keyring, suites, arch):
+    def __init__(self, base, mirror, keyring, suites, arch, types=("deb",)):
         self.base = base
         for d in ("lists/partial", "cache/archives/partial", "etc/sources.list.d", "etc/preferences.d",
                   "etc/apt.conf.d"):
             os.makedirs(os.path.join(base, d), exist_ok=True)
         with open(os.path.join(base, "etc/sources.list"), "w") as f:
             for s in suites:
-                f.write(f"deb [signed-by={keyring}] {mirror} {s} main\n")
+                for t in types:  # "deb-src" too for scripts/haproxy-nolua.py, which builds from the source package
+                    f.write(f"{t} [signed-by={keyring}] {mirror} {s} main\n")
         open(os.path.join(base, "status"), "w").close()  # nothing installed: resolve everything from the suite
         self.opts = []
         for k, v in (("Dir::Etc::SourceList", "etc/sources.list"), ("Dir::Etc::SourceParts", "etc/sources.list.d"),
@@ -292,7 +294,7 @@ def provide(suite, cache, mirror, keyring, refresh):
     if arch not in ARCHES:
         raise RuntimeError(f"architecture {arch} not supported by this script")
     triplet, loader_rel = ARCHES[arch]
-    sdir = os.path.join(cache, suite)
+    sdir = os.path.join(os.path.abspath(cache), suite)  # apt reads relative Dir:: paths under /etc/apt
     wrapper = os.path.join(sdir, "haproxy")
     stamp = os.path.join(sdir, "stamp")
     root = os.path.join(sdir, "root")
@@ -337,6 +339,15 @@ def provide(suite, cache, mirror, keyring, refresh):
     return wrapper, version, (t_dl, time.monotonic() - t0)
 
 
+def load_nolua():
+    """scripts/haproxy-nolua.py as a module (its file name is not an importable one)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("haproxy_nolua", os.path.join(ROOT, "scripts", "haproxy-nolua.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def label(version):
     m = re.match(r"(\d+)\.(\d+)", version)
     return f"{m.group(1)}.{m.group(2)}" if m else version
@@ -352,6 +363,8 @@ def main():
     ap.add_argument("--check", action="store_true", help="also re-run the checks on cached trees")
     ap.add_argument("--no-system", action="store_true", help="leave the machine's haproxy out of the list")
     ap.add_argument("--bins", action="store_true", help="print only the KOS_HAPROXY_BINS value")
+    ap.add_argument("--nolua", action="store_true",
+                    help="append an HAProxy built without Lua (scripts/haproxy-nolua.py; cached, --refresh rebuilds)")
     a = ap.parse_args()
     VERBOSE = not a.bins
     suites = [s.strip() for s in a.suites.split(",") if s.strip()]
@@ -377,12 +390,19 @@ def main():
             elif a.check:
                 check_binary(wrapper)
             entries.append((label(v), wrapper, v, s))
+        if a.nolua:
+            nolua = load_nolua()
+            nolua.hv.VERBOSE = VERBOSE
+            lab, binary, st, times = nolua.provide(a.cache, refresh=a.refresh, check=a.check)
+            if times:
+                log(f"nolua: source in {times[0]:.1f}s, built in {times[1]:.1f}s, ready and checked in {times[2]:.1f}s")
+            entries.append((lab, binary, st["haproxy"], f"{st['suite']} src"))
     bins = ";".join(f"{lab}={cmd}" for lab, cmd, _, _ in entries)
     if a.bins:
         print(bins)
         return 0
     for lab, cmd, v, s in entries:
-        print(f"{lab:5s} {v:28s} {s:13s} {cmd}")
+        print(f"{lab:9s} {v:28s} {s:13s} {cmd}")
     print(f"KOS_HAPROXY_BINS={bins}")
     return 0
 
