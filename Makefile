@@ -126,11 +126,11 @@ deps:
 TEST_SUITES   ?= experimental
 NPROC         := $(shell nproc 2>/dev/null || echo 2)
 MATRIX_SUITES ?= trixie,sid,experimental
-# TEST_NOLUA=1 adds an HAProxy built without Lua from Debian's haproxy source package (scripts/haproxy-nolua.py:
-# about 70 s the first time on 2 cores, then cached in build/haproxy/nolua/) to the HAProxys of test and test-matrix,
-# labelled e.g. 3.0-nolua: the integration suite passing on it proves conf/ needs no Lua (issue 15). Off while conf/
-# still loads kos.lua (every test on that HAProxy would fail); becomes 1 with the Lua removal.
-TEST_NOLUA    ?= 0
+# TEST_NOLUA=1 (the default) adds an HAProxy built without Lua from Debian's haproxy source package
+# (scripts/haproxy-nolua.py: about 70 s the first time on 2 cores, then cached in build/haproxy/nolua/) to the
+# HAProxys of test and test-matrix, labelled e.g. 3.0-nolua: the integration suite passing on it proves conf/ needs
+# no Lua (contract v2). TEST_NOLUA=0 leaves it out.
+TEST_NOLUA    ?= 1
 NOLUA_FLAG    := $(if $(filter 1,$(TEST_NOLUA)),--nolua)
 
 test: deps
