@@ -539,6 +539,10 @@ frontend fe_b1
                     rd[n]["missrate"] = mi / max(1, h + mi)
                     # SPOP connections HAProxy opened during the run (a connection per request is costly)
                     rd[n]["conns"] = metric_delta(m0, m1, "kos_spop_connections_accepted_total")
+                    # bytes the agent sent per answered NOTIFY: the ACK size (contract v2 keeps the ~1 KB
+                    # service-account token out of it; HELLOs and health checks add a little)
+                    rd[n]["ack_bytes"] = metric_delta(m0, m1, "kos_spop_bytes_sent_total") / \
+                        max(1, metric_delta(m0, m1, "kos_spop_notify_total"))
             rounds.append(rd)
             log(f"  round {r}: " + ", ".join(f"{n} {rd[n]['rps']:.0f}" + (f"({rd[n]['bad']} bad)" if rd[n]['bad'] else "")
                                              for n in names))
@@ -562,6 +566,8 @@ frontend fe_b1
                 extra = f"; cache misses {med([x['missrate'] for x in xs]):.0%}"
             if "conns" in xs[0]:
                 extra += f"; SPOP connections opened {med([x['conns'] for x in xs]):,.0f}"
+            if "ack_bytes" in xs[0]:
+                extra += f"; ACK {med([x['ack_bytes'] for x in xs]):,.0f} bytes/request"
             self.row("B", f"{n} {desc[n]}",
                      f"{med([x['rps'] for x in xs]):,.0f} req/s; x{ratio(n, 'B1'):.2f} of B1; "
                      f"p99 {med([x['p99ms'] for x in xs]):.1f} ms; CPU/req: HAProxy "

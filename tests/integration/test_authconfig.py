@@ -92,6 +92,20 @@ def test_issuer_a_claim_mappings(stack):
     assert ident["extra"] == {"example.com/tenant": ["t-9"]}
 
 
+def test_extras_with_several_values_through_native_slots(stack):
+    """Contract v2 (no Lua): a list-valued extra reaches the API server as one Impersonate-Extra line per value,
+    in order, next to another key's; more values than a slot holds (8) is a 403, never a cut list."""
+    tok = stack.mint({"aud": "kos-a", "sub": "alice", "groups": ["dev"], "oid": "u-1",
+                      "tid": ["t-1", "t-2", "t-3", "t 4"]})
+    st, ident, body = identity_seen(stack, tok)
+    assert st == 200, body
+    assert ident["extra"] == {"example.com/tenant": ["t-1", "t-2", "t-3", "t 4"]}
+    st, ident, body = identity_seen(stack, stack.mint({"aud": "kos-a", "sub": "alice", "oid": "u-1",
+                                                       "tid": [f"t-{i}" for i in range(9)]}))
+    assert st == 403 and ident is None, body
+    assert "at most 8" in json.loads(body)["message"]
+
+
 def test_issuer_b_cel_mappings(stack, issuer_b):
     tok = issuer_b.mint({"aud": "kos-b", "sub": "s-7", "preferred_username": "bob", "roles": ["x", "y"]})
     st, ident, body = identity_seen(stack, tok)

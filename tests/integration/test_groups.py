@@ -112,3 +112,24 @@ def test_raising_the_limit_as_documented(raised):
     assert got == groups
     st, body, got = forwarded_groups(raised, groups + ["one-more"])
     assert st == 403 and got is None
+
+
+# ---- extras through HAProxy's native slots, with the real agent -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def unslotted(make_stack):
+    """An agent that maps an extra key the test HAProxy has no slot for (kosstack.EXTRA_SLOTS)."""
+    return make_stack(agent_args=["--oidc-username-prefix", "-", "--extra-user-headers",
+                                  "example.org/unslotted=v,cluster=prod"])
+
+
+def test_extra_key_without_a_slot_fails_closed(unslotted):
+    unslotted.api_reset()
+    st, _, body = unslotted.request("GET", "/api", headers=[("Authorization",
+                                                              "Bearer " + unslotted.mint({"sub": "ann"}))])
+    assert st == 500, body
+    doc = json.loads(body)
+    assert doc["kind"] == "Status" and doc["code"] == 500 and "KOS_EXTRA_" in doc["message"]
+    assert unslotted.api_requests() == []
+    log = kosstack.wait_log(unslotted.agent, "extra key without a HAProxy slot")
+    assert "KOS_EXTRA_<n>=example.org%2Funslotted" in log
