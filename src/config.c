@@ -808,6 +808,10 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 	for (size_t i = 0; i < c.nextra_headers; i++) {
 		const char *why = identity_value_problem(c.extra_headers[i].value);
 
+		/* Extra keys are lower case on the API server's side (an AuthenticationConfiguration refuses any other;
+		 * kube-oidc-proxy's keys reached it lower-cased, as every header name does): keep that meaning. */
+		for (char *k = c.extra_headers[i].key; *k; k++)
+			*k = (char)tolower((unsigned char)*k);
 		/* the same rule as a token's values: a header must carry it unchanged (identity.h) */
 		if (why != NULL) {
 			seterr(err, errlen, "--extra-user-headers: the value of %s: %s (an HTTP header cannot carry it "

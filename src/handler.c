@@ -2,6 +2,7 @@
 #include "handler.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -185,6 +186,29 @@ static bool name_is(spop_slice s, const char *lit)
 	return s.len == n && memcmp(s.ptr, lit, n) == 0;
 }
 
+/* xk must be exactly HANDLER_EXTRA_SLOTS keys joined by '|', each made of what pct_key() writes (a-z 0-9 - _ .
+ * ~ and %XX): a '|' inside a KOS_EXTRA_<n> value would shift every later slot and put one key's values under
+ * another's header name, and any other byte could not be a key the agent matches anyway. */
+static bool slots_ok(const uint8_t *p, size_t len)
+{
+	unsigned bars = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		uint8_t c = p[i];
+
+		if (c == '|')
+			bars++;
+		else if (c == '%') {
+			if (len - i < 3 || !isxdigit(p[i + 1]) || !isxdigit(p[i + 2]))
+				return false;
+			i += 2;
+		} else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+			     c == '_' || c == '.' || c == '~'))
+			return false;
+	}
+	return bars == HANDLER_EXTRA_SLOTS - 1;
+}
+
 int handler_read_msg(const spop_msg *m, handler_input *in)
 {
 	spop_msg it = *m;
@@ -214,19 +238,23 @@ int handler_read_msg(const spop_msg *m, handler_input *in)
 				goto bad;
 			}
 		} else if (name_is(a.name, "sv") && !seen_sv) {
+			bool bytes = a.value.type == SPOP_T_STR || a.value.type == SPOP_T_BIN; /* bytes() may give either */
+
 			seen_sv = true;
 			/* anything but a version of the right length is "HAProxy holds none": it gets the token */
-			if (a.value.type == SPOP_T_STR && a.value.u.s.len == SATOKEN_VER_LEN) {
+			if (bytes && a.value.u.s.len == SATOKEN_VER_LEN) {
 				in->have_sv = true;
 				memcpy(in->sv, a.value.u.s.ptr, SATOKEN_VER_LEN);
-			} else if (a.value.type != SPOP_T_STR && a.value.type != SPOP_T_NULL) {
+			} else if (!bytes && a.value.type != SPOP_T_NULL) {
 				goto bad;
 			}
 		} else if (name_is(a.name, "xk") && !seen_xk) {
 			seen_xk = true;
-			if (a.value.type == SPOP_T_STR) {
+			if (a.value.type == SPOP_T_STR || a.value.type == SPOP_T_BIN) {
 				in->xk = a.value.u.s.ptr;
 				in->xk_len = a.value.u.s.len;
+				if (!slots_ok(in->xk, in->xk_len))
+					goto bad;
 			} else if (a.value.type != SPOP_T_NULL) {
 				goto bad;
 			}

@@ -346,7 +346,10 @@ static int add_credential_id(identity **id, const cJSON *payload, const char **d
 
 	if (!cJSON_IsString(jti) || (n = strlen(jti->valuestring)) == 0)
 		return VERIFY_OK;
-	if (n > CREDENTIAL_ID_MAX || identity_value_problem(jti->valuestring) != NULL) {
+	if (n <= CREDENTIAL_ID_MAX)
+		snprintf(val, sizeof(val), "JTI=%s", jti->valuestring);
+	/* the value as it goes out ("JTI=" + jti): a space after "JTI=" travels, a trailing one would not */
+	if (n > CREDENTIAL_ID_MAX || identity_value_problem(val) != NULL) {
 		*detail = n > CREDENTIAL_ID_MAX ? "credential id: jti longer than 256 bytes"
 			  : "credential id: jti has a control character or a trailing space or tab";
 		identity_release(*id);
@@ -361,7 +364,6 @@ static int add_credential_id(identity **id, const cJSON *payload, const char **d
 		goto nomem;
 	if ((*id)->nextra > 0)
 		memcpy(ex, (*id)->extra, (*id)->nextra * sizeof(*ex));
-	snprintf(val, sizeof(val), "JTI=%s", jti->valuestring);
 	ex[(*id)->nextra].key = CREDENTIAL_ID_KEY;
 	ex[(*id)->nextra].value = val;
 	nid = identity_build((*id)->user, (*id)->uid, (const char *const *)(*id)->groups, (*id)->ngroups, ex,

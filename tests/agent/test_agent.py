@@ -230,6 +230,9 @@ def test_not_ready_while_issuer_down(procs, sa):
         iss.stop()
 
 
+XK = "|cluster" + "|" * 6  # HAProxy's 8 slots, the second for "cluster" (conf/spoe-kos.conf's xk)
+
+
 def test_spop_verdicts(procs, issuer, sa):
     sa.write("the-sa-token\n")
     a = Agent(procs, issuer, sa.path, extra=["--oidc-groups-claim=groups", "--extra-user-header-client-ip",
@@ -239,7 +242,7 @@ def test_spop_verdicts(procs, issuer, sa):
     c = spop_client.Client("127.0.0.1", a.spop_port)
     try:
         acts = c.notify([("auth", "Bearer " + good), ("src", ("ipv4", "192.0.2.10")), ("imp", None),
-                         ("xk", "|cluster")])
+                         ("xk", XK)])
         assert acts[-1] == ("status", 0)  # the verdict is the last action
         v = dict(acts)
         assert v["user"] == f"{issuer.issuer}#alice"
@@ -251,11 +254,16 @@ def test_spop_verdicts(procs, issuer, sa):
         assert "reason" not in v
         # HAProxy holds that version: the ACK carries no token
         v2 = dict(c.notify([("auth", "Bearer " + good), ("src", ("ipv4", "192.0.2.10")), ("sv", v["sv"]),
-                            ("xk", "|cluster")]))
+                            ("xk", XK)]))
         assert v2["status"] == 0 and "proc.sa" not in v2 and v2["sv"] == v["sv"]
         # an extra HAProxy has no slot for: refused (500 at HAProxy), the key named in the log
         v3 = c.auth("Bearer " + good)
         assert v3["status"] == 7 and v3["reason"] == "extra key without a HAProxy slot" and "user" not in v3
+        # a slot list that is not 8 well-formed keys ('|' inside a KOS_EXTRA_n value would shift the slots, so
+        # one key's values would go out under another's name): a malformed message, 503
+        for bad in ("|cluster", "a|b|cluster" + "|" * 6, "|clu ster" + "|" * 6, "|%zz" + "|" * 6):
+            v4 = dict(c.notify([("auth", "Bearer " + good), ("src", ("ipv4", "192.0.2.10")), ("xk", bad)]))
+            assert v4["status"] == 4 and v4["reason"] == "malformed kos-auth message", bad
 
         v = c.auth(None)
         assert v["status"] == 1 and v["reason"] == "missing bearer token" and "proc.sa" not in v
@@ -273,7 +281,7 @@ def test_spop_verdicts(procs, issuer, sa):
         many = issuer.mint({"sub": "dave", "groups": [f"g{i}" for i in range(65)]})
         v = c.auth("Bearer " + many)
         assert v["status"] == 3 and v["reason"] == "too many groups"
-        v = dict(c.notify([("auth", "Bearer " + good), ("src", ("ipv6", "2001:db8::7")), ("xk", "|cluster")]))
+        v = dict(c.notify([("auth", "Bearer " + good), ("src", ("ipv6", "2001:db8::7")), ("xk", XK)]))
         assert v["status"] == 0 and v["cip"] == "2001:db8::7"
         v = dict(c.notify([("auth", "Bearer " + good)], msg_name="other-message"))
         assert v["status"] == 4 and v["reason"] == "no kos-auth message"

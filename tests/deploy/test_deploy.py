@@ -134,6 +134,50 @@ def test_renders_every_object(path):
     assert any(a == f"--service-account-token-file={tok['mountPath']}/token" for a in agent["args"]), agent["args"]
 
 
+def pct_key(key):
+    """An extra key as the agent writes it into a header name (src/handler.c pct_key, after the lower-casing of
+    --extra-user-headers keys): a-z 0-9 - _ . ~ stay, every other byte is %XX."""
+    ok = set("abcdefghijklmnopqrstuvwxyz0123456789-_.~")
+    return "".join(ch if ch in ok else "".join(f"%{b:02X}" for b in ch.encode()) for ch in key)
+
+
+def haproxy_env(path):
+    """The KOS_* environment HAProxy runs with in this topology: the haproxy container's env (Deployment), or the
+    ingress controller's setenv lines in haproxy-aux.cfg plus the controller's own environment."""
+    if path == IC:
+        with open(os.path.join(DEPLOY, IC, "controller", "haproxy-aux.cfg")) as f:
+            env = dict(re.findall(r"^\s*setenv\s+(KOS_\w+)\s+(\S+)", f.read(), re.M))
+        for e in helm_values()["controller"].get("extraEnvs", []) or []:
+            env[e["name"]] = e.get("value", "")
+        return env
+    objs = objects(path)
+    (dep,) = find(objs, "Deployment", "kube-oidc-spoa")
+    (h,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "haproxy"]
+    return agent_env(objs, h)
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_haproxy_has_a_slot_for_every_extra_key(path):
+    """Every extra key the agent sends (--extra-user-headers, --credential-id-extra) has a KOS_EXTRA_<n> slot in
+    HAProxy's environment, or every allowed request of that deployment would be a 500 (status 7)."""
+    objs = objects(path) if path != IC else []
+    _, c = pod(path)
+    env = agent_env(objs, c) if path != IC else {}
+    if path == IC:
+        cms = {o["metadata"]["name"]: o for o in find(objects(IC), "ConfigMap")}
+        for src in c.get("envFrom", []):
+            env.update(cms.get(src["configMapRef"]["name"], {}).get("data", {}))
+    args = c.get("args", [])
+    keys = [kv.split("=", 1)[0].lower() for kv in filter(None, (flag(args, env, "extra-user-headers",
+                                                                        "KOS_EXTRA_USER_HEADERS") or "").split(","))]
+    if (flag(args, env, "credential-id-extra", "KOS_CREDENTIAL_ID_EXTRA") or "false") == "true":
+        keys.append("authentication.kubernetes.io/credential-id")
+    henv = haproxy_env(path)
+    slots = {henv[f"KOS_EXTRA_{n}"].lower() for n in range(1, 9) if henv.get(f"KOS_EXTRA_{n}")}
+    for k in keys:
+        assert pct_key(k).lower() in slots, f"{path}: extra key {k!r} has no KOS_EXTRA_<n> in HAProxy's environment"
+
+
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)
 def test_clusterrole_is_exactly_what_the_flags_need(path):
     objs = objects(path)

@@ -62,7 +62,7 @@ def test_allow_forwards_identity_and_replaces_credentials(stack):
 
 def test_allow_without_optional_vars(stack):
     stack.api_reset()
-    st, _, body = get(stack, {"status": 0, "user": "bob", "sv": SV, "proc.sa": PROC_SA})
+    st, _, body = get(stack, {"status": 0, "user": "bob", "ng": 0, "sv": SV, "proc.sa": PROC_SA})
     assert st == 200, body
     h = last_api_request(stack)["headers"]
     assert header_values(h, "Impersonate-User") == ["bob"]
@@ -173,13 +173,14 @@ def test_status_3_is_groups_403(stack):
     {"status": " 0", "user": "alice", "sv": SV, "proc.sa": PROC_SA},
     {"status": "00", "user": "alice", "sv": SV, "proc.sa": PROC_SA},
     {"status": 0, "sv": SV, "proc.sa": PROC_SA},                          # allow without a user
+    {"status": 0, "user": "alice", "sv": SV, "proc.sa": PROC_SA, "g0": "dev"},  # allow without ng
     {"status": 0, "user": "alice", "proc.sa": PROC_SA},                   # allow without the token's version
     # the copy HAProxy holds is another version than the agent names: never forwarded (stale or foreign)
-    {"status": 0, "user": "alice", "sv": "fedcba9876543210", "proc.sa": PROC_SA},
-    {"status": 0, "user": "alice", "sv": SV, "proc.sa": "fedcba9876543210|" + SA},
-    {"status": 0, "user": "alice", "sv": SV[:15], "proc.sa": PROC_SA},
+    {"status": 0, "user": "alice", "ng": 0, "sv": "fedcba9876543210", "proc.sa": PROC_SA},
+    {"status": 0, "user": "alice", "ng": 0, "sv": SV, "proc.sa": "fedcba9876543210|" + SA},
+    {"status": 0, "user": "alice", "ng": 0, "sv": SV[:15], "proc.sa": PROC_SA},
     {},
-], ids=["4", "8", "99", "neg", "no-status", "str-abc", "str-0abc", "str-sp0", "str-00", "no-user", "no-sv",
+], ids=["4", "8", "99", "neg", "no-status", "str-abc", "str-0abc", "str-sp0", "str-00", "no-user", "no-ng", "no-sv",
         "sv-other", "proc-other", "sv-short", "empty"])
 def test_everything_else_is_503(stack, vars_):
     stack.api_reset()

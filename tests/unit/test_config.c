@@ -176,7 +176,8 @@ static void test_defaults(void **state)
 static void test_values_and_precedence(void **state)
 {
 	const char *av[8] = {ISS, CID, "--oidc-required-claim", "hd=example.com", "--oidc-required-claim=a=1,b=2",
-			     "--extra-user-headers=k1=v1,k2=v=2", "--oidc-username-prefix=", "--cache-ttl=1h30m"};
+			     "--extra-user-headers=k1=v1,Team.Example/K2=v=2", "--oidc-username-prefix=",
+			     "--cache-ttl=1h30m"};
 	const char *ev[4] = {"KOS_OIDC_GROUPS_CLAIM=groups", "KOS_EXTRA_USER_HEADER_CLIENT_IP=true",
 			     "KOS_OIDC_USERNAME_PREFIX=oidc:", "KOS_LOG_LEVEL=DEBUG"};
 	config c;
@@ -190,6 +191,8 @@ static void test_values_and_precedence(void **state)
 	assert_string_equal(c.required_claims[2].key, "b");
 	assert_int_equal(c.nextra_headers, 2);
 	assert_string_equal(c.extra_headers[1].value, "v=2");
+	/* keys mean what they meant through HAProxy before (header names are lower case): lower-cased */
+	assert_string_equal(c.extra_headers[1].key, "team.example/k2");
 	assert_string_equal(c.groups_claim, "groups");
 	assert_true(c.extra_client_ip);
 	/* the flag (an explicit empty prefix) wins over the environment */

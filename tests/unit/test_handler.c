@@ -327,7 +327,7 @@ static void test_allow_variables(void **state)
 	fx_free(f);
 }
 
-/* 64 groups (the most --max-groups allows) go out as g0…g63, each with its own group, in order. */
+/* 64 groups (this fixture's --max-groups) go out as g0…g63, each with its own group, in order. */
 static void test_sixty_four_group_names(void **state)
 {
 	fx *f = fx_new(true, false, 0);

@@ -35,6 +35,7 @@ typedef struct slot {
 	char reason[64];
 	char user[32];
 	bool has_sa;
+	char x1v0[32];         /* the first value of HAProxy's first extra slot */
 	unsigned nvars;
 	int done;              /* times done() was called */
 } slot;
@@ -52,6 +53,8 @@ static int slot_str(void *ud, const char *name, const char *s, size_t len)
 		snprintf(r->reason, sizeof(r->reason), "%.*s", (int)len, s);
 	else if (strcmp(name, "user") == 0)
 		snprintf(r->user, sizeof(r->user), "%.*s", (int)len, s);
+	else if (strcmp(name, "x1v0") == 0)
+		snprintf(r->x1v0, sizeof(r->x1v0), "%.*s", (int)len, s);
 	else if (strcmp(name, "sv") == 0)
 		r->has_sa = true; /* the version HAProxy checks its copy against: part of every allow */
 	return 0;
@@ -156,6 +159,12 @@ static int fake_verify(void *ctx, const uint8_t *tok, size_t len, int64_t now, c
 	t[len] = '\0';
 	if (strcmp(t, "good") == 0 || ((strcmp(t, "newkid") == 0 || strcmp(t, "racekid") == 0) && g_rotated)) {
 		*id = identity_build("alice", NULL, groups, 1, NULL, 0, now + 60, 1);
+		return VERIFY_OK;
+	}
+	if (strcmp(t, "newkid-extra") == 0 && g_rotated) {
+		identity_extra ex[] = {{"example.com/team", "blue"}};
+
+		*id = identity_build("alice", NULL, groups, 1, ex, 1, now + 60, 1);
 		return VERIFY_OK;
 	}
 	if (strcmp(t, "newkid-expired") == 0 && g_rotated)
@@ -277,6 +286,34 @@ static void test_key_arrives(void **state)
 	assert_true(r.has_sa);
 	assert_int_equal(handler_held(f->h), 0);
 	assert_int_equal(metrics_count(f->m, METRICS_ALLOW, HR_OK), 1);
+	fx_free(f);
+}
+
+/* A held request keeps HAProxy's slot list (xk) although the NOTIFY's bytes are gone: its extra goes to the slot
+ * when the key arrives (the list was copied into the held request, not pointed at). */
+static void test_held_request_keeps_the_slots(void **state)
+{
+	fx *f = fx_new(LONG_WAIT_MS, 0);
+	char buf[64], xk[64];
+	handler_input in;
+	slot r;
+	handler_sink k = {slot_str, slot_int, slot_proc, &r};
+
+	(void)state;
+	snprintf(buf, sizeof(buf), "Bearer newkid-extra");
+	snprintf(xk, sizeof(xk), "example.com%%2Fteam|||||||");
+	in = input_auth(buf);
+	in.xk = (const uint8_t *)xk;
+	in.xk_len = strlen(xk);
+	slot_init(&r);
+	assert_int_equal(handler_submit(f->h, &in, 1700000000, &k, slot_done), HANDLER_HELD);
+	memset(buf, 'X', sizeof(buf));
+	memset(xk, 'X', sizeof(xk));
+	atomic_store(&g_rotated, true);
+	provider_signal();
+	wait_done(1);
+	assert_int_equal(r.status, HANDLER_ALLOW);
+	assert_string_equal(r.x1v0, "blue");
 	fx_free(f);
 }
 
@@ -501,6 +538,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_key_arrives),
+		cmocka_unit_test(test_held_request_keeps_the_slots),
 		cmocka_unit_test(test_rejudged_in_full),
 		cmocka_unit_test(test_no_refresh_soon),
 		cmocka_unit_test(test_disabled),
