@@ -186,9 +186,16 @@ static bool name_is(spop_slice s, const char *lit)
 	return s.len == n && memcmp(s.ptr, lit, n) == 0;
 }
 
-/* xk must be exactly HANDLER_EXTRA_SLOTS keys joined by '|', each made of what pct_key() writes (a-z 0-9 - _ .
- * ~ and %XX): a '|' inside a KOS_EXTRA_<n> value would shift every later slot and put one key's values under
- * another's header name, and any other byte could not be a key the agent matches anyway. */
+/* The bytes pct_key() leaves as they are in an Impersonate-Extra key; every other byte becomes %XX. */
+static bool key_byte(uint8_t c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~';
+}
+
+/* xk must be exactly HANDLER_EXTRA_SLOTS keys joined by '|', each made of what pct_key() writes (key_byte()s and
+ * %XX, letters in any case: slots are compared without case): a '|' inside a KOS_EXTRA_<n> value would shift
+ * every later slot and put one key's values under another's header name, and any other byte could not be a key
+ * the agent matches anyway. */
 static bool slots_ok(const uint8_t *p, size_t len)
 {
 	unsigned bars = 0;
@@ -202,8 +209,7 @@ static bool slots_ok(const uint8_t *p, size_t len)
 			if (len - i < 3 || !isxdigit(p[i + 1]) || !isxdigit(p[i + 2]))
 				return false;
 			i += 2;
-		} else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-			     c == '_' || c == '.' || c == '~'))
+		} else if (!key_byte((uint8_t)tolower(c)))
 			return false;
 	}
 	return bars == HANDLER_EXTRA_SLOTS - 1;
@@ -345,7 +351,7 @@ static size_t pct_key(char *dst, size_t cap, const char *k)
 	for (; *k; k++) {
 		unsigned char c = (unsigned char)*k;
 
-		if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~') {
+		if (key_byte(c)) {
 			if (cap - o < 1)
 				return 0;
 			dst[o++] = (char)c;

@@ -21,7 +21,7 @@ import pytest
 
 import secstack
 from secstack import header_values
-from test_attacks import ARGS, b64u, check_refused, claims, key, kid, sign
+from test_attacks import ARGS, SMALL_BUFFERS, b64u, check_refused, claims, key, kid, sign
 
 IMPERSONATION = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                  "message": "Impersonation requests are disabled when using this proxy", "reason": "Forbidden",
@@ -475,7 +475,7 @@ def test_add_header_overflow_is_500_never_a_partial_forward(stack):
             assert reqs == [], (pad, reqs[:1])
         return st
 
-    stack.restart_haproxy(env={"KOS_BUFSIZE": "16384", "KOS_MAXREWRITE": "1024"})
+    stack.restart_haproxy(env=SMALL_BUFFERS)
     try:
         for pad in range(11000, 16500, 32):
             one(pad)
