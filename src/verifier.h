@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "authcfg.h"
+#include "distclaims.h"
 #include "identity.h"
 #include "mapping.h"
 #include "oidc.h"
@@ -55,6 +56,11 @@ typedef struct verifier_config {
 	const authcfg_issuer *authn;
 	bool no_cache;                  /* no token cache of its own: the caller (issuers.h) caches and uses
 					 * verifier_verify_uncached(); verifier_verify() then never caches either */
+	/* Distributed groups (distclaims.h): the fetcher, borrowed, outliving the verifier. Used for the groups
+	 * claim mapped by name (groups_claim, or authn's claimMappings.groups.claim; never an expression) when a
+	 * token lacks it and its _claim_names point it at a source with an endpoint, as the API server does.
+	 * NULL = such a token is refused (VERIFY_E_CLAIMS, "distributed claims: ... not enabled"). */
+	distclaims *claims;
 } verifier_config;
 
 /* Why a token was refused. The strings (verifier_reason()) are short, stable, safe to log and to show in a 401
@@ -79,6 +85,10 @@ enum verifier_result {
 	VERIFY_E_IDENTITY = -14,     /* "identity cannot be forwarded unchanged": a user, uid, group or extra value
 				      * that an HTTP header line cannot carry as it is (identity_check); detail names
 				      * the field */
+	VERIFY_E_PENDING = -15,      /* "distributed claims being fetched": the token's groups come from a claims
+				      * source whose answer is not there yet; the fetch is under way (distclaims.h)
+				      * and its end is reported to the fetcher's listener (distclaims_set_listener), so the caller holds the
+				      * request and judges the token again then. Never cached, never remembered */
 };
 const char *verifier_reason(int result);
 
