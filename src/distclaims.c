@@ -166,7 +166,7 @@ int distclaims_parse(const uint8_t *p, size_t len, const char *claim, char *ebuf
 	if (tcap > 0)
 		tbuf[0] = '\0';
 	if (jwt_json_parse(p, len, &doc) != 0)
-		return DISTCLAIMS_E_NAMES;
+		return DISTCLAIMS_E_JSON;
 	rc = distclaims_find(doc, claim, &ref, NULL);
 	if (rc == DISTCLAIMS_FETCH) {
 		if (ecap > 0)

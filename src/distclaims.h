@@ -47,6 +47,7 @@ enum distclaims_ref_result {
 	DISTCLAIMS_E_NO_SOURCES = -2,     /* "_claim_names" without "_claim_sources" */
 	DISTCLAIMS_E_SOURCES = -3,        /* "_claim_sources" is not an object of source objects */
 	DISTCLAIMS_E_MISSING_SOURCE = -4, /* the claim names a source "_claim_sources" lacks */
+	DISTCLAIMS_E_JSON = -5,           /* distclaims_parse() only: the input is not a strict JSON object */
 };
 
 typedef struct distclaims_ref {
@@ -72,8 +73,8 @@ typedef struct distclaims_ref {
  * *detail (may be NULL) gets a static description of an error. Any thread; reads only.
  */
 int distclaims_find(const cJSON *payload, const char *claim, distclaims_ref *out, const char **detail);
-/* distclaims_find() on a JSON object p[0..len) (the strict parser of jwt.h): for tests and the fuzzer. A body
- * that is not a JSON object is DISTCLAIMS_E_NAMES. endpoint/token copies go to ebuf/tbuf ("" when none),
+/* distclaims_find() on a JSON object p[0..len) (the strict parser of jwt.h): for tests and the fuzzer. Input
+ * that is not a JSON object is DISTCLAIMS_E_JSON. endpoint/token copies go to ebuf/tbuf ("" when none),
  * truncated to their caps. */
 int distclaims_parse(const uint8_t *p, size_t len, const char *claim, char *ebuf, size_t ecap, char *tbuf,
 		     size_t tcap);
