@@ -33,6 +33,8 @@ struct verifier {
 	bool credential_id;           /* --credential-id-extra */
 	char *dist_claim;             /* the groups claim resolved from distributed claims; NULL = none */
 	distclaims *dc;               /* borrowed fetcher; NULL = distributed groups refused */
+	verifier *(*claims_peer)(void *ud, const char *iss); /* another configured issuer's verifier, or NULL */
+	void *claims_peer_ud;
 	char *ca_file, *ca_pem;       /* the issuer's CA, for fetching claims sources as for its JWKS */
 	size_t ca_pem_len;
 	unsigned algs;
@@ -172,6 +174,8 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 		v->dist_claim = dup_or_null(dc != NULL && *dc ? dc : NULL, &nomem);
 	}
 	v->dc = cfg->claims;
+	v->claims_peer = cfg->claims_peer;
+	v->claims_peer_ud = cfg->claims_peer_ud;
 	v->ca_file = dup_or_null(cfg->oidc.ca_pem == NULL ? cfg->oidc.ca_file : NULL, &nomem);
 	if (cfg->oidc.ca_pem != NULL) {
 		v->ca_pem_len = cfg->oidc.ca_pem_len ? cfg->oidc.ca_pem_len : strlen(cfg->oidc.ca_pem);
@@ -519,8 +523,9 @@ static int dist_refuse(verifier *v, enum distclaims_refusal r, const char **deta
 
 /*
  * Distributed groups, as the API server's claimResolver: when the token lacks the groups claim and its
- * _claim_names point that claim at a source with an endpoint, the source's answer — a JWT of this issuer,
- * verified like an ID token (alg allow-list, iss, signature with this issuer's keys, aud, exp, nbf) — gives
+ * _claim_names point that claim at a source with an endpoint, the source's answer — a JWT of this issuer or
+ * another configured one (claims_peer), verified like an ID token (alg allow-list, signature with its issuer's
+ * keys, iss, this authenticator's audiences, exp, nbf) — gives
  * the claim's value, which is added to payload so that the mapping (prefix, rules, CEL) sees it as the
  * token's own. VERIFY_OK (payload unchanged when there is nothing to resolve; *claim_exp = the claim JWT's
  * exp when it was resolved), VERIFY_E_PENDING (the fetch is under way), or a refusal: VERIFY_E_CLAIMS with
@@ -534,6 +539,8 @@ static int resolve_distributed(verifier *v, jwks_keyset *ks, cJSON *payload, int
 	distclaims_src src;
 	jwt_token t;
 	const jwks_key *key;
+	verifier *peer = v;
+	jwks_keyset *pks = ks;
 	cJSON *cp = NULL, *val;
 	uint8_t *body = NULL;
 	size_t blen = 0, a = 0;
@@ -589,19 +596,28 @@ static int resolve_distributed(verifier *v, jwks_keyset *ks, cJSON *payload, int
 				 "a strict JSON object");
 		goto out;
 	}
-	/* the API server would discover whatever issuer the claim JWT names; only this issuer is trusted here */
+	/* The API server would run discovery for whatever issuer the claim JWT names; here it must be a configured
+	 * one (this authenticator's, or another of the same file), verified with that issuer's keys. */
 	val = cJSON_GetObjectItemCaseSensitive(cp, "iss");
-	if (!cJSON_IsString(val) || strcmp(val->valuestring, v->issuer) != 0) {
-		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: the claims JWT's iss is not %s",
-				 v->issuer);
+	if (cJSON_IsString(val) && strcmp(val->valuestring, v->issuer) != 0)
+		peer = v->claims_peer != NULL ? v->claims_peer(v->claims_peer_ud, val->valuestring) : NULL;
+	if (!cJSON_IsString(val) || peer == NULL) {
+		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: the claims JWT's iss is none of "
+				 "the configured issuers");
 		goto out;
 	}
-	rc = check_signature(v, ks, &t, &key, &sd, tr, "distributed claims JWT ");
+	if (peer != v && (pks = current_keys(peer)) == NULL) {
+		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: the keys of the claims JWT's "
+				 "issuer %s are not loaded", peer->issuer);
+		goto out;
+	}
+	rc = check_signature(peer, pks, &t, &key, &sd, tr, "distributed claims JWT ");
 	if (rc) {
 		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: claims JWT: %s", sd);
 		goto out;
 	}
-	rc = claims_check_std(v->issuer, auds, nauds, cp, now, &exp, &sd);
+	/* its own issuer, this authenticator's audiences (the API server's claimResolver keeps them) */
+	rc = claims_check_std(peer->issuer, auds, nauds, cp, now, &exp, &sd);
 	if (rc) {
 		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: claims JWT: %s", sd);
 		goto out;
@@ -620,6 +636,8 @@ static int resolve_distributed(verifier *v, jwks_keyset *ks, cJSON *payload, int
 	mapping_tracef(tr, "distributed claims: \"%s\" resolved from its source (claims JWT verified)", v->dist_claim);
 	rc = VERIFY_OK;
 out:
+	if (pks != ks)
+		jwks_keyset_release(pks);
 	if (parsed)
 		jwt_token_free(&t);
 	cJSON_Delete(cp);

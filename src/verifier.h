@@ -61,6 +61,12 @@ typedef struct verifier_config {
 	 * token lacks it and its _claim_names point it at a source with an endpoint, as the API server does.
 	 * NULL = such a token is refused (VERIFY_E_CLAIMS, "distributed claims: ... not enabled"). */
 	distclaims *claims;
+	/* A claims source may answer with a JWT of another issuer; the API server then verifies it as a token of
+	 * that issuer (its keys) for this authenticator's audiences. claims_peer(ud, iss) gives the verifier of
+	 * the configured issuer whose URL is iss, or NULL (issuers.h sets it for the file's authenticators, which
+	 * all live as long as this one). NULL hook: only this verifier's own issuer. */
+	struct verifier *(*claims_peer)(void *ud, const char *iss);
+	void *claims_peer_ud;
 } verifier_config;
 
 /* Why a token was refused. The strings (verifier_reason()) are short, stable, safe to log and to show in a 401

@@ -15,6 +15,7 @@ import pytest
 
 import kosstack
 import kostest
+from issuer import TestIssuer
 
 PREFIX = {"flags": "oidc:", "file": "f:"}
 
@@ -24,8 +25,16 @@ def pem(path):
         return f.read()
 
 
+@pytest.fixture(scope="module")
+def issuer_b(tmp_path_factory):
+    """A second issuer, configured beside the first in file mode only."""
+    b = TestIssuer(state_dir=str(tmp_path_factory.mktemp("issuer-b"))).start()
+    yield b
+    b.stop()
+
+
 @pytest.fixture(scope="module", params=["flags", "file"])
-def stack(request, make_stack):
+def stack(request, make_stack, issuer_b):
     mode = request.param
     if mode == "flags":
         s = make_stack(agent_args=["--oidc-username-prefix", "-", "--oidc-groups-claim", "groups",
@@ -37,7 +46,10 @@ def stack(request, make_stack):
                    "jwt": [{"issuer": {"url": st.issuer.issuer, "audiences": [kosstack.CLIENT_ID],
                                        "certificateAuthority": pem(st.issuer.ca)},
                             "claimMappings": {"username": {"claim": "sub", "prefix": ""},
-                                              "groups": {"claim": "groups", "prefix": PREFIX["file"]}}}]}
+                                              "groups": {"claim": "groups", "prefix": PREFIX["file"]}}},
+                           {"issuer": {"url": issuer_b.issuer, "audiences": ["kos-b"],
+                                       "certificateAuthority": pem(issuer_b.ca)},
+                            "claimMappings": {"username": {"claim": "sub", "prefix": "b:"}}}]}
             with open(st.authcfg, "w") as f:
                 json.dump(doc, f)
             return ["--authentication-config", st.authcfg]
@@ -209,9 +221,34 @@ def test_answer_expired(stack):
     refused(stack, distributed_token(stack, url), "distributed claims: claims JWT: ")
 
 
-def test_answer_of_another_issuer(stack):
+def test_answer_of_an_unconfigured_issuer(stack):
     _, url = source(stack, claims_jwt(stack, iss="https://elsewhere.example"))
-    refused(stack, distributed_token(stack, url), "distributed claims: the claims JWT's iss is not")
+    refused(stack, distributed_token(stack, url), "distributed claims: the claims JWT's iss is none of the "
+            "configured issuers")
+
+
+def test_answer_of_another_configured_issuer(stack, issuer_b):
+    """As the API server: a claim JWT of another issuer is verified with that issuer's keys, for the token's
+    authenticator's audiences. Only a configured issuer is trusted (file mode: issuer B; flags: none)."""
+    _, url = source(stack, issuer_b.mint({"sub": "b-src", "groups": ["b-grp"], "aud": kosstack.CLIENT_ID}))
+    tok = distributed_token(stack, url)
+    if stack.mode == "flags":
+        refused(stack, tok, "distributed claims: the claims JWT's iss is none of the configured issuers")
+        return
+    st, ident, body = call(stack, tok)
+    assert st == 200, body
+    assert ident["groups"] == [PREFIX["file"] + "b-grp", "system:authenticated"]
+    # B's own audience is not enough: the audiences are those of the token's authenticator
+    _, url = source(stack, issuer_b.mint({"sub": "b-src", "groups": ["b-grp"], "aud": "kos-b"}))
+    refused(stack, distributed_token(stack, url), "distributed claims: claims JWT: ")
+
+
+def test_answer_of_another_configured_issuer_signed_by_the_first(stack, issuer_b):
+    """A JWT claiming issuer B but signed with issuer A's key: B's keys do not verify it (flags: B is not
+    configured at all)."""
+    _, url = source(stack, claims_jwt(stack, iss=issuer_b.issuer))
+    refused(stack, distributed_token(stack, url), "distributed claims: claims JWT: unknown key id"
+            if stack.mode == "file" else "distributed claims: the claims JWT's iss is none of the configured issuers")
 
 
 def test_answer_without_the_claim(stack):
