@@ -135,6 +135,28 @@ def test_one_fetch_serves_repeated_requests(stack):
     assert len(stack.issuer.claim_requests(name)) == 1
 
 
+def test_groups_not_kept_past_the_claim_jwt_exp(stack):
+    """The token lives 10 minutes, its claim JWT 2 seconds: once that exp has passed neither the token cache nor
+    the fetched answer keeps the groups — the same token is fetched for again and refused (the source still
+    answers the expired JWT). Bounded poll, no timed assertion."""
+    now = int(time.time())
+    name, url = source(stack, claims_jwt(stack, groups=["short"], exp=now + 2))
+    tok = distributed_token(stack, url)
+    st, ident, body = call(stack, tok)
+    assert st == 200, body
+    deadline = time.monotonic() + 20
+    while True:
+        st, ident, body = call(stack, tok)
+        if st == 401:
+            break
+        assert st == 200 and ident["groups"] == [PREFIX[stack.mode] + "short", "system:authenticated"], body
+        assert time.monotonic() < deadline, "groups still served long past the claim JWT's exp"
+        time.sleep(0.5)
+    assert stack.api_requests() == []
+    kosstack.wait_log(stack.agent, "distributed claims: claims JWT: token expired")
+    assert len(stack.issuer.claim_requests(name)) >= 2
+
+
 def test_kubectl_parallel_requests_share_one_fetch(stack):
     name, url = source(stack, claims_jwt(stack, groups=["kube"]))
     p = stack.kubectl("auth", "whoami", "-o", "json", token=distributed_token(stack, url))
