@@ -397,8 +397,7 @@ static fetch *new_fetch(const distclaims_src *s, const uint8_t key[CACHE_KEY_LEN
 	return f;
 }
 
-int distclaims_get(distclaims *dc, const distclaims_src *src, int64_t now_s, uint8_t **body, size_t *len,
-		   const char **why)
+int distclaims_get(distclaims *dc, const distclaims_src *src, uint8_t **body, size_t *len, const char **why)
 {
 	static _Thread_local char whybuf[200];
 	uint8_t key[CACHE_KEY_LEN];
@@ -406,7 +405,6 @@ int distclaims_get(distclaims *dc, const distclaims_src *src, int64_t now_s, uin
 	slot *s;
 	fetch *f;
 
-	(void)now_s;
 	src_key(src, key);
 	pthread_mutex_lock(&dc->mu);
 	if (dc->stopping) {
@@ -581,8 +579,10 @@ static void log_fetch(const fetch *f, const char *why)
 	log_end(&l);
 }
 
-/* Stores f's answer (ok: body = f->resp; else why), counts it, frees f, tells the listener. */
-static void finish(distclaims *dc, fetch *f, bool ok, const char *why, int64_t now)
+/* Stores f's answer (ok: body = f->resp; else why), counts it, frees f, tells the listener. active: f is still
+ * on the active list; it leaves it in the same critical section that stores the answer, so a lookup meanwhile
+ * either joins the fetch or finds the answer, never starts a second fetch. */
+static void finish(distclaims *dc, fetch *f, bool ok, const char *why, int64_t now, bool active)
 {
 	slot *s;
 	double secs = (double)(now - f->t0_ms) / 1000.0;
@@ -601,6 +601,10 @@ static void finish(distclaims *dc, fetch *f, bool ok, const char *why, int64_t n
 		log_fetch(f, why);
 	}
 	pthread_mutex_lock(&dc->mu);
+	if (active) {
+		unlink_fetch(&dc->active, f);
+		dc->nactive--;
+	}
 	s = cache_slot(dc, f->key);
 	slot_clear(s);
 	memcpy(s->key, f->key, CACHE_KEY_LEN);
@@ -631,10 +635,6 @@ static void complete(distclaims *dc, fetch *f, CURLcode cc)
 	bool ok = false;
 	uint64_t *counter;
 
-	pthread_mutex_lock(&dc->mu);
-	unlink_fetch(&dc->active, f);
-	dc->nactive--;
-	pthread_mutex_unlock(&dc->mu);
 	curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &code);
 	if (f->resp_over || cc == CURLE_FILESIZE_EXCEEDED) {
 		snprintf(why, sizeof(why), "distributed claims: the source's answer is larger than %u bytes",
@@ -659,7 +659,7 @@ static void complete(distclaims *dc, fetch *f, CURLcode cc)
 	pthread_mutex_lock(&dc->mu);
 	(*counter)++;
 	pthread_mutex_unlock(&dc->mu);
-	finish(dc, f, ok, why, mono_ms());
+	finish(dc, f, ok, why, mono_ms(), true);
 }
 
 static void *dc_main(void *arg)
@@ -703,7 +703,7 @@ static void *dc_main(void *arg)
 				pthread_mutex_unlock(&dc->mu);
 			}
 			finish(dc, f, false, stop ? "distributed claims: agent shutting down"
-				   : "distributed claims: no fetch slot came free in time", now);
+				   : "distributed claims: no fetch slot came free in time", now, false);
 		}
 		for (f = start; f != NULL; f = start) {
 			start = f->next;
@@ -718,7 +718,7 @@ static void *dc_main(void *arg)
 				dc->nactive--;
 				dc->st.unreachable++;
 				pthread_mutex_unlock(&dc->mu);
-				finish(dc, f, false, "distributed claims: the fetch could not start", now);
+				finish(dc, f, false, "distributed claims: the fetch could not start", now, false);
 			}
 		}
 		if (stop) {
@@ -728,7 +728,7 @@ static void *dc_main(void *arg)
 				f->next = NULL;
 				dc->nactive--;
 				pthread_mutex_unlock(&dc->mu);
-				finish(dc, f, false, "distributed claims: agent shutting down", mono_ms());
+				finish(dc, f, false, "distributed claims: agent shutting down", mono_ms(), false);
 				pthread_mutex_lock(&dc->mu);
 			}
 			pthread_mutex_unlock(&dc->mu);

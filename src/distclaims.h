@@ -106,9 +106,8 @@ enum distclaims_get_result {
 
 /* Starts the fetcher thread. 0, or -1 with one line in err. */
 int distclaims_create(const distclaims_config *cfg, distclaims **out, char *err, size_t errlen);
-/* See the top of this file. now_s: unix seconds (cache expiry of answers follows their exp). Any thread. */
-int distclaims_get(distclaims *dc, const distclaims_src *src, int64_t now_s, uint8_t **body, size_t *len,
-		   const char **why);
+/* See the top of this file. Any thread. */
+int distclaims_get(distclaims *dc, const distclaims_src *src, uint8_t **body, size_t *len, const char **why);
 /* fn(ud) after every fetch that ended (on the fetcher thread, with no fetcher lock held but the listener's
  * own). fn == NULL removes it; when this returns, the previous listener is not running and will not be called
  * again. Any thread but the listener's own. */

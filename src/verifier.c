@@ -564,7 +564,7 @@ static int resolve_distributed(verifier *v, jwks_keyset *ks, cJSON *payload, int
 	src.ca_file = v->ca_file;
 	src.ca_pem = v->ca_pem;
 	src.ca_pem_len = v->ca_pem_len;
-	r = distclaims_get(v->dc, &src, now, &body, &blen, &why);
+	r = distclaims_get(v->dc, &src, &body, &blen, &why);
 	if (r == DISTCLAIMS_PENDING) {
 		*detail = "distributed claims: waiting for the claims source";
 		mapping_tracef(tr, "distributed claims: \"%s\" fetch under way", v->dist_claim);

@@ -153,17 +153,17 @@ static void test_fetcher_refusals_and_single_flight(void **state)
 
 	(void)state;
 	assert_int_equal(distclaims_create(&cfg, &dc, err, sizeof(err)), 0);
-	assert_int_equal(distclaims_get(dc, &src, 0, &body, &len, &why), DISTCLAIMS_E_FAILED);
+	assert_int_equal(distclaims_get(dc, &src, &body, &len, &why), DISTCLAIMS_E_FAILED);
 	assert_non_null(strstr(why, "not an https URL"));
 	/* port 1 on loopback: nothing listens; the fetch is started and then fails */
 	src.url = "https://127.0.0.1:1/claims";
 	src.access_token = "secret";
-	assert_int_equal(distclaims_get(dc, &src, 0, &body, &len, &why), DISTCLAIMS_PENDING);
+	assert_int_equal(distclaims_get(dc, &src, &body, &len, &why), DISTCLAIMS_PENDING);
 	distclaims_stats_get(dc, &st);
 	assert_int_equal(st.not_https, 1);
 	/* bounded wait for the failure to be stored (a refused connection is immediate; the deadline is 200 ms) */
 	for (int i = 0; i < 200; i++) {
-		int rc = distclaims_get(dc, &src, 0, &body, &len, &why);
+		int rc = distclaims_get(dc, &src, &body, &len, &why);
 
 		if (rc == DISTCLAIMS_E_FAILED)
 			break;
