@@ -558,7 +558,7 @@ static int resolve_distributed(verifier *v, jwks_keyset *ks, cJSON *payload, int
 		return dist_refuse(v, DISTCLAIMS_R_REFERENCE, detail, tr, "%s", sd);
 	if (v->dc == NULL)
 		return dist_refuse(v, DISTCLAIMS_R_DISABLED, detail, tr, "distributed claims: \"%s\" is distributed, and "
-				   "fetching claims sources is not enabled here (explain, or --unknown-kid-wait-ms 0)", v->dist_claim);
+				   "fetching claims sources is not enabled (--unknown-kid-wait-ms 0)", v->dist_claim);
 	src.url = ref.endpoint;
 	src.access_token = ref.access_token;
 	src.ca_file = v->ca_file;

@@ -302,6 +302,25 @@ def test_expired_token_makes_no_fetch(stack):
     assert stack.issuer.claim_requests(name) == []
 
 
+def test_explain_fetches_and_shows_the_source(stack):
+    """kube-oidc-spoa explain resolves distributed groups like the agent and says so in its checks."""
+    import subprocess
+    name, url = source(stack, claims_jwt(stack, groups=["explained"]))
+    if stack.mode == "flags":
+        cfg = ["--oidc-issuer-url", stack.issuer.issuer, "--oidc-client-id", kosstack.CLIENT_ID, "--oidc-ca-file",
+               stack.issuer.ca, "--oidc-username-prefix", "-", "--oidc-groups-claim", "groups",
+               "--oidc-groups-prefix", PREFIX["flags"]]
+    else:
+        cfg = ["--authentication-config", stack.authcfg]
+    p = subprocess.run([kostest.build_path("kube-oidc-spoa"), "explain"] + cfg,
+                       input=distributed_token(stack, url), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert '"groups" resolved from its source' in p.stdout
+    assert PREFIX[stack.mode] + "explained" in p.stdout
+    assert "verdict: ACCEPTED" in p.stdout
+    assert len(stack.issuer.claim_requests(name)) == 1
+
+
 def test_metrics(stack):
     import urllib.request
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.probe_port}/metrics", timeout=5) as r:
