@@ -12,6 +12,10 @@
 #ifndef KOS_CONFIG_H
 #define KOS_CONFIG_H
 
+/* What --authentication-config accepts when --oidc-signing-algs is not given (kube-apiserver: every asymmetric
+ * algorithm it knows; none and HMAC never). */
+#define CONFIG_ALL_SIGNING_ALGS "RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -49,7 +53,7 @@ typedef struct config {
 	char *groups_prefix;         /* NULL = "" */
 	config_kv required_claims[CONFIG_MAX_KV];
 	size_t nrequired_claims;
-	char *signing_algs;          /* default "RS256" */
+	char *signing_algs;          /* default "RS256"; with authn_config, CONFIG_ALL_SIGNING_ALGS unless given */
 	bool extra_client_ip;        /* --extra-user-header-client-ip */
 	config_kv extra_headers[CONFIG_MAX_KV];
 	size_t nextra_headers;

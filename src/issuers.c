@@ -418,21 +418,35 @@ int issuers_explain(issuers *h, const uint8_t *token, size_t len, int64_t now, c
 	return rc;
 }
 
-bool issuers_ready(issuers *h)
+void issuers_ready_count(issuers *h, size_t *ready, size_t *total)
 {
 	iset *s = acquire(h);
-	bool ready = true;
+	size_t r = 0;
 
-	for (size_t i = 0; i < s->n && ready; i++)
-		ready = verifier_ready(s->v[i]);
+	for (size_t i = 0; i < s->n; i++)
+		r += verifier_ready(s->v[i]) ? 1 : 0;
+	*ready = r;
+	*total = s->n;
 	release(s);
-	return ready;
+}
+
+bool issuers_ready(issuers *h)
+{
+	size_t r, n;
+
+	/* one issuer's outage must not take the pod out of the Service: the other issuers' users would lose access
+	 * with it, while that issuer's own tokens get 503 either way (VERIFY_E_NOT_READY from its verifier) */
+	issuers_ready_count(h, &r, &n);
+	return n == 0 || r > 0;
 }
 
 bool issuers_wait_ready(issuers *h, unsigned timeout_ms)
 {
 	for (unsigned waited = 0;; waited += 50) {
-		if (issuers_ready(h))
+		size_t r, n;
+
+		issuers_ready_count(h, &r, &n);
+		if (r == n)
 			return true;
 		if (waited >= timeout_ms)
 			return false;
@@ -664,6 +678,14 @@ int issuers_metrics(issuers *h, char **buf, size_t *len)
 	}
 	mb(&b, "# HELP kos_issuers Authenticators in the current --authentication-config.\n# TYPE kos_issuers gauge\n"
 	       "kos_issuers %zu\n", s->n);
+	{
+		size_t r = 0;
+
+		for (size_t i = 0; i < s->n; i++)
+			r += verifier_ready(s->v[i]) ? 1 : 0;
+		mb(&b, "# HELP kos_issuers_ready Authenticators whose keys are loaded (/ready needs one).\n"
+		       "# TYPE kos_issuers_ready gauge\nkos_issuers_ready %zu\n", r);
+	}
 	mb(&b, "# HELP kos_authentication_config_reloads_total SIGHUP reloads of --authentication-config by "
 	       "result.\n# TYPE kos_authentication_config_reloads_total counter\n"
 	       "kos_authentication_config_reloads_total{result=\"ok\"} %llu\n"

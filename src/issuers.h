@@ -52,9 +52,13 @@ int issuers_verify(issuers *s, const uint8_t *token, size_t len, int64_t now, co
  * verifier_explain(). */
 int issuers_explain(issuers *s, const uint8_t *token, size_t len, int64_t now, const mapping_trace *trace,
 		    const identity **id, const char **detail);
-/* True when every authenticator has its keys (an empty jwt[] is ready: every token is then refused). */
+/* True when at least one authenticator has its keys (an empty jwt[] is ready: every token is then refused).
+ * One issuer's outage must not make the pod unready for the others' users; that issuer's tokens still get
+ * VERIFY_E_NOT_READY. Any thread. */
 bool issuers_ready(issuers *s);
-/* Blocks until ready or timeout_ms (explain only). */
+/* How many authenticators of the current set have their keys, and how many there are. Any thread. */
+void issuers_ready_count(issuers *s, size_t *ready, size_t *total);
+/* Blocks until every authenticator has its keys or timeout_ms passed (explain only). */
 bool issuers_wait_ready(issuers *s, unsigned timeout_ms);
 /* verifier_set_refresh_listener() over every authenticator, kept across reloads (fn is also called once after
  * a reload, so held requests are judged again with the new set). Main thread. */
@@ -68,7 +72,7 @@ void issuers_cache_stats(issuers *s, verifier_cache_stats *out);
 size_t issuers_describe(issuers *s, char *buf, size_t cap);
 /* Prometheus text for the authenticators, labelled issuer="<url>": kos_issuer_ready, kos_jwks_refreshes_total,
  * kos_jwks_failures_total, kos_jwks_keys, kos_jwks_last_success_timestamp_seconds,
- * kos_jwks_unknown_kid_refreshes_total; then the shared cache's kos_cache_* counters, kos_issuers and
+ * kos_jwks_unknown_kid_refreshes_total; then the shared cache's kos_cache_* counters, kos_issuers, kos_issuers_ready and
  * kos_authentication_config_reloads_total{result}. Appended to buf (malloc'd, grown); 0 or -1 (no memory). */
 int issuers_metrics(issuers *s, char **buf, size_t *len);
 /* Issuers in the current set (for logs and tests). */

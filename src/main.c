@@ -111,20 +111,27 @@ static bool is_foreign(void *ctx, int rc, const char *iss)
 
 static app *the_app; /* for the probe routes, which get the handler as their user data */
 
-static bool r_ready(void *ud, char *why, size_t whylen)
+static bool r_ready(void *ud, bool verbose, char *why, size_t whylen)
 {
 	bool ok = handler_ready(ud, why, whylen);
-	size_t n;
+	size_t n, nready, total;
 
 	if (the_app == NULL || the_app->is == NULL || whylen == 0)
 		return ok;
-	/* each issuer's state, ready or not */
 	if (ok)
 		why[0] = '\0';
 	n = strlen(why);
-	if (n + 12 < whylen) {
-		n += (size_t)snprintf(why + n, whylen - n, "%sissuers: ", n ? "; " : "");
-		issuers_describe(the_app->is, why + n, whylen - n);
+	issuers_ready_count(the_app->is, &nready, &total);
+	if (verbose || !ok) {
+		/* each issuer's state, ready or not */
+		if (n + 12 < whylen) {
+			n += (size_t)snprintf(why + n, whylen - n, "%sissuers: ", n ? "; " : "");
+			issuers_describe(the_app->is, why + n, whylen - n);
+		}
+	} else if (nready < total) {
+		/* ready, but some issuer is down: say so briefly (its users get 503; the others are served) */
+		snprintf(why, whylen, "degraded: %zu of %zu issuers not ready (see /ready?verbose)", total - nready,
+			 total);
 	}
 	return ok;
 }

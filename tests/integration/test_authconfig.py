@@ -116,6 +116,31 @@ def test_issuer_b_cel_mappings(stack, issuer_b):
     assert ident["extra"] == {"example.com/idp": ["b"]}  # the empty value is omitted, as the API server does
 
 
+@pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512", "PS256", "RS512", "EdDSA"])
+def test_every_algorithm_without_naming_one(stack, alg):
+    """Issue 20 item 1: a configuration file names no algorithm, and kube-apiserver then accepts every asymmetric
+    one it knows (the key's type must fit). Before the fix the agent kept --oidc-signing-algs' RS256 default in
+    this mode and answered 401 to every one of these."""
+    tok = stack.mint({"aud": "kos-a", "sub": "alice", "groups": ["dev"], "oid": "u-1", "tid": "t-9"}, alg=alg)
+    st, ident, body = identity_seen(stack, tok)
+    assert st == 200, (alg, body)
+    assert ident["username"] == "a:alice"
+
+
+def test_algorithms_never_accepted_and_key_must_fit(stack):
+    """Every algorithm is not any algorithm: none and HMAC stay refused, and a token whose alg names another key
+    type than the key its kid names is refused."""
+    a = stack.issuer
+    claims = {"aud": "kos-a", "sub": "alice", "oid": "u-1", "tid": "t-9"}
+    for alg in ("none", "HS256"):
+        st, ident, body = identity_seen(stack, a.mint_ex(claims, alg=alg)[0])
+        assert st == 401 and ident is None, (alg, body)
+    # an ES256 token (signed by the P-256 key) whose kid names the RSA key
+    rsa_kid = a.mint_ex(claims, alg="RS256")[1]
+    st, ident, body = identity_seen(stack, a.mint_ex(claims, alg="ES256", header={"kid": rsa_kid})[0])
+    assert st == 401 and ident is None, body
+
+
 @pytest.mark.parametrize("case", ["unknown-issuer", "wrong-audience", "other-issuers-key", "claim-rule",
                                   "user-rule", "cel-error"])
 def test_refused(stack, issuer_b, case):
@@ -160,6 +185,8 @@ def test_value_a_header_cannot_carry_is_refused(stack, issuer_b, case):
 
 def test_ready_and_metrics_per_issuer(stack, issuer_b):
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.probe_port}/ready", timeout=5) as r:
+        assert json.loads(r.read()) == {"ready": True}  # every issuer ready: nothing more to say
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.probe_port}/ready?verbose", timeout=5) as r:
         body = json.loads(r.read())
     assert body["ready"] is True
     assert f"{stack.issuer.issuer}: ready" in body["detail"]
@@ -170,6 +197,7 @@ def test_ready_and_metrics_per_issuer(stack, issuer_b):
         assert f'kos_issuer_ready{{issuer="{iss}"}} 1' in text
         assert f'kos_jwks_refreshes_total{{issuer="{iss}"}}' in text
     assert "kos_issuers 2" in text
+    assert "kos_issuers_ready 2" in text
 
 
 def explain(stack, token, *extra):
