@@ -9,7 +9,7 @@
  * 10 bytes. Encoders are sticky: once a spop_wbuf overflowed, further writes are no-ops and wbuf.err stays
  * SPOP_E_NOSPACE, so a sequence of writes needs one check at the end.
  *
- * Wire notes (see shared/spop.md): varints are HAProxy's peers encoding (not LEB128); the typed-data byte has
+ * Wire notes (docs/spop.md §2-3): varints are HAProxy's peers encoding (not LEB128); the typed-data byte has
  * the type in the low nibble and flags in the high nibble; BOOL carries its value in flag 0x10; signed ints are
  * sent as the 64-bit two's complement cast to unsigned.
  */

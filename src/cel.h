@@ -11,6 +11,12 @@
  *                       claims, the cel_user, or literals in the program) or carved out of a caller-provided
  *                       bounded arena. Arena exhaustion and the step budget are errors, never crashes or hangs.
  *
+ * Implemented by four modules (the split is internal; callers include only this header):
+ *   cel_lex.c      tokens: the expression's bytes -> tokens, string literals decoded into the program's pool
+ *   cel_parse.c    parser and type checker: cel_compile_vars(), cel_compile()
+ *   cel_program.c  the compiled tree shared by both sides (cel_program.h) and the queries on it
+ *   cel_eval.c     values, arena, iteration and the evaluator: cel_eval()
+ *
  * Owns: a cel_program owns its nodes and literal text (cel_program_free). A cel_value owns nothing; it is valid
  * while the program, the env's claims/user and the arena's buffer (until cel_arena_reset) all are.
  * Threads: a compiled program is read-only, so any number of threads may evaluate it at once, each with its

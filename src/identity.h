@@ -2,7 +2,8 @@
  * identity.h — a verified caller as the Kubernetes API server would see it: user, groups, uid, extra.
  *
  * An identity is immutable once built and reference-counted, so the token cache can hand the same object to any
- * number of worker threads without copying or locking: a cache hit is one atomic increment. Everything lives in
+ * number of worker threads without copying it or locking it: sharing one is an atomic increment (the cache's own
+ * shard lock is the cache's business, see cache.h). Everything lives in
  * one allocation made by identity_build(); identity_release() frees it when the last reference goes.
  */
 #ifndef KOS_IDENTITY_H

@@ -2,8 +2,11 @@
  * verifier.h — the identity core's one entry point: raw bearer token in, Kubernetes identity or reason out.
  *
  * Owns: the OIDC provider (discovery + JWKS, see oidc.h), the claim-mapping configuration and the token cache.
- * Thread-safe: any number of worker threads call verifier_verify() at once; a cache hit takes no lock and
- * allocates nothing. The rules are the Kubernetes API server's OIDC authenticator's (see claims.h).
+ * Thread-safe: any number of worker threads call verifier_verify() at once. A cache hit allocates nothing and
+ * parses nothing, but it does take two short mutexes: the provider's keys_mu, to take a reference on the current
+ * key set (oidc_provider_keys), and one cache shard's mutex for the lookup (cache_get); the rest is atomic
+ * reference counting. docs/internals.md lists every lock. The rules are the Kubernetes API server's OIDC
+ * authenticator's (see claims.h).
  */
 #ifndef KOS_VERIFIER_H
 #define KOS_VERIFIER_H

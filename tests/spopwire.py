@@ -4,7 +4,7 @@ One copy for the python peers that speak SPOP to or for HAProxy (tests/agent/spo
 tests/matrix/spop_peer.py and tests/integration/spop_stub.py play the agent, tests/spoa/test_spoa_stress.py
 and tests/security drive the C agent directly). The C library (spoa/) is the reference; this only has to be
 right for the frames the tests exchange. Pure functions, no I/O except recv_exact(). Layout and varint as in
-/work/shared/spop.md §1.1-1.2.
+docs/spop.md §1-3.
 
 Decoders take (buf, off) and return (value, new offset); they never read past len(buf) and raise WireError on
 a short or malformed buffer. WireError is both a ValueError and an IndexError, so callers written against
@@ -27,7 +27,7 @@ class WireError(ValueError, IndexError):
     pass
 
 
-# ---- varint (not LEB128: see spop.md §1.2) -------------------------------------------------------------------
+# ---- varint (not LEB128: see docs/spop.md §2) -------------------------------------------------------------------
 
 def varint(v):
     if v < 240:

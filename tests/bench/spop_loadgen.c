@@ -7,7 +7,7 @@
  * -f FILE (bench only, for the kube-oidc-spoa agent): one bearer token per line; every NOTIFY then carries the
  * conf/CONTRACT.md message `kos-auth` (auth="Bearer <token>", src=127.0.0.1, imp=NULL), tokens taken in turn.
  * One thread, epoll, non-blocking sockets; replies are batched: all ACKs read in one wakeup are answered with
- * new NOTIFYs in one write per connection. Every NOTIFY is the HAProxy 2.6 capture from spop.md (120 bytes).
+ * new NOTIFYs in one write per connection. Every NOTIFY is the HAProxy 2.6 capture of docs/spop.md §7 (120 bytes).
  */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 """The agent's AGENT-HELLO leaves in one write, on every HAProxy of KOS_HAPROXY_BINS (issue 5).
 
-HAProxy 3.1+ parses the agent's HELLO from what one read returned (../shared/spop.md): a HELLO split over two
+HAProxy 3.1+ parses the agent's HELLO from what one read returned (docs/spop.md §5): a HELLO split over two
 segments can fail the handshake there while 2.6 waits for the rest. The agent's write path is the SPOP library's
 (spoa/spoa_server.c), which spoa_example uses unchanged, so spoa_example runs under strace here; HAProxy connects
 to it twice over — an SPOP health check (`option spop-check`) and the SPOE filter of one HTTP request — and the

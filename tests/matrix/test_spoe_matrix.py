@@ -1,5 +1,5 @@
 """The SPOE behaviours of HAProxy that the agent depends on, checked on every HAProxy of KOS_HAPROXY_BINS
-(scripts/haproxy-versions.py provides 3.0, 3.2 and 3.4 next to the machine's 2.6). See ../shared/spop.md §1–2:
+(scripts/haproxy-versions.py provides 3.0, 3.2 and 3.4 next to the machine's 2.6). See docs/spop.md §7 and §10:
 3.1 rewrote HAProxy's SPOE side (a multiplexer: odd per-connection stream ids, 20 streams per connection, pooled
 idle connections never closed) and 2.6 behaves differently on each point; the agent must work with both, and our
 configuration must fail closed on both.

@@ -1,5 +1,5 @@
 /*
- * test_spop_codec.c — the SPOP codec against exact bytes from shared/spop.md (HAProxy 2.6 captures, worked
+ * test_spop_codec.c — the SPOP codec against exact bytes from docs/spop.md (HAProxy 2.6 captures, worked
  * examples) and round trips of every type; table-driven bad inputs, each naming the verdict it expects.
  */
 #include <setjmp.h>
@@ -37,7 +37,7 @@ static const struct {
 	{ 0, { 0x00 }, 1 },
 	{ 239, { 0xEF }, 1 },
 	{ 240, { 0xF0, 0x00 }, 2 },
-	{ 1000, { 0xF8, 0x2F }, 2 },             /* spop.md worked example 1 */
+	{ 1000, { 0xF8, 0x2F }, 2 },             /* docs/spop.md §2 */
 	{ 2287, { 0xFF, 0x7F }, 2 },
 	{ 2288, { 0xF0, 0x80, 0x00 }, 3 },
 	{ 16380, { 0xFC, 0xF0, 0x06 }, 3 },      /* worked example 2: HAProxy's default max-frame-size */
@@ -255,9 +255,9 @@ static void test_values_bad(void **state)
 	}
 }
 
-/* ---- frames from spop.md ------------------------------------------------------------------------------- */
+/* ---- frames from docs/spop.md ---------------------------------------------------------------------------- */
 
-/* spop.md §1.9: HAProxy 2.6 health-check HELLO, as captured. */
+/* docs/spop.md §6: HAProxy 2.6 health-check HELLO, as captured. */
 static const uint8_t hc_hello[] = {
 	0x00, 0x00, 0x00, 0x4e, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
 	0x12, 's', 'u', 'p', 'p', 'o', 'r', 't', 'e', 'd', '-', 'v', 'e', 'r', 's', 'i', 'o', 'n', 's',
@@ -384,7 +384,7 @@ static void test_agent_hello_bytes(void **state)
 	assert_memory_equal(buf, want, n);
 }
 
-/* spop.md §1.6: the NOTIFY captured from 2.6.12. */
+/* docs/spop.md §7: the NOTIFY captured from 2.6.12. */
 static const uint8_t notify_capture[] = {
 	0x00, 0x00, 0x00, 0x78, 0x03, 0x00, 0x00, 0x00, 0x01, 0x02, 0x01,
 	0x0a, 'c', 'h', 'e', 'c', 'k', '-', 'a', 'u', 't', 'h', 0x06,
@@ -464,7 +464,7 @@ static void test_msgs_bad(void **state)
 	}
 }
 
-/* spop.md §1.7: ACK sid 2 fid 1: set txn.status=1 (INT32), set txn.user="alice", unset txn.reason. */
+/* docs/spop.md §8: ACK sid 2 fid 1: set txn.status=1 (INT32), set txn.user="alice", unset txn.reason. */
 static void test_ack_example_bytes(void **state)
 {
 	(void)state;
@@ -536,7 +536,7 @@ static void test_action_every_scope_and_type(void **state)
 	assert_int_equal(w.len, before);
 }
 
-/* spop.md §1.8: AGENT-DISCONNECT(0, "normal"). */
+/* docs/spop.md §9: AGENT-DISCONNECT(0, "normal"). */
 static void test_disconnect_bytes(void **state)
 {
 	(void)state;
