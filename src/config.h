@@ -83,6 +83,7 @@ typedef struct config {
 	unsigned tp_rate;              /* new reviews per second */
 	unsigned tp_timeout_ms;        /* per review, queue + transfer */
 	bool credential_id_extra;      /* --credential-id-extra: authentication.kubernetes.io/credential-id=JTI=<jti> */
+	bool disable_impersonation;    /* --disable-impersonation: allow = status 5, the client's own credential */
 	bool check_config;
 } config;
 

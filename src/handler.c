@@ -686,6 +686,16 @@ static int judge(handler *h, const handler_input *in, const uint8_t *tok, size_t
 		why = HR_IMPERSONATION;
 		goto out;
 	}
+	if (h->cfg.disable_impersonation) {
+		/* --disable-impersonation: the API server authenticates this same token itself, so the request goes on
+		 * with the client's own Authorization (status 5); no identity, group line or service-account token is
+		 * written. The user is for HAProxy's log line only. */
+		if (identity_value_problem(id->user) == NULL)
+			k->set_str(k->ud, "user", id->user, strlen(id->user));
+		status = HANDLER_PASSTHROUGH;
+		why = HR_PASSTHROUGH;
+		goto out;
+	}
 	if (id->ngroups > h->cfg.max_groups) {
 		static _Thread_local char d[64];
 

@@ -30,6 +30,10 @@
  * audience mismatch, over the review rate → 401; API server unreachable, timeout, bad answer, queue full → 503
  * (status 4). Never forwarded without an authenticated review. handler_process() (synchronous) never passes
  * through: it gives the ordinary refusal.
+ *
+ * --disable-impersonation (cfg.disable_impersonation): a token the verifier accepts is answered with status 5
+ * like an authenticated passthrough token (impersonation headers with it: 403), so HAProxy forwards the client's
+ * own Authorization; the group limit, extras and the service-account token play no part. Refusals are unchanged.
  */
 #ifndef KOS_HANDLER_H
 #define KOS_HANDLER_H
@@ -132,6 +136,7 @@ typedef struct handler_config {
 	unsigned max_held;            /* requests held at once; 0 = HANDLER_DEFAULT_MAX_HELD */
 	size_t max_token_bytes;       /* longest token a held request copies; 0 = 16384 (longer: no hold) */
 	tokenreview *reviewer;        /* --token-passthrough; NULL = off. Borrowed; stop it after handler_stop() */
+	bool disable_impersonation;   /* --disable-impersonation: a verified token is answered with status 5 */
 } handler_config;
 
 #define HANDLER_DEFAULT_MAX_HELD 1024
