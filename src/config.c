@@ -78,6 +78,10 @@ static const opt opts[] = {
 	 "Comma list of accepted algorithms: RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA."},
 	{"extra-user-header-client-ip", "KOS_EXTRA_USER_HEADER_CLIENT_IP", K_BOOL, F(extra_client_ip), 0, 0, 0,
 	 "false", NULL, "Add Impersonate-Extra-Remote-Client-Ip with the client's address."},
+	{"trusted-proxies", "KOS_TRUSTED_PROXIES", K_LIST, F(trusted_proxies), F(ntrusted_proxies), 0, 0, NULL, "CIDR",
+	 "Proxies in front of HAProxy whose X-Forwarded-For entries are believed: the client address (the "
+	 "remote-client-ip extra, the logs' client_ip) is the right-most address that is not in these networks. "
+	 "Repeatable, or a,b (e.g. 10.0.0.0/8,2001:db8::/32). Unset: trust nobody, the address is HAProxy's peer."},
 	{"extra-user-headers", "KOS_EXTRA_USER_HEADERS", K_KV, F(extra_headers), F(nextra_headers), 0, 0, NULL,
 	 "KEY=VALUE", "Add Impersonate-Extra-KEY: VALUE to every request. Repeatable, or k1=v1,k2=v2."},
 	{"readiness-probe-port", "KOS_READINESS_PROBE_PORT", K_UINT, F(probe_port), 0, 0, 65535, "8080", "PORT",
@@ -884,6 +888,20 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 			goto out;
 		}
 	}
+	for (size_t i = 0; i < c.ntrusted_proxies; i++) {
+		const char *t = c.trusted_proxies[i];
+		caddr_net net;
+		int r = caddr_parse_net((const uint8_t *)t, strlen(t), &net);
+		char sh[72];
+
+		if (r != 0 || caddr_list_add(&c.trusted, &net) != 0) {
+			seterr(err, errlen, "--trusted-proxies: \"%s\" %s", shown(t, 64, sh, sizeof(sh)),
+			       r == CADDR_E_HOSTBITS ? "has host bits set (write the network address, e.g. 10.0.0.0/8)"
+						     : "is not an IPv4 or IPv6 address or CIDR");
+			rc = CONFIG_E_USAGE;
+			goto out;
+		}
+	}
 	/* kube-oidc-proxy refuses the same combination: without impersonation there is no header to carry them */
 	if (c.disable_impersonation && (c.extra_client_ip || c.nextra_headers > 0 || c.credential_id_extra)) {
 		seterr(err, errlen, "--disable-impersonation forwards the client's own credential: it cannot carry "
@@ -1001,6 +1019,10 @@ void config_print(const config *c, FILE *f)
 	fprintf(f, "oidc-signing-algs: %s\n", S(c->signing_algs));
 	fprintf(f, "extra-user-header-client-ip: %s\n", c->extra_client_ip ? "true" : "false");
 	print_kv(f, "extra-user-headers", c->extra_headers, c->nextra_headers);
+	fprintf(f, "trusted-proxies: ");
+	for (size_t i = 0; i < c->ntrusted_proxies; i++)
+		fprintf(f, "%s%s", i ? "," : "", c->trusted_proxies[i]);
+	fprintf(f, "\n");
 	fprintf(f, "readiness-probe-port: %u\n", c->probe_port);
 	fprintf(f, "readiness-probe-address: %s\n", c->probe_address ? c->probe_address : "(all)");
 	fprintf(f, "listen: %s\n", S(c->listen));
@@ -1052,6 +1074,7 @@ void config_log(const config *c)
 	log_str(&l, "oidc_signing_algs", c->signing_algs);
 	log_bool(&l, "extra_user_header_client_ip", c->extra_client_ip);
 	log_uint(&l, "extra_user_headers", c->nextra_headers);
+	log_uint(&l, "trusted_proxies", c->ntrusted_proxies);
 	log_uint(&l, "readiness_probe_port", c->probe_port);
 	log_str(&l, "readiness_probe_address", c->probe_address);
 	log_str(&l, "listen", c->listen);

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "clientaddr.h"
 #include "log.h"
 
 #ifndef KOS_VERSION
@@ -51,6 +52,9 @@ typedef struct config {
 	size_t nrequired_claims;
 	char *signing_algs;          /* default "RS256" */
 	bool extra_client_ip;        /* --extra-user-header-client-ip */
+	char *trusted_proxies[CONFIG_MAX_KV]; /* --trusted-proxies as given (CIDRs or addresses) */
+	size_t ntrusted_proxies;
+	caddr_list trusted;          /* the same, parsed (config_parse fills it; n = 0: trust nobody) */
 	config_kv extra_headers[CONFIG_MAX_KV];
 	size_t nextra_headers;
 	unsigned probe_port;         /* --readiness-probe-port, 0 = no HTTP endpoint */
