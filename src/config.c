@@ -158,7 +158,8 @@ static const opt opts[] = {
 	{"disable-impersonation", "KOS_DISABLE_IMPERSONATION", K_BOOL, F(disable_impersonation), 0, 0, 0, "false",
 	 NULL, "For API servers that validate the same OIDC tokens themselves: a token the agent authenticates is "
 	 "forwarded with the client's own Authorization, no Impersonate-* and no service-account token (contract "
-	 "status 5). Cannot be combined with extras (--extra-user-header-client-ip, --extra-user-headers, "
+	 "status 5); readiness then does not wait for --service-account-token-file (unless --token-passthrough). "
+	 "Cannot be combined with extras (--extra-user-header-client-ip, --extra-user-headers, "
 	 "--credential-id-extra)."},
 	{"check-config", "KOS_CHECK_CONFIG", K_BOOL, F(check_config), 0, 0, 0, "false", NULL,
 	 "Validate flags and files, print the effective configuration, exit 0 (valid) or 1."},

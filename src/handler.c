@@ -1019,7 +1019,8 @@ int handler_on_notify(spoa_request *req, void *userdata)
 bool handler_ready(handler *h, char *why, size_t whylen)
 {
 	bool v = h->cfg.vops.ready(h->cfg.vops.ctx);
-	bool s = satoken_loaded(h->cfg.sa);
+	/* --disable-impersonation alone never sends the service-account token anywhere: not a reason to be unready */
+	bool s = (h->cfg.disable_impersonation && h->cfg.reviewer == NULL) || satoken_loaded(h->cfg.sa);
 
 	if (v && s)
 		return true;

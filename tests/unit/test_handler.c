@@ -660,6 +660,7 @@ static void test_trusted_proxies(void **state)
  * count, no service-account token); refusals and impersonation are answered as always. */
 static void test_disable_impersonation(void **state)
 {
+	char why[128];
 	handler_config hc;
 	fx *f = fx_base_new("/tmp/kos-th-XXXXXX", true, &hc);
 	rec r;
@@ -689,6 +690,19 @@ static void test_disable_impersonation(void **state)
 	in.imp = true;
 	memset(&r, 0, sizeof(r));
 	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_IMPERSONATION);
+	handler_destroy(f->h);
+	fx_base_free(f);
+
+	/* no service-account token at all: still ready and still forwarding, since none is ever sent */
+	f = fx_base_new("/tmp/kos-th-XXXXXX", false, &hc);
+	hc.vops.verify = fake_verify;
+	hc.vops.ready = fake_ready;
+	hc.disable_impersonation = true;
+	assert_int_equal(handler_create(&hc, &f->h), 0);
+	assert_true(handler_ready(f->h, why, sizeof(why)));
+	in = input_auth("Bearer good");
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_PASSTHROUGH);
 	handler_destroy(f->h);
 	fx_base_free(f);
 }
