@@ -206,7 +206,7 @@ int caddr_client(const caddr_list *l, int peer_family, const uint8_t peer[16], c
 			k++;
 		if (k == len)
 			continue; /* an empty list element counts for nothing */
-		if (caddr_parse_addr(p, len, &f, a) != 0)
+		if (len >= CADDR_ENTRY_MAX || caddr_parse_addr(p, len, &f, a) != 0)
 			break; /* not an address: stop at the last one a trusted hop vouched for */
 		fam = f;
 		memcpy(cur, a, 16);

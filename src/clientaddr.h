@@ -12,7 +12,8 @@
  *
  * When the walk cannot go on while every address seen is trusted — the header ends, the next entry is not an
  * address (a hostname, "unknown", a quoted string, an address with a zone...), or HAProxy passed no more
- * entries — the answer is the left-most address seen, a trusted proxy's own: never a guess, never an address
+ * entries, or an entry is CADDR_ENTRY_MAX bytes or longer — the answer is the left-most address seen, a trusted
+ * proxy's own: never a guess, never an address
  * nobody we trust vouched for (what nginx's real_ip_recursive and Envoy do with an invalid entry). Such an
  * answer is flagged (CADDR_STOPPED) so the caller can log it. Empty list elements are skipped (RFC 9110 §5.6.1).
  *
@@ -31,7 +32,10 @@
 #include <stdint.h>
 
 #define CADDR_MAX_NETS 32 /* networks in --trusted-proxies (CONFIG_MAX_KV) */
-#define CADDR_MAX_HOPS 8  /* X-Forwarded-For entries HAProxy passes (x1…x8 in conf/spoe-kos.conf) */
+#define CADDR_MAX_HOPS 8  /* X-Forwarded-For entries HAProxy passes (xff1…xff8 in conf/spoe-kos.conf) */
+/* Bytes of each entry HAProxy passes (bytes(0,64)). The longest element that is an address is 53 bytes
+ * ("[" + 45 bytes of IPv6 text + "]:65535"), so an entry this long may have been cut and is malformed. */
+#define CADDR_ENTRY_MAX 64
 
 typedef struct caddr_net {
 	int family;       /* 4 or 6 */

@@ -98,6 +98,8 @@ CASES = {
     "malformed entry behind trusted ones: the last trusted": (LB_XFF, b"", ("203.0.113.16, bogus, 10.0.0.8",),
                                                                "10.0.0.8"),
     "empty elements are skipped": (LB_XFF, b"", ("203.0.113.17, , ",), "203.0.113.17"),
+    "an entry longer than any address (HAProxy passes 64 bytes): malformed": (
+        LB_XFF, b"", ("203.0.113.18" + " " * 60 + "x",), LB_XFF),
     "every entry trusted: the left-most": (LB_XFF, b"", ("10.0.0.1, 10.0.0.2",), "10.0.0.1"),
     "trusted hop without X-Forwarded-For: its own address": (LB_XFF, b"", (), LB_XFF),
 }

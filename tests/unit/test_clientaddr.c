@@ -222,6 +222,13 @@ static const struct {
 	 CADDR_STOPPED, "10.0.0.9"},
 	{"trust everything: the left-most", {"0.0.0.0/0", "::/0"}, "10.0.0.1", {"1.1.1.1", "2.2.2.2"},
 	 CADDR_STOPPED, "2.2.2.2"},
+	/* HAProxy passes 64 bytes of an entry: one that long may have been cut ("1.2.3.4   …x" would read 1.2.3.4) */
+	{"a 64-byte entry is malformed", {"10.0.0.0/8"}, "10.0.0.5",
+	 {"203.0.113.7                                                     "}, CADDR_STOPPED, "10.0.0.5"},
+	{"63 bytes is still read", {"10.0.0.0/8"}, "10.0.0.5",
+	 {"203.0.113.7                                                    "}, CADDR_FORWARDED, "203.0.113.7"},
+	{"the longest address element", {"10.0.0.0/8"}, "10.0.0.5",
+	 {"[0000:0000:0000:0000:0000:ffff:255.255.255.254]:65535"}, CADDR_FORWARDED, "255.255.255.254"},
 };
 
 static void test_walks(void **state)
