@@ -55,9 +55,10 @@ typedef struct opt {
 static const opt opts[] = {
 	{"authentication-config", "KOS_AUTHENTICATION_CONFIG", K_STR, F(authn_config), 0, 0, 0, NULL, "FILE",
 	 "Kubernetes AuthenticationConfiguration (apiserver.config.k8s.io v1beta1/v1, YAML or JSON): several "
-	 "issuers, audiences, claim mappings and CEL rules. Replaces the --oidc-issuer-url ... --oidc-signing-algs "
-	 "flags (giving both is an error). SIGHUP re-reads it; an invalid new file is logged and the old one "
-	 "kept."},
+	 "issuers, audiences, claim mappings and CEL rules. Replaces the --oidc-issuer-url ... --oidc-required-claim "
+	 "flags (giving both is an error). Accepts RS/PS/ES 256/384/512, as kube-apiserver does with a file, unless "
+	 "--oidc-signing-algs gives the list. Re-read when its content changes (checked every second; a ConfigMap's symlink swap too) and "
+	 "on SIGHUP; an invalid new file is logged and the old one kept."},
 	{"oidc-issuer-url", "KOS_OIDC_ISSUER_URL", K_URL, F(issuer_url), 0, 0, 0, NULL, "URL",
 	 "Issuer URL (https). Required. Discovery is <URL>/.well-known/openid-configuration."},
 	{"oidc-client-id", "KOS_OIDC_CLIENT_ID", K_STR, F(client_id), 0, 0, 0, NULL, "ID",
@@ -75,7 +76,9 @@ static const opt opts[] = {
 	{"oidc-required-claim", "KOS_OIDC_REQUIRED_CLAIM", K_KV, F(required_claims), F(nrequired_claims), 0, 0, NULL,
 	 "KEY=VALUE", "Claim that must be present with this value. Repeatable, or k1=v1,k2=v2."},
 	{"oidc-signing-algs", "KOS_OIDC_SIGNING_ALGS", K_ALGS, F(signing_algs), 0, 0, 0, "RS256", "ALGS",
-	 "Comma list of accepted algorithms: RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA."},
+	 "Comma list of accepted algorithms: RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA. "
+	 "Default RS256 with the --oidc-* flags; with --authentication-config all but EdDSA (kube-apiserver's list "
+	 "then), and this flag replaces that list."},
 	{"extra-user-header-client-ip", "KOS_EXTRA_USER_HEADER_CLIENT_IP", K_BOOL, F(extra_client_ip), 0, 0, 0,
 	 "false", NULL, "Add Impersonate-Extra-Remote-Client-Ip with the client's address."},
 	{"trusted-proxies", "KOS_TRUSTED_PROXIES", K_LIST, F(trusted_proxies), F(ntrusted_proxies), 0, 0, NULL, "CIDR",
@@ -845,7 +848,8 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 	if (c.authn_config != NULL) {
 		static const char *const excl[] = {"oidc-issuer-url", "oidc-client-id", "oidc-ca-file",
 						   "oidc-username-claim", "oidc-username-prefix", "oidc-groups-claim",
-						   "oidc-groups-prefix", "oidc-required-claim", "oidc-signing-algs"};
+						   "oidc-groups-prefix", "oidc-required-claim"};
+		const opt *algs = find_opt("oidc-signing-algs", strlen("oidc-signing-algs"));
 
 		for (size_t k = 0; k < sizeof(excl) / sizeof(excl[0]); k++) {
 			const opt *o = find_opt(excl[k], strlen(excl[k]));
@@ -855,6 +859,18 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 				       "the configuration file defines the issuers, audiences and claim mappings",
 				       o->name, o->env);
 				rc = CONFIG_E_USAGE;
+				goto out;
+			}
+		}
+		/* kube-apiserver accepts every algorithm of its allow-list when a configuration file is used (the file
+		 * has no field for it; the key must still fit the token's alg). Our RS256 default belongs to the flags;
+		 * --oidc-signing-algs given here replaces the list for every issuer of the file (to narrow it, or to
+		 * add EdDSA, which the API server does not know). */
+		if (algs != NULL && !given[algs - opts]) {
+			free(c.signing_algs);
+			c.signing_algs = strdup(CONFIG_FILE_SIGNING_ALGS);
+			if (c.signing_algs == NULL) {
+				rc = CONFIG_E_NOMEM;
 				goto out;
 			}
 		}

@@ -12,6 +12,11 @@
 #ifndef KOS_CONFIG_H
 #define KOS_CONFIG_H
 
+/* What --authentication-config accepts when --oidc-signing-algs is not given: kube-apiserver's own list with a
+ * file (oidc.AllValidSigningAlgorithms(): RS/PS/ES 256/384/512; none and HMAC never). EdDSA is not in it — the
+ * API server would refuse such a token — so the agent accepts it only when --oidc-signing-algs names it. */
+#define CONFIG_FILE_SIGNING_ALGS "RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -50,7 +55,7 @@ typedef struct config {
 	char *groups_prefix;         /* NULL = "" */
 	config_kv required_claims[CONFIG_MAX_KV];
 	size_t nrequired_claims;
-	char *signing_algs;          /* default "RS256" */
+	char *signing_algs;          /* default "RS256"; with authn_config, CONFIG_FILE_SIGNING_ALGS unless given */
 	bool extra_client_ip;        /* --extra-user-header-client-ip */
 	char *trusted_proxies[CONFIG_MAX_KV]; /* --trusted-proxies as given (CIDRs or addresses) */
 	size_t ntrusted_proxies;

@@ -244,6 +244,23 @@ static bool path_is(const httpd_request *r, const char *s)
 	return r->path_len == strlen(s) && memcmp(r->path, s, r->path_len) == 0;
 }
 
+/* True when the query has a parameter named name (with or without a value): "verbose", "a=1&verbose=1". */
+static bool query_has(const httpd_request *r, const char *name)
+{
+	size_t n = strlen(name), i = 0;
+
+	while (i < r->query_len) {
+		size_t j = i;
+
+		while (j < r->query_len && r->query[j] != '&')
+			j++;
+		if (j - i >= n && memcmp(r->query + i, name, n) == 0 && (j - i == n || r->query[i + n] == '='))
+			return true;
+		i = j + 1;
+	}
+	return false;
+}
+
 static void route(hconn *c, const httpd_request *r)
 {
 	httpd *h = c->h;
@@ -267,12 +284,12 @@ static void route(hconn *c, const httpd_request *r)
 		char body[2500];
 		size_t elen;
 
-		if (h->routes.ready != NULL && h->routes.ready(h->routes.ud, why, sizeof(why))) {
+		if (h->routes.ready != NULL && h->routes.ready(h->routes.ud, query_has(r, "verbose"), why, sizeof(why))) {
 			if (why[0] == '\0') {
 				respond(c, 200, "application/json", strdup("{\"ready\":true}\n"), 15, head);
 				return;
 			}
-			/* a ready route may still describe its parts (each issuer of --authentication-config) */
+			/* a ready route may still describe its parts (a degraded issuer, or every one when verbose) */
 			elen = log_json_escape(esc, sizeof(esc), (const uint8_t *)why, strnlen(why, sizeof(why)), NULL);
 			snprintf(body, sizeof(body), "{\"ready\":true,\"detail\":\"%.*s\"}\n", (int)elen, esc);
 			respond(c, 200, "application/json", strdup(body), strlen(body), head);

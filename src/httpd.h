@@ -49,8 +49,10 @@ int httpd_parse(const uint8_t *p, size_t len, httpd_request *out);
 
 typedef struct httpd_routes {
 	/* true when ready; otherwise writes a short human reason (what is missing) into why. When ready it may
-	 * still write a description (e.g. each issuer's state): it is served as "detail" */
-	bool (*ready)(void *ud, char *why, size_t whylen);
+	 * still write a description (e.g. a degraded part): it is served as "detail". verbose is true for
+	 * /ready?verbose (a "verbose" query parameter, any value): the route then describes every part (each issuer
+	 * of --authentication-config), ready or not */
+	bool (*ready)(void *ud, bool verbose, char *why, size_t whylen);
 	/* the /metrics body, malloc'd (httpd frees it); 0 or -1 */
 	int (*metrics)(void *ud, char **body, size_t *len);
 	void *ud;

@@ -1,5 +1,5 @@
 /*
- * issuers.c — several authenticators behind one verify call, one shared cache, SIGHUP reload (see issuers.h).
+ * issuers.c — several authenticators behind one verify call, one shared cache, reload (see issuers.h).
  *
  * A set is immutable once built. Requests take a reference on the current set under a mutex held only for a
  * pointer load and an increment (the same cost as taking the key set's reference), so a reload never waits for
@@ -46,7 +46,12 @@ struct issuers {
 	uint64_t next_gen;
 	void (*listen_fn)(void *ud);
 	void *listen_ud;
+	/* a validated new set whose keys are still loading (main thread only: no request ever sees it) */
+	iset *pending;
+	struct timespec pending_since; /* CLOCK_MONOTONIC */
 	atomic_uint_fast64_t reload_ok, reload_failed;
+	atomic_int_fast64_t last_reload_time; /* unix seconds of the last reload's outcome, 0 = none yet */
+	atomic_int last_reload_ok;            /* 1 when that outcome was a swap, 0 when the file was refused */
 };
 
 /* Which authenticator last answered "unknown key id" on this thread (for issuers_refresh_soon). */
@@ -166,6 +171,8 @@ int issuers_create(const char *path, const verifier_config *tmpl, issuers **out,
 	pthread_mutex_init(&h->mu, NULL);
 	atomic_init(&h->reload_ok, 0);
 	atomic_init(&h->reload_failed, 0);
+	atomic_init(&h->last_reload_time, 0);
+	atomic_init(&h->last_reload_ok, 1);
 	if (set_build(h, &h->cur, err, errlen) != 0) {
 		pthread_mutex_destroy(&h->mu);
 		free(h->algs);
@@ -176,6 +183,18 @@ int issuers_create(const char *path, const verifier_config *tmpl, issuers **out,
 	h->cur->gen = ++h->next_gen;
 	*out = h;
 	return 0;
+}
+
+/* Appends ", "-separated url to buf (truncated with "..." when full). */
+static void list_add(char *buf, size_t cap, const char *url)
+{
+	size_t n = strlen(buf);
+
+	if (n + 4 >= cap)
+		return;
+	snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", url);
+	if (strlen(buf) + 1 == cap)
+		memcpy(buf + cap - 4, "...", 4);
 }
 
 static iset *acquire(issuers *h)
@@ -195,17 +214,52 @@ static void release(iset *s)
 	atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel);
 }
 
+static void reload_outcome(issuers *h, bool ok)
+{
+	atomic_fetch_add(ok ? &h->reload_ok : &h->reload_failed, 1);
+	atomic_store(&h->last_reload_time, (int_fast64_t)time(NULL));
+	atomic_store(&h->last_reload_ok, ok ? 1 : 0);
+}
+
 int issuers_reload(issuers *h, char *err, size_t errlen)
 {
-	iset *s, *old;
-	void (*fn)(void *ud);
-	void *ud;
+	iset *s;
 
 	if (set_build(h, &s, err, errlen) != 0) {
-		atomic_fetch_add(&h->reload_failed, 1);
+		reload_outcome(h, false);
 		return -1;
 	}
 	s->gen = ++h->next_gen;
+	/* a newer file replaces a set still waiting for its keys: nobody ever acquired that one */
+	set_free(h->pending);
+	h->pending = s;
+	clock_gettime(CLOCK_MONOTONIC, &h->pending_since);
+	return 0;
+}
+
+/* True when the pending set may serve: every issuer that has keys in the current set has them in the new one
+ * too (an issuer that is new, or down now, has nothing to lose by the swap). */
+static bool pending_ready(issuers *h)
+{
+	iset *p = h->pending, *c = h->cur;
+
+	for (size_t i = 0; i < p->n; i++) {
+		if (verifier_ready(p->v[i]))
+			continue;
+		for (size_t j = 0; j < c->n; j++)
+			if (strcmp(verifier_issuer(c->v[j]), verifier_issuer(p->v[i])) == 0 && verifier_ready(c->v[j]))
+				return false;
+	}
+	return true;
+}
+
+static void swap_in(issuers *h)
+{
+	iset *s = h->pending, *old;
+	void (*fn)(void *ud);
+	void *ud;
+
+	h->pending = NULL;
 	pthread_mutex_lock(&h->mu);
 	fn = h->listen_fn;
 	ud = h->listen_ud;
@@ -222,10 +276,58 @@ int issuers_reload(issuers *h, char *err, size_t errlen)
 	for (size_t i = 0; i < old->n; i++)
 		verifier_set_refresh_listener(old->v[i], NULL, NULL);
 	release(old); /* the holder's reference */
-	atomic_fetch_add(&h->reload_ok, 1);
+	reload_outcome(h, true);
 	if (fn != NULL)
 		fn(ud);
-	return 0;
+}
+
+bool issuers_pending(issuers *h)
+{
+	return h->pending != NULL;
+}
+
+int issuers_tick(issuers *h, issuers_change *chg)
+{
+	struct timespec now;
+	long long waited_ms;
+
+	issuers_reap(h);
+	if (h->pending == NULL)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	waited_ms = (long long)(now.tv_sec - h->pending_since.tv_sec) * 1000 +
+		    (now.tv_nsec - h->pending_since.tv_nsec) / 1000000;
+	if (!pending_ready(h) && waited_ms < ISSUERS_PENDING_MAX_MS)
+		return 0;
+	if (chg != NULL) {
+		iset *p = h->pending, *c = h->cur;
+
+		memset(chg, 0, sizeof(*chg));
+		chg->before = c->n;
+		chg->after = p->n;
+		chg->waited_ms = (unsigned long)waited_ms;
+		/* cur changes only on this (the main) thread, in swap_in(): reading it here needs no lock */
+		for (size_t i = 0; i < p->n; i++) {
+			bool found = false;
+
+			for (size_t j = 0; j < c->n && !found; j++)
+				found = strcmp(verifier_issuer(c->v[j]), verifier_issuer(p->v[i])) == 0;
+			if (!found)
+				list_add(chg->added, sizeof(chg->added), verifier_issuer(p->v[i]));
+			else if (!verifier_ready(p->v[i]))
+				list_add(chg->not_ready, sizeof(chg->not_ready), verifier_issuer(p->v[i]));
+		}
+		for (size_t j = 0; j < c->n; j++) {
+			bool found = false;
+
+			for (size_t i = 0; i < p->n && !found; i++)
+				found = strcmp(verifier_issuer(c->v[j]), verifier_issuer(p->v[i])) == 0;
+			if (!found)
+				list_add(chg->removed, sizeof(chg->removed), verifier_issuer(c->v[j]));
+		}
+	}
+	swap_in(h);
+	return 1;
 }
 
 void issuers_reap(issuers *h)
@@ -262,6 +364,7 @@ void issuers_destroy(issuers *h)
 		struct timespec ts = {0, 10 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
+	set_free(h->pending);
 	set_free(h->cur);
 	pthread_mutex_destroy(&h->mu);
 	free(h->algs);
@@ -418,21 +521,35 @@ int issuers_explain(issuers *h, const uint8_t *token, size_t len, int64_t now, c
 	return rc;
 }
 
-bool issuers_ready(issuers *h)
+void issuers_ready_count(issuers *h, size_t *ready, size_t *total)
 {
 	iset *s = acquire(h);
-	bool ready = true;
+	size_t r = 0;
 
-	for (size_t i = 0; i < s->n && ready; i++)
-		ready = verifier_ready(s->v[i]);
+	for (size_t i = 0; i < s->n; i++)
+		r += verifier_ready(s->v[i]) ? 1 : 0;
+	*ready = r;
+	*total = s->n;
 	release(s);
-	return ready;
+}
+
+bool issuers_ready(issuers *h)
+{
+	size_t r, n;
+
+	/* one issuer's outage must not take the pod out of the Service: the other issuers' users would lose access
+	 * with it, while that issuer's own tokens get 503 either way (VERIFY_E_NOT_READY from its verifier) */
+	issuers_ready_count(h, &r, &n);
+	return n == 0 || r > 0;
 }
 
 bool issuers_wait_ready(issuers *h, unsigned timeout_ms)
 {
 	for (unsigned waited = 0;; waited += 50) {
-		if (issuers_ready(h))
+		size_t r, n;
+
+		issuers_ready_count(h, &r, &n);
+		if (r == n)
 			return true;
 		if (waited >= timeout_ms)
 			return false;
@@ -664,11 +781,29 @@ int issuers_metrics(issuers *h, char **buf, size_t *len)
 	}
 	mb(&b, "# HELP kos_issuers Authenticators in the current --authentication-config.\n# TYPE kos_issuers gauge\n"
 	       "kos_issuers %zu\n", s->n);
-	mb(&b, "# HELP kos_authentication_config_reloads_total SIGHUP reloads of --authentication-config by "
-	       "result.\n# TYPE kos_authentication_config_reloads_total counter\n"
+	{
+		size_t r = 0;
+
+		for (size_t i = 0; i < s->n; i++)
+			r += verifier_ready(s->v[i]) ? 1 : 0;
+		mb(&b, "# HELP kos_issuers_ready Authenticators whose keys are loaded (/ready needs one).\n"
+		       "# TYPE kos_issuers_ready gauge\nkos_issuers_ready %zu\n", r);
+	}
+	mb(&b, "# HELP kos_authentication_config_reloads_total Reloads of --authentication-config (its content "
+	       "changed, or SIGHUP) by result: ok = the new file serves, invalid = refused, the previous one kept.\n"
+	       "# TYPE kos_authentication_config_reloads_total counter\n"
 	       "kos_authentication_config_reloads_total{result=\"ok\"} %llu\n"
 	       "kos_authentication_config_reloads_total{result=\"invalid\"} %llu\n",
 	   (unsigned long long)atomic_load(&h->reload_ok), (unsigned long long)atomic_load(&h->reload_failed));
+	mb(&b, "# HELP kos_authentication_config_last_reload_timestamp_seconds Time of the last reload's outcome "
+	       "(0: none since start).\n# TYPE kos_authentication_config_last_reload_timestamp_seconds gauge\n"
+	       "kos_authentication_config_last_reload_timestamp_seconds %lld\n"
+	       "# HELP kos_authentication_config_last_reload_success 1 when the last reload put its file in service, 0 "
+	       "when it refused the file (1 before any reload).\n"
+	       "# TYPE kos_authentication_config_last_reload_success gauge\n"
+	       "kos_authentication_config_last_reload_success %d\n",
+	   (long long)atomic_load(&h->last_reload_time),
+	   atomic_load(&h->last_reload_time) == 0 ? 1 : (int)atomic_load(&h->last_reload_ok));
 	release(s);
 	return b.fail ? -1 : 0;
 }

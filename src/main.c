@@ -1,6 +1,7 @@
 /*
  * main.c — wires the agent together: config → log → verifier → service-account token → SPOP server → the main
- * libev loop (readiness/metrics HTTP, token-file watch, signals). Nothing here decides anything.
+ * libev loop (readiness/metrics HTTP, token-file and configuration-file watch, signals). Nothing here decides
+ * anything.
  *
  * Exit status: 0 after SIGTERM/SIGINT (or --help, --version, a passing --check-config), 1 when startup fails or
  * --check-config finds a problem, 2 for a wrong flag or value.
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cfgwatch.h"
 #include "config.h"
 #include "explain.h"
 #include "handler.h"
@@ -39,7 +41,9 @@ typedef struct app {
 	tokenreview *rv; /* --token-passthrough */
 	spoa_server *srv;
 	httpd *http;
+	cfgwatch *watch;       /* --authentication-config's content, polled by sa_timer */
 	ev_timer sa_timer;
+	ev_timer swap_timer;   /* runs while a reloaded configuration waits for its issuers' keys */
 	ev_signal sig_term, sig_int, sig_hup;
 } app;
 
@@ -111,20 +115,27 @@ static bool is_foreign(void *ctx, int rc, const char *iss)
 
 static app *the_app; /* for the probe routes, which get the handler as their user data */
 
-static bool r_ready(void *ud, char *why, size_t whylen)
+static bool r_ready(void *ud, bool verbose, char *why, size_t whylen)
 {
 	bool ok = handler_ready(ud, why, whylen);
-	size_t n;
+	size_t n, nready, total;
 
 	if (the_app == NULL || the_app->is == NULL || whylen == 0)
 		return ok;
-	/* each issuer's state, ready or not */
 	if (ok)
 		why[0] = '\0';
 	n = strlen(why);
-	if (n + 12 < whylen) {
-		n += (size_t)snprintf(why + n, whylen - n, "%sissuers: ", n ? "; " : "");
-		issuers_describe(the_app->is, why + n, whylen - n);
+	issuers_ready_count(the_app->is, &nready, &total);
+	if (verbose || !ok) {
+		/* each issuer's state, ready or not */
+		if (n + 12 < whylen) {
+			n += (size_t)snprintf(why + n, whylen - n, "%sissuers: ", n ? "; " : "");
+			issuers_describe(the_app->is, why + n, whylen - n);
+		}
+	} else if (nready < total) {
+		/* ready, but some issuer is down: say so briefly (its users get 503; the others are served) */
+		snprintf(why, whylen, "degraded: %zu of %zu issuers not ready (see /ready?verbose)", total - nready,
+			 total);
 	}
 	return ok;
 }
@@ -170,16 +181,78 @@ static void spoa_log(void *ud, enum spoa_log_level level, const char *msg)
 
 /* ---- loop callbacks ----------------------------------------------------------------------------------------- */
 
+/* Swaps a reloaded configuration in once its issuers' keys are there (issuers.h), and says what changed. */
+static void try_swap(app *a)
+{
+	issuers_change chg;
+	log_line l;
+
+	if (issuers_tick(a->is, &chg) == 1) {
+		log_begin(&l, LOG_LEVEL_INFO, "reload");
+		log_str(&l, "msg", "authentication configuration reloaded");
+		log_str(&l, "file", a->cfg.authn_config);
+		log_uint(&l, "issuers_before", chg.before);
+		log_uint(&l, "issuers", chg.after);
+		if (chg.added[0])
+			log_str(&l, "added", chg.added);
+		if (chg.removed[0])
+			log_str(&l, "removed", chg.removed);
+		if (chg.not_ready[0])
+			log_str(&l, "keys_still_loading", chg.not_ready);
+		log_uint(&l, "waited_ms", chg.waited_ms);
+		log_end(&l);
+	}
+	if (!issuers_pending(a->is))
+		ev_timer_stop(a->loop, &a->swap_timer);
+}
+
+/* A small local file read and CEL compilation on the main loop, like the token file's reload; the SPOP workers
+ * keep serving with the current set meanwhile, and until the new one has its keys. */
+static void reload(app *a, const char *trigger)
+{
+	char err[1024] = "";
+	log_line l;
+
+	if (issuers_reload(a->is, err, sizeof(err)) != 0) {
+		log_begin(&l, LOG_LEVEL_ERROR, "reload");
+		log_str(&l, "msg", "invalid authentication configuration: keeping the previous one");
+		log_str(&l, "file", a->cfg.authn_config);
+		log_str(&l, "trigger", trigger);
+		log_str(&l, "error", err);
+		log_end(&l);
+		return;
+	}
+	log_begin(&l, LOG_LEVEL_INFO, "reload");
+	log_str(&l, "msg", "new authentication configuration is valid; swapping it in once its issuers' keys are loaded");
+	log_str(&l, "file", a->cfg.authn_config);
+	log_str(&l, "trigger", trigger);
+	log_uint(&l, "bytes", a->watch ? cfgwatch_size(a->watch) : 0);
+	log_end(&l);
+	ev_timer_again(a->loop, &a->swap_timer);
+	try_swap(a);
+}
+
+static void swap_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	try_swap(w->data);
+}
+
 static void sa_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	app *a = w->data;
 
 	(void)loop;
 	(void)revents;
-	/* a stat() per second on a small local file; the SPOP workers never wait on it */
+	/* a stat() per second on each small local file; the SPOP workers never wait on it */
 	satoken_reload(a->sa, NULL);
-	if (a->is != NULL)
+	if (a->is != NULL) {
+		/* kubelet's ConfigMap update (a "..data" symlink swap) or an edit: the content decides, not the event */
+		if (a->watch != NULL && cfgwatch_poll(a->watch) == 1)
+			reload(a, "file changed");
 		issuers_reap(a->is);
+	}
 }
 
 static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -203,8 +276,6 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	app *a = w->data;
-	char err[1024] = "";
-	log_line l;
 
 	(void)loop;
 	(void)revents;
@@ -212,21 +283,10 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		log_msg(LOG_LEVEL_INFO, "signal", "SIGHUP ignored (flags have no reload; restart to change them)");
 		return;
 	}
-	/* a small local file read and CEL compilation on the main loop, like the token file's reload; the SPOP
-	 * workers keep serving with the old set meanwhile */
-	if (issuers_reload(a->is, err, sizeof(err)) != 0) {
-		log_begin(&l, LOG_LEVEL_ERROR, "reload");
-		log_str(&l, "msg", "invalid authentication configuration: keeping the previous one");
-		log_str(&l, "file", a->cfg.authn_config);
-		log_str(&l, "error", err);
-		log_end(&l);
-		return;
-	}
-	log_begin(&l, LOG_LEVEL_INFO, "reload");
-	log_str(&l, "msg", "authentication configuration reloaded");
-	log_str(&l, "file", a->cfg.authn_config);
-	log_uint(&l, "issuers", issuers_count(a->is));
-	log_end(&l);
+	/* SIGHUP re-reads whatever is there; the watch records it so the next tick does not read it again */
+	if (a->watch != NULL)
+		(void)cfgwatch_poll(a->watch);
+	reload(a, "SIGHUP");
 }
 
 /* ---- startup ------------------------------------------------------------------------------------------------ */
@@ -243,6 +303,11 @@ static int start(app *a)
 	explain_verifier_config(&a->cfg, &vc);
 	vc.oidc.log = oidc_log;
 	if (a->cfg.authn_config != NULL) {
+		/* the watch records the content before the first load: a change in between is then seen as one */
+		if (cfgwatch_create(a->cfg.authn_config, &a->watch) != 0) {
+			log_msg(LOG_LEVEL_ERROR, "start", "out of memory");
+			return -1;
+		}
 		if (issuers_create(a->cfg.authn_config, &vc, &a->is, err, sizeof(err)) != 0) {
 			log_begin(&l, LOG_LEVEL_ERROR, "start");
 			log_str(&l, "msg", "invalid authentication configuration");
@@ -363,6 +428,10 @@ static int start(app *a)
 	ev_timer_init(&a->sa_timer, sa_timer_cb, 1.0, 1.0);
 	a->sa_timer.data = a;
 	ev_timer_start(a->loop, &a->sa_timer);
+	/* a reloaded configuration is swapped in within 50 ms of its keys (started by reload()) */
+	ev_init(&a->swap_timer, swap_timer_cb);
+	a->swap_timer.repeat = 0.05;
+	a->swap_timer.data = a;
 	ev_signal_init(&a->sig_term, stop_cb, SIGTERM);
 	ev_signal_init(&a->sig_int, stop_cb, SIGINT);
 	ev_signal_init(&a->sig_hup, hup_cb, SIGHUP);
@@ -396,6 +465,7 @@ static void finish(app *a)
 	if (a->v != NULL)
 		verifier_destroy(a->v);
 	issuers_destroy(a->is);
+	cfgwatch_destroy(a->watch);
 	config_free(&a->cfg);
 }
 

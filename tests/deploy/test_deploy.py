@@ -16,7 +16,10 @@ import kostest
 
 ROOT = kostest.ROOT
 DEPLOY = os.path.join(ROOT, "deploy")
-KUSTOMIZATIONS = ["base", "overlays/example", "overlays/client-ip", "overlays/token-passthrough", "ingress-controller"]
+# Every overlay under deploy/overlays, found rather than listed, so that a new one cannot escape these checks.
+KUSTOMIZATIONS = (["base"] + sorted(f"overlays/{d}" for d in os.listdir(os.path.join(DEPLOY, "overlays"))
+                                    if os.path.exists(os.path.join(DEPLOY, "overlays", d, "kustomization.yaml")))
+                  + ["ingress-controller"])
 AGENT_BIN = next((p for p in (os.environ.get("KOS_AGENT_BIN", ""), os.path.join(ROOT, "build", "kube-oidc-spoa"),
                                  kostest.build_path("kube-oidc-spoa"))
                   if os.path.exists(p)), os.path.join(ROOT, "build", "kube-oidc-spoa"))
@@ -93,6 +96,40 @@ def flag(args, env, name, envname):
         if a == f"--{name}":
             return "true"
     return env.get(envname)
+
+
+def authn_config_file(objs, spec, c, env):
+    """(pod path, text) of the --authentication-config file the agent reads in this topology, from the ConfigMap
+    volume mounted there, or None without one. Fails when the flag names a file nothing mounts."""
+    path = flag(c.get("args", []), env, "authentication-config", "KOS_AUTHENTICATION_CONFIG")
+    if not path:
+        return None
+    vols = {v["name"]: v for v in spec["volumes"]}
+    cms = {o["metadata"]["name"]: o for o in find(objs, "ConfigMap")}
+    for m in c.get("volumeMounts", []):
+        if path.startswith(m["mountPath"].rstrip("/") + "/"):
+            assert "subPath" not in m, "a subPath mount is never refreshed by kubelet: the agent would not reload"
+            cm = vols[m["name"]]["configMap"]["name"]
+            key = path[len(m["mountPath"].rstrip("/")) + 1:]
+            assert cm in cms and key in cms[cm]["data"], f"{path}: no key {key} in ConfigMap {cm}"
+            return path, cms[cm]["data"][key]
+    raise AssertionError(f"--authentication-config {path}: no volume is mounted there")
+
+
+def authn_sends(text):
+    """What an AuthenticationConfiguration makes the agent send beyond a user and groups: (uid?, extra keys).
+    Impersonate-Uid for any jwt[] with claimMappings.uid (claim or expression); one extra key per
+    claimMappings.extra[].key (the API server requires them lower case, so they are the RBAC subresource as is)."""
+    doc = yaml.safe_load(text)
+    uid, keys = False, set()
+    for j in doc.get("jwt") or []:
+        cm = j.get("claimMappings") or {}
+        u = cm.get("uid") or {}
+        if u.get("claim") or u.get("expression"):
+            uid = True
+        for e in cm.get("extra") or []:
+            keys.add(e["key"])
+    return uid, keys
 
 
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)
@@ -172,6 +209,11 @@ def test_haproxy_has_a_slot_for_every_extra_key(path):
                                                                         "KOS_EXTRA_USER_HEADERS") or "").split(","))]
     if (flag(args, env, "credential-id-extra", "KOS_CREDENTIAL_ID_EXTRA") or "false") == "true":
         keys.append("authentication.kubernetes.io/credential-id")
+    if path != IC:
+        spec, _ = pod(path)
+        f = authn_config_file(objs, spec, c, env)
+        if f is not None:
+            keys += sorted(authn_sends(f[1])[1])
     henv = haproxy_env(path)
     slots = {henv[f"KOS_EXTRA_{n}"].lower() for n in range(1, 9) if henv.get(f"KOS_EXTRA_{n}")}
     for k in keys:
@@ -179,15 +221,15 @@ def test_haproxy_has_a_slot_for_every_extra_key(path):
 
 
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)
-def test_clusterrole_is_exactly_what_the_flags_need(path):
+def test_clusterrole_is_exactly_what_the_configuration_can_send(path):
     objs = objects(path)
-    _, c = pod(path)
+    spec, c = pod(path)
     env = agent_env(objs, c)
     args = c.get("args", [])
     # The API server's impersonation checks: Impersonate-User -> users (serviceaccounts for a
     # system:serviceaccount:* name, which the agent only emits with --allow-reserved-identities), each
-    # Impersonate-Group -> groups, Impersonate-Uid -> uids (only with an --authentication-config that maps uid; no
-    # manifest here uses one), Impersonate-Extra-<key> ->
+    # Impersonate-Group -> groups, Impersonate-Uid -> uids (only with an --authentication-config that maps uid: the
+    # --oidc-* flags map none), Impersonate-Extra-<key> ->
     # userextras/<lower-cased key> in authentication.k8s.io (the decoded key is the subresource, slashes included:
     # --credential-id-extra -> userextras/authentication.kubernetes.io/credential-id). --token-passthrough: the
     # agent creates TokenReviews.
@@ -204,6 +246,13 @@ def test_clusterrole_is_exactly_what_the_flags_need(path):
         need.add(("authentication.k8s.io", "userextras/authentication.kubernetes.io/credential-id", imp))
     if (flag(args, env, "token-passthrough", "KOS_TOKEN_PASSTHROUGH") or "false") == "true":
         need.add(("authentication.k8s.io", "tokenreviews", "create"))
+    f = authn_config_file(objs, spec, c, env)
+    if f is not None:
+        uid, keys = authn_sends(f[1])
+        if uid:
+            need.add(("", "uids", imp))
+        for k in keys:
+            need.add(("authentication.k8s.io", "userextras/" + k, imp))
     (role,) = find(objs, "ClusterRole")
     have = set()
     for r in role["rules"]:
@@ -213,8 +262,8 @@ def test_clusterrole_is_exactly_what_the_flags_need(path):
             for res in r["resources"]:
                 assert "*" not in res and g != "*", r
                 have.add((g, res, r["verbs"][0]))
-    assert have == need
-    assert not flag(args, env, "authentication-config", "KOS_AUTHENTICATION_CONFIG")  # uids would depend on it
+    assert have - need == set(), f"{path}: the ClusterRole grants what the agent never sends"
+    assert need - have == set(), f"{path}: the agent can send what the ClusterRole does not grant (403)"
     (binding,) = find(objs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     if path == IC:
@@ -298,6 +347,13 @@ def test_agent_accepts_the_manifest_flags(path, tmp_path):
         ca = tmp_path / "ca.crt"
         ca.write_text("stand-in")
         env["KOS_APISERVER_CA_FILE"] = str(ca)
+    if path != IC:
+        spec, _ = pod(path)
+        f = authn_config_file(objs, spec, c, agent_env(objs, c))
+        if f is not None:  # the ConfigMap's file, parsed and every expression compiled by --check-config
+            cfg = tmp_path / "authentication-config.yaml"
+            cfg.write_text(f[1])
+            env["KOS_AUTHENTICATION_CONFIG"] = str(cfg)
     args = [re.sub(r"^(--service-account-token-file=).*", lambda m: m.group(1) + str(token), a)
             for a in c.get("args", [])]
     p = subprocess.run([AGENT_BIN, "--check-config"] + args, env=env, stdout=subprocess.PIPE,

@@ -186,6 +186,33 @@ static void test_defaults(void **state)
 	config_free(&c);
 }
 
+/* Issue 20: with a configuration file the RS256 default of the flags must not apply (kube-apiserver accepts its
+ * whole allow-list then: RS/PS/ES, not EdDSA); --oidc-signing-algs beside the file replaces the list, and none/HMAC
+ * stay refused. */
+static void test_authn_config_algorithms(void **state)
+{
+	const char *av[8] = {"--authentication-config=/x/authn.yaml"};
+	const char *av2[8] = {"--authentication-config=/x/authn.yaml", "--oidc-signing-algs=ES256,PS256"};
+	const char *av3[8] = {"--authentication-config=/x/authn.yaml", "--oidc-signing-algs=HS256"};
+	const char *ev[4] = {NULL};
+	const char *ev2[4] = {"KOS_OIDC_SIGNING_ALGS=EdDSA"};
+	config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(run(av, ev, &c, err, sizeof(err)), CONFIG_OK);
+	assert_string_equal(c.signing_algs, "RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512");
+	config_free(&c);
+	assert_int_equal(run(av2, ev, &c, err, sizeof(err)), CONFIG_OK);
+	assert_string_equal(c.signing_algs, "ES256,PS256");
+	config_free(&c);
+	assert_int_equal(run(av, ev2, &c, err, sizeof(err)), CONFIG_OK);
+	assert_string_equal(c.signing_algs, "EdDSA");
+	config_free(&c);
+	assert_int_equal(run(av3, ev, &c, err, sizeof(err)), CONFIG_E_USAGE);
+	assert_non_null(strstr(err, "never accepted"));
+}
+
 static void test_values_and_precedence(void **state)
 {
 	const char *av[8] = {ISS, CID, "--oidc-required-claim", "hd=example.com", "--oidc-required-claim=a=1,b=2",
@@ -256,6 +283,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_authn_config_algorithms),
 		cmocka_unit_test(test_values_and_precedence),
 		cmocka_unit_test(test_duration),
 		cmocka_unit_test(test_usage_lists_every_env),

@@ -135,11 +135,13 @@ static void test_too_many_headers(void **state)
 
 static bool ready_v;
 
-static bool t_ready(void *ud, char *why, size_t whylen)
+static bool t_ready(void *ud, bool verbose, char *why, size_t whylen)
 {
 	(void)ud;
 	if (!ready_v)
 		snprintf(why, whylen, "issuer keys not loaded \"x\"");
+	else if (verbose)
+		snprintf(why, whylen, "every part ready");
 	return ready_v;
 }
 
@@ -230,6 +232,19 @@ static void test_server(void **state)
 	ready_v = true;
 	roundtrip(loop, httpd_port(h), "GET /ready HTTP/1.1\r\n\r\n", 23, out, sizeof(out));
 	assert_non_null(strstr(out, "HTTP/1.1 200 OK"));
+	assert_null(strstr(out, "every part ready"));
+	/* ?verbose (alone, with a value, after another parameter) asks the route for every part; a parameter that
+	 * only starts with the word does not */
+	static const char *const verbose_reqs[] = {"GET /ready?verbose HTTP/1.1\r\n\r\n",
+						   "GET /ready?verbose=1 HTTP/1.1\r\n\r\n",
+						   "GET /ready?x=1&verbose HTTP/1.1\r\n\r\n"};
+	for (size_t i = 0; i < 3; i++) {
+		roundtrip(loop, httpd_port(h), verbose_reqs[i], strlen(verbose_reqs[i]), out, sizeof(out));
+		assert_non_null(strstr(out, "HTTP/1.1 200 OK"));
+		assert_non_null(strstr(out, "\"detail\":\"every part ready\""));
+	}
+	roundtrip(loop, httpd_port(h), "GET /ready?verbosity HTTP/1.1\r\n\r\n", 33, out, sizeof(out));
+	assert_null(strstr(out, "every part ready"));
 	ready_v = false;
 	roundtrip(loop, httpd_port(h), "GET /ready HTTP/1.1\r\n\r\n", 23, out, sizeof(out));
 	assert_non_null(strstr(out, "HTTP/1.1 503"));
