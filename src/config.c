@@ -81,6 +81,10 @@ static const opt opts[] = {
 	 "then), and this flag replaces that list."},
 	{"extra-user-header-client-ip", "KOS_EXTRA_USER_HEADER_CLIENT_IP", K_BOOL, F(extra_client_ip), 0, 0, 0,
 	 "false", NULL, "Add Impersonate-Extra-Remote-Client-Ip with the client's address."},
+	{"trusted-proxies", "KOS_TRUSTED_PROXIES", K_LIST, F(trusted_proxies), F(ntrusted_proxies), 0, 0, NULL, "CIDR",
+	 "Proxies in front of HAProxy whose X-Forwarded-For entries are believed: the client address (the "
+	 "remote-client-ip extra, the logs' client_ip) is the right-most address that is not in these networks. "
+	 "Repeatable, or a,b (e.g. 10.0.0.0/8,2001:db8::/32). Unset: trust nobody, the address is HAProxy's peer."},
 	{"extra-user-headers", "KOS_EXTRA_USER_HEADERS", K_KV, F(extra_headers), F(nextra_headers), 0, 0, NULL,
 	 "KEY=VALUE", "Add Impersonate-Extra-KEY: VALUE to every request. Repeatable, or k1=v1,k2=v2."},
 	{"readiness-probe-port", "KOS_READINESS_PROBE_PORT", K_UINT, F(probe_port), 0, 0, 65535, "8080", "PORT",
@@ -154,6 +158,12 @@ static const opt opts[] = {
 	 "Add the extra authentication.kubernetes.io/credential-id = JTI=<jti> for tokens with a jti, as the API "
 	 "server does itself since 1.32. Needs RBAC: impersonate "
 	 "userextras/authentication.kubernetes.io/credential-id."},
+	{"disable-impersonation", "KOS_DISABLE_IMPERSONATION", K_BOOL, F(disable_impersonation), 0, 0, 0, "false",
+	 NULL, "For API servers that validate the same OIDC tokens themselves: a token the agent authenticates is "
+	 "forwarded with the client's own Authorization, no Impersonate-* and no service-account token (contract "
+	 "status 5); readiness then does not wait for --service-account-token-file (unless --token-passthrough). "
+	 "Cannot be combined with extras (--extra-user-header-client-ip, --extra-user-headers, "
+	 "--credential-id-extra)."},
 	{"check-config", "KOS_CHECK_CONFIG", K_BOOL, F(check_config), 0, 0, 0, "false", NULL,
 	 "Validate flags and files, print the effective configuration, exit 0 (valid) or 1."},
 	{"help", NULL, K_ACTION, 0, 0, 0, 0, NULL, NULL, "Print this help and exit."},
@@ -167,6 +177,7 @@ static const struct {
 	const char *name;
 	const char *instead;
 } replaced[] = {
+	/* Secure Serving (k8s.io/apiserver SecureServingOptions) */
 	{"secure-port", "HAProxy's frontend bind (KOS_LISTEN in conf/) listens for kubectl"},
 	{"bind-address", "HAProxy's frontend bind (KOS_LISTEN in conf/) listens for kubectl"},
 	{"tls-cert-file", "HAProxy terminates TLS (KOS_TLS_CERT in conf/)"},
@@ -175,18 +186,65 @@ static const struct {
 	{"tls-min-version", "HAProxy terminates TLS (ssl-min-ver in conf/haproxy.cfg)"},
 	{"tls-sni-cert-key", "HAProxy terminates TLS (crt lists in conf/haproxy.cfg)"},
 	{"cert-dir", "HAProxy terminates TLS (KOS_TLS_CERT in conf/)"},
+	{"http2-max-streams-per-connection", "HAProxy's tune.h2.max-concurrent-streams"},
+	/* Client (k8s.io/cli-runtime ConfigFlags, minus --as, --as-group, --cache-dir which kube-oidc-proxy
+	 * removed): kube-oidc-proxy's own connection to the API server. Here HAProxy makes that connection and the
+	 * agent makes its TokenReviews; neither reads a kubeconfig. */
 	{"kubeconfig", "HAProxy reaches the API server (KOS_APISERVER, KOS_APISERVER_CA in conf/); the agent only "
 		       "needs --service-account-token-file"},
-	{"disable-impersonation", "not supported: every request is impersonated"},
+	{"server", "HAProxy's KOS_APISERVER (host:port, in conf/) and, for TokenReviews, the agent's --apiserver-url"},
+	{"tls-server-name", "HAProxy's KOS_APISERVER_NAME (in conf/) names the API server's certificate"},
+	{"certificate-authority", "HAProxy's KOS_APISERVER_CA (in conf/) and the agent's --apiserver-ca-file"},
+	{"insecure-skip-tls-verify", "not supported: HAProxy always verifies the API server (KOS_APISERVER_CA, "
+				     "KOS_APISERVER_NAME in conf/)"},
+	{"token", "the agent's --service-account-token-file is the credential HAProxy sends upstream"},
+	{"client-certificate", "not supported: HAProxy authenticates to the API server with the service-account "
+			       "token (--service-account-token-file)"},
+	{"client-key", "not supported: HAProxy authenticates to the API server with the service-account token "
+		       "(--service-account-token-file)"},
+	{"username", "not supported (basic authentication): HAProxy authenticates to the API server with the "
+		     "service-account token (--service-account-token-file)"},
+	{"password", "not supported (basic authentication): HAProxy authenticates to the API server with the "
+		     "service-account token (--service-account-token-file)"},
+	{"cluster", "no kubeconfig is read: HAProxy's KOS_APISERVER and KOS_APISERVER_CA (in conf/)"},
+	{"context", "no kubeconfig is read: HAProxy's KOS_APISERVER and KOS_APISERVER_CA (in conf/)"},
+	{"user", "no kubeconfig is read: the credential is --service-account-token-file"},
+	{"namespace", "nothing to set: each request names its own namespace, as it did through kube-oidc-proxy"},
+	{"request-timeout", "HAProxy's KOS_TIMEOUT_SERVER (and KOS_TIMEOUT_STREAM for watches) in conf/"},
+	/* Kube-OIDC-Proxy */
 	{"flush-interval", "HAProxy streams responses as they come; nothing to set"},
+	/* Audit (every other --audit-* flag gets the same answer, see config_parse) */
 	{"audit-log-path", "use HAProxy's logs and the agent's JSON logs"},
 	{"audit-policy-file", "use HAProxy's logs and the agent's JSON logs"},
 	{"audit-webhook-config-file", "use HAProxy's logs and the agent's JSON logs"},
-	{"http2-max-streams-per-connection", "HAProxy's tune.h2.max-concurrent-streams"},
+	/* Misc: klog and component-base's global flags */
 	{"v", "use --log-level"},
 	{"vmodule", "use --log-level"},
-	{"logtostderr", "logs always go to stderr as JSON lines"},
+	{"logtostderr", "logs always go to stderr as JSON lines (--log-level)"},
+	{"alsologtostderr", "logs always go to stderr as JSON lines (--log-level)"},
+	{"stderrthreshold", "logs always go to stderr as JSON lines (--log-level)"},
+	{"log-dir", "logs always go to stderr as JSON lines (--log-level)"},
+	{"log-file", "logs always go to stderr as JSON lines (--log-level)"},
+	{"log-file-max-size", "logs always go to stderr as JSON lines (--log-level)"},
+	{"log-flush-frequency", "logs always go to stderr as JSON lines, one write per line"},
+	{"log-backtrace-at", "logs always go to stderr as JSON lines (--log-level)"},
+	{"add-dir-header", "logs always go to stderr as JSON lines (--log-level)"},
+	{"skip-headers", "logs always go to stderr as JSON lines (--log-level)"},
+	{"skip-log-headers", "logs always go to stderr as JSON lines (--log-level)"},
 };
+
+/* kube-oidc-proxy's one-letter shorthands (pflag): named, so that "-n" is not a bare "unknown flag". */
+static const char *shorthand(char c)
+{
+	switch (c) {
+	case 'h': return "help";
+	case 'P': return "readiness-probe-port";
+	case 'n': return "namespace";
+	case 's': return "server";
+	case 'v': return "v";
+	default: return NULL;
+	}
+}
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -705,7 +763,12 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 		const opt *o;
 
 		if (strncmp(a, "--", 2) != 0 || a[2] == '\0' || a[2] == '-') {
-			if (a[0] == '-' && a[1] != '-' && a[1] != '\0')
+			const char *lng = a[0] == '-' && a[1] != '\0' && (a[2] == '\0' || a[2] == '=') ? shorthand(a[1]) : NULL;
+
+			if (lng != NULL)
+				seterr(err, errlen, "-%c is kube-oidc-proxy's shorthand for --%s: spell it --%s here", a[1], lng,
+				       lng);
+			else if (a[0] == '-' && a[1] != '-' && a[1] != '\0')
 				seterr(err, errlen, "unknown flag %s (flags are spelled --name, see --help)",
 				       shown(a, 64, sh, sizeof(sh)));
 			else
@@ -842,6 +905,27 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 			goto out;
 		}
 	}
+	for (size_t i = 0; i < c.ntrusted_proxies; i++) {
+		const char *t = c.trusted_proxies[i];
+		caddr_net net;
+		int r = caddr_parse_net((const uint8_t *)t, strlen(t), &net);
+		char sh[72];
+
+		if (r != 0 || caddr_list_add(&c.trusted, &net) != 0) {
+			seterr(err, errlen, "--trusted-proxies: \"%s\" %s", shown(t, 64, sh, sizeof(sh)),
+			       r == CADDR_E_HOSTBITS ? "has host bits set (write the network address, e.g. 10.0.0.0/8)"
+						     : "is not an IPv4 or IPv6 address or CIDR");
+			rc = CONFIG_E_USAGE;
+			goto out;
+		}
+	}
+	/* kube-oidc-proxy refuses the same combination: without impersonation there is no header to carry them */
+	if (c.disable_impersonation && (c.extra_client_ip || c.nextra_headers > 0 || c.credential_id_extra)) {
+		seterr(err, errlen, "--disable-impersonation forwards the client's own credential: it cannot carry "
+		       "extras (--extra-user-header-client-ip, --extra-user-headers, --credential-id-extra)");
+		rc = CONFIG_E_USAGE;
+		goto out;
+	}
 	if (cache_table_bytes(c.cache_entries) > c.cache_max_bytes) {
 		seterr(err, errlen, "--cache-entries %zu needs %zu bytes of table, more than --cache-max-bytes %zu",
 		       c.cache_entries, cache_table_bytes(c.cache_entries), c.cache_max_bytes);
@@ -952,6 +1036,10 @@ void config_print(const config *c, FILE *f)
 	fprintf(f, "oidc-signing-algs: %s\n", S(c->signing_algs));
 	fprintf(f, "extra-user-header-client-ip: %s\n", c->extra_client_ip ? "true" : "false");
 	print_kv(f, "extra-user-headers", c->extra_headers, c->nextra_headers);
+	fprintf(f, "trusted-proxies: ");
+	for (size_t i = 0; i < c->ntrusted_proxies; i++)
+		fprintf(f, "%s%s", i ? "," : "", c->trusted_proxies[i]);
+	fprintf(f, "\n");
 	fprintf(f, "readiness-probe-port: %u\n", c->probe_port);
 	fprintf(f, "readiness-probe-address: %s\n", c->probe_address ? c->probe_address : "(all)");
 	fprintf(f, "listen: %s\n", S(c->listen));
@@ -981,6 +1069,7 @@ void config_print(const config *c, FILE *f)
 	fprintf(f, "token-passthrough-rate: %u\n", c->tp_rate);
 	fprintf(f, "token-passthrough-timeout-ms: %u\n", c->tp_timeout_ms);
 	fprintf(f, "credential-id-extra: %s\n", c->credential_id_extra ? "true" : "false");
+	fprintf(f, "disable-impersonation: %s\n", c->disable_impersonation ? "true" : "false");
 #undef S
 }
 
@@ -1002,6 +1091,7 @@ void config_log(const config *c)
 	log_str(&l, "oidc_signing_algs", c->signing_algs);
 	log_bool(&l, "extra_user_header_client_ip", c->extra_client_ip);
 	log_uint(&l, "extra_user_headers", c->nextra_headers);
+	log_uint(&l, "trusted_proxies", c->ntrusted_proxies);
 	log_uint(&l, "readiness_probe_port", c->probe_port);
 	log_str(&l, "readiness_probe_address", c->probe_address);
 	log_str(&l, "listen", c->listen);
@@ -1028,5 +1118,6 @@ void config_log(const config *c)
 	log_uint(&l, "token_passthrough_rate", c->tp_rate);
 	log_uint(&l, "token_passthrough_timeout_ms", c->tp_timeout_ms);
 	log_bool(&l, "credential_id_extra", c->credential_id_extra);
+	log_bool(&l, "disable_impersonation", c->disable_impersonation);
 	log_end(&l);
 }

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "clientaddr.h"
 #include "log.h"
 
 #ifndef KOS_VERSION
@@ -56,6 +57,9 @@ typedef struct config {
 	size_t nrequired_claims;
 	char *signing_algs;          /* default "RS256"; with authn_config, CONFIG_FILE_SIGNING_ALGS unless given */
 	bool extra_client_ip;        /* --extra-user-header-client-ip */
+	char *trusted_proxies[CONFIG_MAX_KV]; /* --trusted-proxies as given (CIDRs or addresses) */
+	size_t ntrusted_proxies;
+	caddr_list trusted;          /* the same, parsed (config_parse fills it; n = 0: trust nobody) */
 	config_kv extra_headers[CONFIG_MAX_KV];
 	size_t nextra_headers;
 	unsigned probe_port;         /* --readiness-probe-port, 0 = no HTTP endpoint */
@@ -88,6 +92,7 @@ typedef struct config {
 	unsigned tp_rate;              /* new reviews per second */
 	unsigned tp_timeout_ms;        /* per review, queue + transfer */
 	bool credential_id_extra;      /* --credential-id-extra: authentication.kubernetes.io/credential-id=JTI=<jti> */
+	bool disable_impersonation;    /* --disable-impersonation: allow = status 5, the client's own credential */
 	bool check_config;
 } config;
 

@@ -269,6 +269,19 @@ int handler_read_msg(const spop_msg *m, handler_input *in)
 			} else if (a.value.type != SPOP_T_NULL) {
 				goto bad;
 			}
+		} else if (a.name.len == 4 && memcmp(a.name.ptr, "xff", 3) == 0 && a.name.ptr[3] >= '1' &&
+			   a.name.ptr[3] < '1' + CADDR_MAX_HOPS) {
+			caddr_slice *x = &in->xff[a.name.ptr[3] - '1'];
+
+			if (x->p != NULL)
+				goto bad; /* the same entry twice: not what conf/spoe-kos.conf sends */
+			if (a.value.type == SPOP_T_STR || a.value.type == SPOP_T_BIN) {
+				/* an empty entry still counts as present: the walk skips it and looks further left */
+				x->p = a.value.u.s.len != 0 ? a.value.u.s.ptr : (const uint8_t *)"";
+				x->len = a.value.u.s.len;
+			} else if (a.value.type != SPOP_T_NULL) {
+				goto bad;
+			}
 		} else if (name_is(a.name, "imp") && !seen_imp) {
 			seen_imp = true;
 			/* fail closed: anything but "absent" or an explicit false counts as an impersonation attempt */
@@ -706,6 +719,16 @@ static int judge(handler *h, const handler_input *in, const uint8_t *tok, size_t
 		why = HR_IMPERSONATION;
 		goto out;
 	}
+	if (h->cfg.disable_impersonation) {
+		/* --disable-impersonation: the API server authenticates this same token itself, so the request goes on
+		 * with the client's own Authorization (status 5); no identity, group line or service-account token is
+		 * written. The user is for HAProxy's log line only. */
+		if (identity_value_problem(id->user) == NULL)
+			k->set_str(k->ud, "user", id->user, strlen(id->user));
+		status = HANDLER_PASSTHROUGH;
+		why = HR_PASSTHROUGH;
+		goto out;
+	}
 	if (id->ngroups > h->cfg.max_groups) {
 		static _Thread_local char d[64];
 
@@ -753,10 +776,31 @@ static bool front(handler *h, const handler_input *in, const handler_sink *k, si
 	return false;
 }
 
+/* The request with src replaced by the client address (clientaddr.h) when --trusted-proxies is set, and without
+ * the X-Forwarded-For slices in any case: they point into the NOTIFY frame, which a held request outlives.
+ * Returns in itself when there is nothing to change, else *local. */
+static const handler_input *client_addr(handler *h, const handler_input *in, handler_input *local)
+{
+	int fam;
+
+	if (in->xff[0].p == NULL && (h->cfg.trusted == NULL || h->cfg.trusted->n == 0))
+		return in;
+	*local = *in;
+	memset(local->xff, 0, sizeof(local->xff));
+	if (h->cfg.trusted != NULL && h->cfg.trusted->n > 0 && in->src_family != 0) {
+		caddr_client(h->cfg.trusted, in->src_family, in->src, in->xff, CADDR_MAX_HOPS, &fam, local->src);
+		local->src_family = fam;
+	}
+	return local;
+}
+
 int handler_process(handler *h, const handler_input *in, int64_t now, const handler_sink *k)
 {
 	size_t off = 0, tlen = 0;
+	handler_input local;
 	int status, held_why;
+
+	in = client_addr(h, in, &local);
 
 	if (!front(h, in, k, &off, &tlen, &status))
 		return status;
@@ -888,9 +932,12 @@ int handler_submit(handler *h, const handler_input *in, int64_t now, const handl
 {
 	size_t off = 0, tlen = 0;
 	int64_t t0 = mono_ns();
+	handler_input local;
 	uint64_t gen;
 	held *r;
 	int rc, held_why = VERIFY_E_UNKNOWN_KID;
+
+	in = client_addr(h, in, &local);
 
 	if (!front(h, in, k, &off, &tlen, &rc))
 		return rc;
@@ -1006,7 +1053,8 @@ int handler_on_notify(spoa_request *req, void *userdata)
 bool handler_ready(handler *h, char *why, size_t whylen)
 {
 	bool v = h->cfg.vops.ready(h->cfg.vops.ctx);
-	bool s = satoken_loaded(h->cfg.sa);
+	/* --disable-impersonation alone never sends the service-account token anywhere: not a reason to be unready */
+	bool s = (h->cfg.disable_impersonation && h->cfg.reviewer == NULL) || satoken_loaded(h->cfg.sa);
 
 	if (v && s)
 		return true;

@@ -36,6 +36,14 @@
  * audience mismatch, over the review rate → 401; API server unreachable, timeout, bad answer, queue full → 503
  * (status 4). Never forwarded without an authenticated review. handler_process() (synchronous) never passes
  * through: it gives the ordinary refusal.
+ *
+ * --disable-impersonation (cfg.disable_impersonation): a token the verifier accepts is answered with status 5
+ * like an authenticated passthrough token (impersonation headers with it: 403), so HAProxy forwards the client's
+ * own Authorization; the group limit, extras and the service-account token play no part. Refusals are unchanged.
+ *
+ * The client address (cfg.trusted, --trusted-proxies): HAProxy's src and the right-most X-Forwarded-For entries
+ * (xff1…) become the address clientaddr.h's walk finds, before anything else looks at the request, so cip, the
+ * logs and a held request all see that one address.
  */
 #ifndef KOS_HANDLER_H
 #define KOS_HANDLER_H
@@ -44,6 +52,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clientaddr.h"
 #include "config.h"
 #include "identity.h"
 #include "metrics.h"
@@ -140,6 +149,8 @@ typedef struct handler_config {
 	tokenreview *reviewer;        /* --token-passthrough; NULL = off. Borrowed; stop it after handler_stop() */
 	distclaims *claims;           /* the verifiers' distributed-claims fetcher, or NULL. Borrowed; the handler is
 				       * its listener while holding (destroy it after handler_stop()) */
+	bool disable_impersonation;   /* --disable-impersonation: a verified token is answered with status 5 */
+	const caddr_list *trusted;    /* --trusted-proxies, borrowed; NULL or empty = the client is HAProxy's peer */
 } handler_config;
 
 #define HANDLER_DEFAULT_MAX_HELD 1024
@@ -178,6 +189,9 @@ typedef struct handler_input {
 	const uint8_t *xk;   /* xk: HAProxy's extra slots "<key1>|<key2>|…" (KOS_EXTRA_1…, percent-encoded as in
 			      * the header name, empty = no slot); NULL when absent */
 	size_t xk_len;
+	caddr_slice xff[CADDR_MAX_HOPS]; /* xff1…xff8: X-Forwarded-For entries, right-most first (p NULL: absent).
+					  * handler_submit()/handler_process() replace src by the client address
+					  * (clientaddr.h) when cfg.trusted is set, and never keep these slices. */
 } handler_input;
 
 typedef struct handler_sink {

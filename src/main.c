@@ -385,6 +385,8 @@ static int start(app *a)
 	hc.unknown_kid_wait_ms = a->cfg.unknown_kid_wait_ms;
 	hc.max_token_bytes = a->cfg.max_token_bytes;
 	hc.claims = a->dc;
+	hc.disable_impersonation = a->cfg.disable_impersonation;
+	hc.trusted = &a->cfg.trusted;
 	if (a->cfg.token_passthrough) {
 		tokenreview_config tc;
 

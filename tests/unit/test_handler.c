@@ -614,6 +614,155 @@ static void test_read_msg(void **state)
 	assert_true(in.bad_msg);
 }
 
+
+/* --trusted-proxies: src (HAProxy's peer) is replaced by the right-most X-Forwarded-For address not trusted
+ * before anything looks at it; without the list the header is never read. */
+static void test_trusted_proxies(void **state)
+{
+	static const char *const xff[] = {"10.0.0.9:8080", "203.0.113.7", "6.6.6.6"};
+	caddr_list trust;
+	caddr_net net;
+	handler_config hc;
+	fx *f;
+	rec r;
+	handler_sink k = {rec_str, rec_int, rec_proc, &r};
+	handler_input in;
+
+	(void)state;
+	memset(&trust, 0, sizeof(trust));
+	assert_int_equal(caddr_parse_net((const uint8_t *)"10.0.0.0/8", 10, &net), 0);
+	assert_int_equal(caddr_list_add(&trust, &net), 0);
+	for (int with = 0; with < 2; with++) {
+		f = fx_base_new("/tmp/kos-th-XXXXXX", true, &hc);
+		hc.vops.verify = fake_verify;
+		hc.vops.ready = fake_ready;
+		hc.client_ip = true;
+		hc.trusted = with ? &trust : NULL;
+		assert_int_equal(handler_create(&hc, &f->h), 0);
+		in = input_auth("Bearer good");
+		in.src[0] = 10, in.src[1] = 0, in.src[2] = 0, in.src[3] = 5;
+		for (size_t i = 0; i < 3; i++)
+			in.xff[i] = (caddr_slice){(const uint8_t *)xff[i], strlen(xff[i])};
+		memset(&r, 0, sizeof(r));
+		assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_ALLOW);
+		assert_string_equal(r.s[find(&r, "cip")], with ? "203.0.113.7" : "10.0.0.5");
+		/* an untrusted peer: a forged header changes nothing */
+		in.src[0] = 198, in.src[1] = 51, in.src[2] = 100, in.src[3] = 9;
+		memset(&r, 0, sizeof(r));
+		assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_ALLOW);
+		assert_string_equal(r.s[find(&r, "cip")], "198.51.100.9");
+		handler_destroy(f->h);
+		fx_base_free(f);
+	}
+}
+
+/* --disable-impersonation: a good token is status 5 with the user for the log line and nothing else (no group
+ * count, no service-account token); refusals and impersonation are answered as always. */
+static void test_disable_impersonation(void **state)
+{
+	char why[128];
+	handler_config hc;
+	fx *f = fx_base_new("/tmp/kos-th-XXXXXX", true, &hc);
+	rec r;
+	handler_sink k = {rec_str, rec_int, rec_proc, &r};
+	handler_input in;
+
+	(void)state;
+	hc.vops.verify = fake_verify;
+	hc.vops.ready = fake_ready;
+	hc.disable_impersonation = true;
+	assert_int_equal(handler_create(&hc, &f->h), 0);
+	in = input_auth("Bearer good");
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_PASSTHROUGH);
+	assert_true(find(&r, "user") >= 0);
+	assert_int_equal(find(&r, "ng"), -1);
+	assert_int_equal(find(&r, "sv"), -1);
+	assert_int_equal(find(&r, "sa"), -1);
+	assert_int_equal(find(&r, "g0"), -1);
+	in = input_auth("Bearer many"); /* more groups than --max-groups: not forwarded, so no limit */
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_PASSTHROUGH);
+	in = input_auth("Bearer expired");
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_UNAUTHENTICATED);
+	in = input_auth("Bearer good");
+	in.imp = true;
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_IMPERSONATION);
+	handler_destroy(f->h);
+	fx_base_free(f);
+
+	/* no service-account token at all: still ready and still forwarding, since none is ever sent */
+	f = fx_base_new("/tmp/kos-th-XXXXXX", false, &hc);
+	hc.vops.verify = fake_verify;
+	hc.vops.ready = fake_ready;
+	hc.disable_impersonation = true;
+	assert_int_equal(handler_create(&hc, &f->h), 0);
+	assert_true(handler_ready(f->h, why, sizeof(why)));
+	in = input_auth("Bearer good");
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_PASSTHROUGH);
+	handler_destroy(f->h);
+	fx_base_free(f);
+}
+
+static void test_read_msg_xff(void **state)
+{
+	uint8_t b[128];
+	size_t o = 0;
+	spop_msg m;
+	handler_input in;
+
+	(void)state;
+	o += put_name(b + o, "xff1");
+	b[o++] = SPOP_T_STR;
+	b[o++] = 8;
+	memcpy(b + o, "10.0.0.1", 8);
+	o += 8;
+	o += put_name(b + o, "xff2");
+	b[o++] = SPOP_T_STR;
+	b[o++] = 0;
+	o += put_name(b + o, "xff3");
+	b[o++] = SPOP_T_NULL;
+	o += put_name(b + o, "xff9"); /* not ours: ignored like any unknown argument */
+	b[o++] = SPOP_T_INT32;
+	b[o++] = 1;
+	memset(&m, 0, sizeof(m));
+	m.name = (spop_slice){(const uint8_t *)"kos-auth", 8};
+	m.nargs = 4;
+	m.args = (spop_slice){b, o};
+	memset(&in, 0, sizeof(in));
+	assert_int_equal(handler_read_msg(&m, &in), 0);
+	assert_int_equal(in.xff[0].len, 8);
+	assert_memory_equal(in.xff[0].p, "10.0.0.1", 8);
+	assert_non_null(in.xff[1].p); /* empty: present, skipped by the walk */
+	assert_int_equal(in.xff[1].len, 0);
+	assert_null(in.xff[2].p);
+
+	/* an integer, or the same entry twice, is outside the contract */
+	o = 0;
+	o += put_name(b + o, "xff1");
+	b[o++] = SPOP_T_INT32;
+	b[o++] = 1;
+	m.nargs = 1;
+	m.args = (spop_slice){b, o};
+	memset(&in, 0, sizeof(in));
+	assert_int_equal(handler_read_msg(&m, &in), -1);
+	o = 0;
+	for (int i = 0; i < 2; i++) {
+		o += put_name(b + o, "xff4");
+		b[o++] = SPOP_T_STR;
+		b[o++] = 1;
+		b[o++] = '1';
+	}
+	m.nargs = 2;
+	m.args = (spop_slice){b, o};
+	memset(&in, 0, sizeof(in));
+	assert_int_equal(handler_read_msg(&m, &in), -1);
+	assert_true(in.bad_msg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -629,6 +778,9 @@ int main(void)
 		cmocka_unit_test(test_ack_full),
 		cmocka_unit_test(test_bearer),
 		cmocka_unit_test(test_read_msg),
+		cmocka_unit_test(test_read_msg_xff),
+		cmocka_unit_test(test_trusted_proxies),
+		cmocka_unit_test(test_disable_impersonation),
 	};
 
 	/* rejections are logged: keep them out of the test output */
