@@ -546,7 +546,7 @@ static void unlink_fetch(fetch **list, fetch *f)
 }
 
 /* The unverified exp of a JWT body, to know how long to keep it (the verifier checks the real one at every
- * use); 0 when there is none to read. */
+ * use); 0 when there is none to read. Whitespace around it is skipped, as the verifier does. */
 static int64_t body_exp(const uint8_t *p, size_t len)
 {
 	jwt_token t;
@@ -554,6 +554,12 @@ static int64_t body_exp(const uint8_t *p, size_t len)
 	const cJSON *exp;
 	int64_t v = 0;
 
+	while (len > 0 && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
+		p++;
+		len--;
+	}
+	while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t' || p[len - 1] == '\r' || p[len - 1] == '\n'))
+		len--;
 	if (jwt_parse(p, len, DISTCLAIMS_MAX_BODY, &t) != 0)
 		return 0;
 	if (jwt_json_parse(t.payload, t.payload_len, &doc) == 0) {
@@ -569,12 +575,20 @@ static int64_t body_exp(const uint8_t *p, size_t len)
 static void log_fetch(const fetch *f, const char *why)
 {
 	log_line l;
-	const char *q = strchr(f->url, '?');
+	const char *host = f->url + 8; /* after "https://" (distclaims_get fetches nothing else) */
+	size_t hlen = strcspn(host, "/?#"), plen;
+	const char *at = memchr(host, '@', hlen);
+	char shown[DISTCLAIMS_URL_MAX + 16];
 
+	if (at != NULL) { /* user info: never logged */
+		hlen -= (size_t)(at + 1 - host);
+		host = at + 1;
+	}
+	plen = strcspn(host + hlen, "?#"); /* the query and fragment may carry secrets of the source: not logged */
+	snprintf(shown, sizeof(shown), "https://%.*s", (int)(hlen + plen), host);
 	log_begin(&l, LOG_LEVEL_WARN, "distclaims");
 	log_str(&l, "msg", "distributed claims fetch failed");
-	/* the URL without its query, which may carry secrets of the source */
-	log_strn(&l, "endpoint", (const uint8_t *)f->url, q != NULL ? (size_t)(q - f->url) : strlen(f->url));
+	log_str(&l, "endpoint", shown);
 	log_str(&l, "error", why);
 	log_end(&l);
 }

@@ -205,6 +205,22 @@ def test_unreachable_source(stack):
             "distributed claims: source unreachable")
 
 
+def test_fetch_failure_log_keeps_secrets_out(stack):
+    """The failure is logged with the endpoint, but not its user info or query, and never the access token."""
+    port = kostest.free_port()
+    url = f"https://usr:pw-s3cret@127.0.0.1:{port}/claims/gone?code=q-s3cret"
+    refused(stack, distributed_token(stack, url, access_token="at-s3cret"),
+            f'"endpoint":"https://127.0.0.1:{port}/claims/gone"')
+    assert "s3cret" not in stack.agent.log()
+
+
+def test_answer_with_a_trailing_newline(stack):
+    _, url = source(stack, claims_jwt(stack, groups=["nl"]) + "\n")
+    st, ident, body = call(stack, distributed_token(stack, url))
+    assert st == 200, body
+    assert ident["groups"] == [PREFIX[stack.mode] + "nl", "system:authenticated"]
+
+
 def test_source_connection_reset(stack):
     _, url = source(stack, mode="down")
     refused(stack, distributed_token(stack, url), "distributed claims: source unreachable")
