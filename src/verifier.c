@@ -4,8 +4,10 @@
  * Order on a miss: size cap, parse, alg allow-list, the unverified iss (the API server routes a JWT by it before
  * any signature work: another issuer's token costs no verification and never a refresh), key lookup (unknown
  * kid → refresh request), signature (against each key the kid names that fits the alg; every key fitting the alg
- * when there is no kid), and only then the claims are read. A cache hit is SHA-256 of the token, one shard
- * lookup, and a check that the key which verified the token is still in the JWKS.
+ * when there is no kid), and only then the claims are read: iss, aud, exp, nbf, then — when the mapped groups
+ * claim is distributed (distclaims.h) — the claims source's answer, verified as a JWT and added to the claims,
+ * then the mapping. A cache hit is SHA-256 of the token, one shard lookup, and a check that the key which
+ * verified the token is still in the JWKS.
  */
 #include "verifier.h"
 

@@ -1,7 +1,8 @@
 /*
  * verifier.h — the identity core's one entry point: raw bearer token in, Kubernetes identity or reason out.
  *
- * Owns: the OIDC provider (discovery + JWKS, see oidc.h), the claim-mapping configuration and the token cache.
+ * Owns: the OIDC provider (discovery + JWKS, see oidc.h), the claim-mapping configuration and the token cache;
+ * borrows the distributed-claims fetcher (verifier_config.claims), which must outlive it.
  * Thread-safe: any number of worker threads call verifier_verify() at once. A cache hit allocates nothing and
  * parses nothing, but it does take two short mutexes: the provider's keys_mu, to take a reference on the current
  * key set (oidc_provider_keys), and one cache shard's mutex for the lookup (cache_get); the rest is atomic
