@@ -58,7 +58,8 @@ typedef struct held {
 	handler_input in;      /* src, imp, sv; auth unused; xk points into tok[] after the token */
 	handler_sink sink;
 	handler_done_fn done;
-	uint64_t gen;          /* key-set attempts seen when the token was last judged */
+	uint64_t gen;          /* key-set attempts and claims fetches seen when the token was last judged */
+	int why;               /* the verdict it waits on: VERIFY_E_UNKNOWN_KID or VERIFY_E_PENDING */
 	int64_t deadline_ms;   /* monotonic */
 	int64_t t0_ns;         /* first verification started (latency metric covers the wait) */
 	size_t tlen;
@@ -130,6 +131,8 @@ int handler_create(const handler_config *cfg, handler **out)
 	}
 	h->holding = true;
 	h->cfg.vops.set_listener(h->cfg.vops.ctx, on_keys_attempt, h);
+	if (h->cfg.claims != NULL)
+		distclaims_set_listener(h->cfg.claims, on_keys_attempt, h);
 	*out = h;
 	return 0;
 fail:
@@ -150,6 +153,8 @@ void handler_stop(handler *h)
 	pthread_mutex_unlock(&h->hold_mu);
 	/* without hold_mu: the verifier holds its listener lock while calling on_keys_attempt, which takes it */
 	h->cfg.vops.set_listener(h->cfg.vops.ctx, NULL, NULL);
+	if (h->cfg.claims != NULL)
+		distclaims_set_listener(h->cfg.claims, NULL, NULL);
 	pthread_join(h->th, NULL);
 }
 
@@ -662,7 +667,7 @@ static int passthrough(handler *h, const handler_input *in, const uint8_t *tok, 
  * returns HANDLER_HELD. t0: when the first verification of this request started (monotonic ns). done != NULL:
  * a token that is not ours may go to the TokenReview (PT_PENDING, done(sink->ud) later). */
 static int judge(handler *h, const handler_input *in, const uint8_t *tok, size_t tlen, int64_t now,
-		 const handler_sink *k, int64_t t0, int64_t hold_ms, handler_done_fn done)
+		 const handler_sink *k, int64_t t0, int64_t hold_ms, handler_done_fn done, int *held_why)
 {
 	const identity *id = NULL;
 	const char *detail = NULL;
@@ -684,8 +689,23 @@ static int judge(handler *h, const handler_input *in, const uint8_t *tok, size_t
 	if (rc != VERIFY_OK && done != NULL && h->cfg.reviewer != NULL && pt_candidate(h, rc, tok, tlen))
 		return passthrough(h, in, tok, tlen, k, t0, done);
 	if (rc == VERIFY_E_UNKNOWN_KID && hold_ms > 0 && tlen <= h->cfg.max_token_bytes &&
-	    h->cfg.vops.refresh_soon(h->cfg.vops.ctx, (unsigned)hold_ms))
+	    h->cfg.vops.refresh_soon(h->cfg.vops.ctx, (unsigned)hold_ms)) {
+		*held_why = rc;
 		return HANDLER_HELD;
+	}
+	if (rc == VERIFY_E_PENDING) {
+		/* the claims source's answer is on its way: wait for it while time is left, never answer without it */
+		if (hold_ms > 0 && tlen <= h->cfg.max_token_bytes) {
+			*held_why = rc;
+			return HANDLER_HELD;
+		}
+		distclaims_count_refusal(h->cfg.claims, DISTCLAIMS_R_TIMEOUT);
+		id = NULL;
+		detail = "distributed claims: the claims source did not answer in time";
+		status = HANDLER_UNAUTHENTICATED;
+		why = HR_V_CLAIMS;
+		goto out;
+	}
 	if (rc != VERIFY_OK) {
 		id = NULL;
 		why = (rc <= VERIFY_E_MALFORMED && rc >= VERIFY_E_IDENTITY) ? (enum handler_reason)(HR_V_MALFORMED - 1 - rc)
@@ -778,13 +798,13 @@ int handler_process(handler *h, const handler_input *in, int64_t now, const hand
 {
 	size_t off = 0, tlen = 0;
 	handler_input local;
-	int status;
+	int status, held_why;
 
 	in = client_addr(h, in, &local);
 
 	if (!front(h, in, k, &off, &tlen, &status))
 		return status;
-	return judge(h, in, in->auth + off, tlen, now, k, mono_ns(), 0, NULL);
+	return judge(h, in, in->auth + off, tlen, now, k, mono_ns(), 0, NULL, &held_why);
 }
 
 /* ---- held requests ------------------------------------------------------------------------------------------ */
@@ -828,22 +848,29 @@ static held *hold_pass(handler *h, held *list, uint64_t gen, bool stop)
 		list = r->next;
 		r->next = NULL;
 		if (stop) {
-			held_finish(h, r, HANDLER_UNAVAILABLE, HR_SHUTDOWN, "held for an unknown key id at shutdown");
+			held_finish(h, r, HANDLER_UNAVAILABLE, HR_SHUTDOWN, r->why == VERIFY_E_PENDING
+				    ? "held for distributed claims at shutdown" : "held for an unknown key id at shutdown");
 			continue;
 		}
 		if (r->gen != gen) {
 			r->gen = gen;
 			/* the whole verdict again (never a shortcut to allow); holding on only while time is left */
 			if (judge(h, &r->in, r->tok, r->tlen, (int64_t)time(NULL), &r->sink, r->t0_ns,
-				  left > 0 ? left : 0, NULL) != HANDLER_HELD) {
+				  left > 0 ? left : 0, NULL, &r->why) != HANDLER_HELD) {
 				atomic_fetch_sub(&h->nheld, 1);
 				r->done(r->sink.ud);
 				free(r);
 				continue;
 			}
 		} else if (left <= 0) {
-			held_finish(h, r, HANDLER_UNAUTHENTICATED, HR_V_UNKNOWN_KID,
-				    "unknown key id (still unknown when the wait for a JWKS refresh ended)");
+			if (r->why == VERIFY_E_PENDING) {
+				distclaims_count_refusal(h->cfg.claims, DISTCLAIMS_R_TIMEOUT);
+				held_finish(h, r, HANDLER_UNAUTHENTICATED, HR_V_CLAIMS,
+					    "distributed claims: the claims source did not answer in time");
+			} else {
+				held_finish(h, r, HANDLER_UNAUTHENTICATED, HR_V_UNKNOWN_KID,
+					    "unknown key id (still unknown when the wait for a JWKS refresh ended)");
+			}
 			continue;
 		}
 		*kt = r;
@@ -908,7 +935,7 @@ int handler_submit(handler *h, const handler_input *in, int64_t now, const handl
 	handler_input local;
 	uint64_t gen;
 	held *r;
-	int rc;
+	int rc, held_why = VERIFY_E_UNKNOWN_KID;
 
 	in = client_addr(h, in, &local);
 
@@ -917,15 +944,18 @@ int handler_submit(handler *h, const handler_input *in, int64_t now, const handl
 	/* read before verifying: an attempt that ends after this makes the holding thread judge the token again */
 	gen = atomic_load(&h->gen);
 	rc = judge(h, in, in->auth + off, tlen, now, k, t0, h->holding ? (int64_t)h->cfg.unknown_kid_wait_ms : 0,
-		   done);
+		   done, &held_why);
 	if (rc == PT_PENDING)
 		return HANDLER_HELD;
 	if (rc != HANDLER_HELD)
 		return rc;
 	r = malloc(sizeof(*r) + tlen + in->xk_len);
 	if (r == NULL)
-		return conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_UNKNOWN_KID, "unknown key id (cannot wait)",
-				NULL, NULL, mono_ns() - t0);
+		return held_why == VERIFY_E_PENDING
+		       ? conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_CLAIMS, "distributed claims: cannot wait for "
+				  "the claims source", NULL, NULL, mono_ns() - t0)
+		       : conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_UNKNOWN_KID, "unknown key id (cannot wait)",
+				  NULL, NULL, mono_ns() - t0);
 	r->next = NULL;
 	r->in = *in;
 	r->in.auth = NULL;
@@ -933,6 +963,7 @@ int handler_submit(handler *h, const handler_input *in, int64_t now, const handl
 	r->sink = *k;
 	r->done = done;
 	r->gen = gen;
+	r->why = held_why;
 	r->deadline_ms = t0 / 1000000 + h->cfg.unknown_kid_wait_ms;
 	r->t0_ns = t0;
 	r->tlen = tlen;
@@ -950,6 +981,9 @@ int handler_submit(handler *h, const handler_input *in, int64_t now, const handl
 		free(r);
 		if (stopping)
 			return conclude(h, in, k, HANDLER_UNAVAILABLE, HR_SHUTDOWN, NULL, NULL, NULL, mono_ns() - t0);
+		if (held_why == VERIFY_E_PENDING)
+			return conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_CLAIMS, "distributed claims: too many "
+					"requests already waiting", NULL, NULL, mono_ns() - t0);
 		return conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_UNKNOWN_KID,
 				"unknown key id (too many requests already waiting for the JWKS refresh)", NULL, NULL,
 				mono_ns() - t0);

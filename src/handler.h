@@ -17,6 +17,12 @@
  * At most max_held requests wait at once; beyond that the answer is 401 "unknown key id" at once. The waiting
  * happens on one handler thread (started only when holding is enabled); worker threads never block.
  *
+ * Distributed groups: a token whose groups claim comes from a claims source (VERIFY_E_PENDING: the fetch is
+ * under way, distclaims.h) is held the same way, on the same list and within the same unknown_kid_wait_ms,
+ * and judged again — the whole verification — whenever a fetch ends (cfg.claims' listener). Still pending at
+ * the deadline, or when holding is off or full: 401 "invalid claims" with the detail saying the claims source
+ * did not answer in time. Never forwarded without its groups.
+ *
  * Token passthrough (cfg.reviewer set, --token-passthrough): a token the verifier refuses is sent to the API
  * server's TokenReview (tokenreview.h) when it is not an OIDC token of ours — not a JWT at all, a JWT without
  * a string iss, or a JWT whose unverified iss vops.foreign() says is none of our issuers — and the refusal is
@@ -141,6 +147,8 @@ typedef struct handler_config {
 	unsigned max_held;            /* requests held at once; 0 = HANDLER_DEFAULT_MAX_HELD */
 	size_t max_token_bytes;       /* longest token a held request copies; 0 = 16384 (longer: no hold) */
 	tokenreview *reviewer;        /* --token-passthrough; NULL = off. Borrowed; stop it after handler_stop() */
+	distclaims *claims;           /* the verifiers' distributed-claims fetcher, or NULL. Borrowed; the handler is
+				       * its listener while holding (destroy it after handler_stop()) */
 	bool disable_impersonation;   /* --disable-impersonation: a verified token is answered with status 5 */
 	const caddr_list *trusted;    /* --trusted-proxies, borrowed; NULL or empty = the client is HAProxy's peer */
 } handler_config;

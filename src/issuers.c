@@ -91,6 +91,18 @@ static void set_free(iset *s)
 	free(s);
 }
 
+/* verifier_config.claims_peer for the set's authenticators: the one whose issuer URL is iss, or NULL. Called
+ * while verifying, when the set is complete and held by the request. */
+static verifier *set_peer(void *ud, const char *iss)
+{
+	iset *s = ud;
+
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(verifier_issuer(s->v[i]), iss) == 0)
+			return s->v[i];
+	return NULL;
+}
+
 static int set_build(issuers *h, iset **out, char *err, size_t errlen)
 {
 	char e[768] = "";
@@ -141,6 +153,8 @@ static int set_build(issuers *h, iset **out, char *err, size_t errlen)
 		vc.nrequired_claims = 0;
 		vc.authn = is;
 		vc.no_cache = true;
+		vc.claims_peer = set_peer;
+		vc.claims_peer_ud = s;
 		if (verifier_create(&vc, &s->v[i], e, sizeof(e)) != 0) {
 			seterr(err, errlen, "--authentication-config %s: jwt[%zu] (%s): %s", h->path, i, is->url, e);
 			goto fail;

@@ -39,6 +39,7 @@ typedef struct app {
 	metrics *m;
 	handler *h;
 	tokenreview *rv; /* --token-passthrough */
+	distclaims *dc;  /* distributed groups' fetcher (NULL when requests cannot be held) */
 	spoa_server *srv;
 	httpd *http;
 	cfgwatch *watch;       /* --authentication-config's content, polled by sa_timer */
@@ -146,6 +147,11 @@ static int r_metrics(void *ud, char **body, size_t *len)
 		return -1;
 	/* the issuer-labelled families and the shared cache (the handler renders none of them here) */
 	if (the_app != NULL && the_app->is != NULL && issuers_metrics(the_app->is, body, len) != 0) {
+		free(*body);
+		*body = NULL;
+		return -1;
+	}
+	if (the_app != NULL && the_app->dc != NULL && distclaims_metrics(the_app->dc, body, len) != 0) {
 		free(*body);
 		*body = NULL;
 		return -1;
@@ -302,6 +308,22 @@ static int start(app *a)
 
 	explain_verifier_config(&a->cfg, &vc);
 	vc.oidc.log = oidc_log;
+	if (a->cfg.unknown_kid_wait_ms > 0) {
+		distclaims_config dcc;
+
+		/* distributed groups are fetched while the request is held (handler.h): the fetch ends before the
+		 * hold does, so a slow source is reported as such, and both end well before HAProxy's SPOE timeout */
+		memset(&dcc, 0, sizeof(dcc));
+		dcc.timeout_ms = a->cfg.unknown_kid_wait_ms * 4 / 5 ? a->cfg.unknown_kid_wait_ms * 4 / 5 : 1;
+		if (distclaims_create(&dcc, &a->dc, err, sizeof(err)) != 0) {
+			log_begin(&l, LOG_LEVEL_ERROR, "start");
+			log_str(&l, "msg", "cannot start the distributed-claims fetcher");
+			log_str(&l, "error", err);
+			log_end(&l);
+			return -1;
+		}
+		vc.claims = a->dc;
+	}
 	if (a->cfg.authn_config != NULL) {
 		/* the watch records the content before the first load: a change in between is then seen as one */
 		if (cfgwatch_create(a->cfg.authn_config, &a->watch) != 0) {
@@ -362,6 +384,7 @@ static int start(app *a)
 	hc.nextras = a->cfg.nextra_headers;
 	hc.unknown_kid_wait_ms = a->cfg.unknown_kid_wait_ms;
 	hc.max_token_bytes = a->cfg.max_token_bytes;
+	hc.claims = a->dc;
 	hc.disable_impersonation = a->cfg.disable_impersonation;
 	hc.trusted = &a->cfg.trusted;
 	if (a->cfg.token_passthrough) {
@@ -465,6 +488,7 @@ static void finish(app *a)
 	if (a->v != NULL)
 		verifier_destroy(a->v);
 	issuers_destroy(a->is);
+	distclaims_destroy(a->dc); /* after every verifier that borrowed it */
 	cfgwatch_destroy(a->watch);
 	config_free(&a->cfg);
 }

@@ -427,6 +427,31 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 	return atomic_load(&r->p->stopping) ? 1 : 0;
 }
 
+void oidc_https_setup(void *easy, const char *url, const char *ca_file, const char *ca_pem, size_t ca_pem_len,
+		      unsigned timeout_ms, size_t max)
+{
+	CURL *c = easy;
+
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	if (ca_pem != NULL) {
+		/* libcurl copies a blob unless told not to; the caller keeps ca_pem alive for the transfer */
+		struct curl_blob blob = {(void *)ca_pem, ca_pem_len ? ca_pem_len : strlen(ca_pem), CURL_BLOB_NOCOPY};
+
+		curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+	} else if (ca_file != NULL) {
+		curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
+	}
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+	curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "kube-oidc-spoa");
+}
+
 /* GET url into r (body capped at max). 0 on a 200 answer, -1 with the reason in err otherwise. */
 static int http_get(oidc_provider *p, const char *url, size_t max, struct http_resp *r, char *err, size_t errlen)
 {
@@ -437,25 +462,11 @@ static int http_get(oidc_provider *p, const char *url, size_t max, struct http_r
 
 	CURL *c = p->curl;
 	curl_easy_reset(c);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+	oidc_https_setup(c, url, p->ca_file, p->ca_pem, p->ca_pem_len, p->timeout_ms, max);
+	/* discovery and JWKS follow redirects (go-oidc's client does), to https only */
 	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
 	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 3L);
-	if (p->ca_pem != NULL) {
-		struct curl_blob blob = {p->ca_pem, p->ca_pem_len, CURL_BLOB_NOCOPY};
-
-		curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
-	} else if (p->ca_file != NULL) {
-		curl_easy_setopt(c, CURLOPT_CAINFO, p->ca_file);
-	}
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)p->timeout_ms);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)p->timeout_ms);
-	curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "kube-oidc-spoa");
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);

@@ -4,8 +4,10 @@
  * Order on a miss: size cap, parse, alg allow-list, the unverified iss (the API server routes a JWT by it before
  * any signature work: another issuer's token costs no verification and never a refresh), key lookup (unknown
  * kid → refresh request), signature (against each key the kid names that fits the alg; every key fitting the alg
- * when there is no kid), and only then the claims are read. A cache hit is SHA-256 of the token, one shard
- * lookup, and a check that the key which verified the token is still in the JWKS.
+ * when there is no kid), and only then the claims are read: iss, aud, exp, nbf, then — when the mapped groups
+ * claim is distributed (distclaims.h) — the claims source's answer, verified as a JWT and added to the claims,
+ * then the mapping. A cache hit is SHA-256 of the token, one shard lookup, and a check that the key which
+ * verified the token is still in the JWKS.
  */
 #include "verifier.h"
 
@@ -18,6 +20,7 @@
 
 #include "cache.h"
 #include "claims.h"
+#include "distclaims.h"
 #include "jwt.h"
 #include "negcache.h"
 
@@ -30,6 +33,12 @@ struct verifier {
 	mapping *map;                 /* AuthenticationConfiguration mappings and rules; NULL on the flags path */
 	bool allow_reserved;
 	bool credential_id;           /* --credential-id-extra */
+	char *dist_claim;             /* the groups claim resolved from distributed claims; NULL = none */
+	distclaims *dc;               /* borrowed fetcher; NULL = distributed groups refused */
+	verifier *(*claims_peer)(void *ud, const char *iss); /* another configured issuer's verifier, or NULL */
+	void *claims_peer_ud;
+	char *ca_file, *ca_pem;       /* the issuer's CA, for fetching claims sources as for its JWKS */
+	size_t ca_pem_len;
 	unsigned algs;
 	size_t max_token;
 	cache *cache;
@@ -62,6 +71,7 @@ const char *verifier_reason(int result)
 	case VERIFY_E_RESERVED: return "reserved identity refused";
 	case VERIFY_E_INTERNAL: return "internal error";
 	case VERIFY_E_IDENTITY: return "identity cannot be forwarded unchanged";
+	case VERIFY_E_PENDING: return "distributed claims being fetched";
 	}
 	return "internal error";
 }
@@ -98,6 +108,9 @@ static void verifier_free(verifier *v)
 	free(v->username_prefix);
 	free(v->groups_claim);
 	free(v->groups_prefix);
+	free(v->dist_claim);
+	free(v->ca_file);
+	free(v->ca_pem);
 	for (size_t i = 0; i < VERIFIER_MAX_REQUIRED_CLAIMS; i++) {
 		free(v->req_keys[i]);
 		free(v->req_values[i]);
@@ -156,6 +169,26 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 		FAIL("out of memory");
 	v->allow_reserved = cfg->allow_reserved;
 	v->credential_id = cfg->credential_id;
+	{
+		/* the API server resolves distributed claims for the groups claim mapped by name only */
+		const char *dc = cfg->authn != NULL ? cfg->authn->groups.claim : cfg->groups_claim;
+
+		v->dist_claim = dup_or_null(dc != NULL && *dc ? dc : NULL, &nomem);
+	}
+	v->dc = cfg->claims;
+	v->claims_peer = cfg->claims_peer;
+	v->claims_peer_ud = cfg->claims_peer_ud;
+	v->ca_file = dup_or_null(cfg->oidc.ca_pem == NULL ? cfg->oidc.ca_file : NULL, &nomem);
+	if (cfg->oidc.ca_pem != NULL) {
+		v->ca_pem_len = cfg->oidc.ca_pem_len ? cfg->oidc.ca_pem_len : strlen(cfg->oidc.ca_pem);
+		v->ca_pem = malloc(v->ca_pem_len + 1);
+		if (v->ca_pem == NULL)
+			FAIL("out of memory");
+		memcpy(v->ca_pem, cfg->oidc.ca_pem, v->ca_pem_len);
+		v->ca_pem[v->ca_pem_len] = '\0';
+	}
+	if (nomem)
+		FAIL("out of memory");
 	if (cfg->authn != NULL) {
 		v->auds = calloc(cfg->authn->naudiences, sizeof(*v->auds));
 		if (v->auds == NULL)
@@ -390,19 +423,262 @@ static bool within_budget(unsigned *spent, const jwks_key *k)
 	return true;
 }
 
+/* The signature check of a parsed token whose iss is this issuer: key lookup (an unknown kid asks for a JWKS
+ * refresh), then each key the kid names (every key fitting the alg without a kid) within the work budget.
+ * VERIFY_OK with *key set, or the refusal with *detail. what: "" for the token, or a prefix for trace lines. */
+static int check_signature(verifier *v, jwks_keyset *ks, const jwt_token *t, const jwks_key **key,
+			   const char **detail, const mapping_trace *tr, const char *what)
+{
+	size_t tried = 0;
+	unsigned spent = 0;
+	bool has_kid = t->kid != NULL && t->kid_len > 0, capped = false;
+	int jrc;
+
+	*key = NULL;
+	if (has_kid) {
+		const jwks_key *k = NULL;
+
+		jrc = jwks_find(ks, t->kid, t->kid_len, t->alg, &k);
+		if (jrc == JWKS_E_NO_KID) {
+			request_refresh(v);
+			*detail = "unknown key id (JWKS refresh requested)";
+			mapping_tracef(tr, "%skey: FAIL (kid not in the issuer's JWKS, %zu keys)", what, jwks_keyset_count(ks));
+			return VERIFY_E_UNKNOWN_KID;
+		}
+		if (jrc) {
+			*detail = "key id names a key of another type or algorithm";
+			mapping_tracef(tr, "%skey: FAIL (%s)", what, *detail);
+			return VERIFY_E_SIGNATURE;
+		}
+		/* a kid published on several keys: each is tried, as go-oidc does, within the work budget */
+		do {
+			if (!within_budget(&spent, k)) {
+				capped = true;
+				break;
+			}
+			tried++;
+			jrc = jwt_verify(t, k);
+			if (!jrc)
+				*key = k;
+		} while (jrc && jwks_find_next(ks, k, t->alg, &k) == 0);
+	} else {
+		/* no kid (or an empty one, which go-oidc treats the same): any key fitting the alg may have signed it */
+		size_t n = jwks_keyset_count(ks);
+
+		jrc = JWT_E_SIGNATURE;
+		for (size_t i = 0; i < n && jrc; i++) {
+			const jwks_key *k = jwks_keyset_key(ks, i);
+
+			if (!jwks_key_fits(k, t->alg))
+				continue;
+			if (!within_budget(&spent, k)) {
+				capped = true;
+				break;
+			}
+			tried++;
+			jrc = jwt_verify(t, k);
+			if (!jrc)
+				*key = k;
+		}
+		if (!tried) {
+			*detail = "no key for the token's algorithm";
+			mapping_tracef(tr, "%skey: FAIL (%s)", what, *detail);
+			return VERIFY_E_SIGNATURE;
+		}
+	}
+	if (jrc && capped) {
+		atomic_fetch_add_explicit(&v->work_refusals, 1, memory_order_relaxed);
+		*detail = has_kid ? "too much verification work: the keys with this kid exceed the per-token cap"
+				  : "too much verification work: no kid, and the keys fitting its alg exceed the per-token cap";
+		mapping_tracef(tr, "%ssignature: FAIL (%s; %zu key%s tried, %u of %u work units spent)", what, *detail,
+			       tried, tried == 1 ? "" : "s", spent, VERIFIER_MAX_WORK);
+		return VERIFY_E_SIGNATURE;
+	}
+	if (jrc) {
+		*detail = jwt_strerror(jrc);
+		mapping_tracef(tr, "%ssignature: FAIL (%s; %zu key%s %s tried)", what, *detail, tried,
+			       tried == 1 ? "" : "s", has_kid ? "with this kid" : "fitting the algorithm");
+		return from_jwt(jrc);
+	}
+	mapping_tracef(tr, "%skey: %s found in the JWKS (%zu tried); signature: ok", what,
+		       has_kid ? "kid" : "a key fitting the algorithm", tried);
+	return VERIFY_OK;
+}
+
+/* A refusal because of distributed claims: counted by reason, traced, detail formatted (thread-local). */
+static int dist_refuse(verifier *v, enum distclaims_refusal r, const char **detail, const mapping_trace *tr,
+		       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int dist_refuse(verifier *v, enum distclaims_refusal r, const char **detail, const mapping_trace *tr,
+		       const char *fmt, ...)
+{
+	static _Thread_local char d[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(d, sizeof(d), fmt, ap);
+	va_end(ap);
+	*detail = d;
+	distclaims_count_refusal(v->dc, r);
+	mapping_tracef(tr, "%s: FAIL", d);
+	return VERIFY_E_CLAIMS;
+}
+
+/*
+ * Distributed groups, as the API server's claimResolver: when the token lacks the groups claim and its
+ * _claim_names point that claim at a source with an endpoint, the source's answer — a JWT of this issuer or
+ * another configured one (claims_peer), verified like an ID token (alg allow-list, signature with its issuer's
+ * keys, iss, this authenticator's audiences, exp, nbf) — gives
+ * the claim's value, which is added to payload so that the mapping (prefix, rules, CEL) sees it as the
+ * token's own. VERIFY_OK (payload unchanged when there is nothing to resolve; *claim_exp = the claim JWT's
+ * exp when it was resolved), VERIFY_E_PENDING (the fetch is under way), or a refusal: VERIFY_E_CLAIMS with
+ * *detail "distributed claims: …"; *transient is set when the refusal came from the source (its answer may
+ * change: never remembered for the token).
+ */
+static int resolve_distributed(verifier *v, jwks_keyset *ks, cJSON *payload, int64_t now, int64_t *claim_exp,
+			       bool *transient, const char **detail, const mapping_trace *tr)
+{
+	distclaims_ref ref;
+	distclaims_src src;
+	jwt_token t;
+	const jwks_key *key;
+	verifier *peer = v;
+	jwks_keyset *pks = ks;
+	cJSON *cp = NULL, *val;
+	uint8_t *body = NULL;
+	size_t blen = 0, a = 0;
+	const char *why = NULL, *sd = NULL;
+	const char *const *auds = v->map != NULL ? (const char *const *)v->auds : (const char *const *)&v->client_id;
+	size_t nauds = v->map != NULL ? v->nauds : 1;
+	bool parsed = false;
+	int64_t exp;
+	int rc, r;
+
+	r = distclaims_find(payload, v->dist_claim, &ref, &sd);
+	if (r == DISTCLAIMS_NONE)
+		return VERIFY_OK;
+	if (r < 0)
+		return dist_refuse(v, DISTCLAIMS_R_REFERENCE, detail, tr, "%s", sd);
+	if (v->dc == NULL)
+		return dist_refuse(v, DISTCLAIMS_R_DISABLED, detail, tr, "distributed claims: \"%s\" is distributed, and "
+				   "fetching claims sources is not enabled (--unknown-kid-wait-ms 0)", v->dist_claim);
+	src.url = ref.endpoint;
+	src.access_token = ref.access_token;
+	src.ca_file = v->ca_file;
+	src.ca_pem = v->ca_pem;
+	src.ca_pem_len = v->ca_pem_len;
+	r = distclaims_get(v->dc, &src, &body, &blen, &why);
+	if (r == DISTCLAIMS_PENDING) {
+		*detail = "distributed claims: waiting for the claims source";
+		mapping_tracef(tr, "distributed claims: \"%s\" fetch under way", v->dist_claim);
+		return VERIFY_E_PENDING;
+	}
+	*transient = true;
+	if (r != DISTCLAIMS_READY)
+		return dist_refuse(v, DISTCLAIMS_R_FETCH, detail, tr, "%s", why);
+	/* go-jose strips whitespace around a compact JWS; a body ending in a newline is common */
+	while (a < blen && (body[a] == ' ' || body[a] == '\t' || body[a] == '\r' || body[a] == '\n'))
+		a++;
+	while (blen > a && (body[blen - 1] == ' ' || body[blen - 1] == '\t' || body[blen - 1] == '\r' ||
+			    body[blen - 1] == '\n'))
+		blen--;
+	rc = jwt_parse(body + a, blen - a, DISTCLAIMS_MAX_BODY, &t);
+	if (rc) {
+		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: the source's answer is not a JWT "
+				 "(%s)", jwt_strerror(rc));
+		goto out;
+	}
+	parsed = true;
+	if (!(v->algs & JWT_ALG_BIT(t.alg))) {
+		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: the claims JWT's algorithm %s is "
+				 "not allowed", jwt_alg_name(t.alg));
+		goto out;
+	}
+	if (jwt_json_parse(t.payload, t.payload_len, &cp) != 0) {
+		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: the claims JWT's payload is not "
+				 "a strict JSON object");
+		goto out;
+	}
+	/* The API server would run discovery for whatever issuer the claim JWT names; here it must be a configured
+	 * one (this authenticator's, or another of the same file), verified with that issuer's keys. */
+	val = cJSON_GetObjectItemCaseSensitive(cp, "iss");
+	if (cJSON_IsString(val) && strcmp(val->valuestring, v->issuer) != 0)
+		peer = v->claims_peer != NULL ? v->claims_peer(v->claims_peer_ud, val->valuestring) : NULL;
+	if (!cJSON_IsString(val) || peer == NULL) {
+		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: the claims JWT's iss is none of "
+				 "the configured issuers");
+		goto out;
+	}
+	if (peer != v && (pks = current_keys(peer)) == NULL) {
+		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: the keys of the claims JWT's "
+				 "issuer %s are not loaded", peer->issuer);
+		goto out;
+	}
+	rc = check_signature(peer, pks, &t, &key, &sd, tr, "distributed claims JWT ");
+	if (rc) {
+		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: claims JWT: %s", sd);
+		goto out;
+	}
+	/* its own issuer, this authenticator's audiences (the API server's claimResolver keeps them) */
+	rc = claims_check_std(peer->issuer, auds, nauds, cp, now, &exp, &sd);
+	if (rc) {
+		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: claims JWT: %s", sd);
+		goto out;
+	}
+	val = cJSON_GetObjectItemCaseSensitive(cp, v->dist_claim);
+	if (val == NULL) {
+		rc = dist_refuse(v, DISTCLAIMS_R_CLAIM_ABSENT, detail, tr, "distributed claims: the claims JWT has no "
+				 "\"%.100s\" claim", v->dist_claim);
+		goto out;
+	}
+	/* the token lacked the claim (distclaims_find), so this adds it rather than shadowing one */
+	cJSON_DetachItemViaPointer(cp, val);
+	cJSON_AddItemToObject(payload, v->dist_claim, val);
+	*claim_exp = exp;
+	*transient = false;
+	mapping_tracef(tr, "distributed claims: \"%s\" resolved from its source (claims JWT verified)", v->dist_claim);
+	rc = VERIFY_OK;
+out:
+	if (pks != ks)
+		jwks_keyset_release(pks);
+	if (parsed)
+		jwt_token_free(&t);
+	cJSON_Delete(cp);
+	free(body);
+	return rc;
+}
+
+/* An identity that must not outlive exp (a distributed claim's JWT expiring before the token): rebuilt with
+ * that exp. VERIFY_OK, or VERIFY_E_INTERNAL with *id released. */
+static int cap_exp(identity **id, int64_t exp)
+{
+	identity *nid;
+
+	if ((*id)->exp <= exp)
+		return VERIFY_OK;
+	nid = identity_build((*id)->user, (*id)->uid, (const char *const *)(*id)->groups, (*id)->ngroups,
+			     (*id)->extra, (*id)->nextra, exp, (*id)->key_fp);
+	identity_release(*id);
+	*id = nid;
+	return nid != NULL ? VERIFY_OK : VERIFY_E_INTERNAL;
+}
+
+/* Whether the token might need its groups from distributed claims: cheap, before any std-claims work. */
+static bool maybe_distributed(const verifier *v, const cJSON *payload)
+{
+	return v->dist_claim != NULL && cJSON_GetObjectItemCaseSensitive(payload, "_claim_names") != NULL &&
+	       cJSON_GetObjectItemCaseSensitive(payload, v->dist_claim) == NULL;
+}
+
 static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_t len, int64_t now,
-		       identity **out, const char **detail, const mapping_trace *tr)
+		       identity **out, const char **detail, const mapping_trace *tr, bool *transient)
 {
 	jwt_token t;
 	const jwks_key *key = NULL;
 	cJSON *payload = NULL;
 	const cJSON *iss;
 	char kidbuf[72];
-	size_t tried = 0;
-	unsigned spent = 0;
-	bool has_kid, capped = false;
 	int rc, jrc;
-	int64_t exp;
+	int64_t exp, claim_exp = INT64_MAX;
 
 	jrc = jwt_parse(token, len, v->max_token, &t);
 	if (jrc) {
@@ -410,7 +686,6 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 		mapping_tracef(tr, "token: FAIL (%s)", *detail);
 		return from_jwt(jrc);
 	}
-	has_kid = t.kid != NULL && t.kid_len > 0;
 	mapping_tracef(tr, "header: alg=%s kid=%s%s%s", jwt_alg_name(t.alg), t.kid ? "\"" : "(none)",
 	       t.kid ? shown_kid(&t, kidbuf, sizeof(kidbuf)) : "", t.kid ? "\"" : "");
 	if (!(v->algs & JWT_ALG_BIT(t.alg))) {
@@ -434,79 +709,23 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 		mapping_tracef(tr, "issuer: FAIL (the token's iss is not %s; no key tried)", v->issuer);
 		goto out;
 	}
-	if (has_kid) {
-		const jwks_key *k = NULL;
-
-		jrc = jwks_find(ks, t.kid, t.kid_len, t.alg, &k);
-		if (jrc == JWKS_E_NO_KID) {
-			request_refresh(v);
-			rc = VERIFY_E_UNKNOWN_KID;
-			*detail = "unknown key id (JWKS refresh requested)";
-			mapping_tracef(tr, "key: FAIL (kid not in the issuer's JWKS, %zu keys)", jwks_keyset_count(ks));
-			goto out;
-		}
-		if (jrc) {
-			rc = VERIFY_E_SIGNATURE;
-			*detail = "key id names a key of another type or algorithm";
-			mapping_tracef(tr, "key: FAIL (%s)", *detail);
-			goto out;
-		}
-		/* a kid published on several keys: each is tried, as go-oidc does, within the work budget */
-		do {
-			if (!within_budget(&spent, k)) {
-				capped = true;
-				break;
-			}
-			tried++;
-			jrc = jwt_verify(&t, k);
-			if (!jrc)
-				key = k;
-		} while (jrc && jwks_find_next(ks, k, t.alg, &k) == 0);
-	} else {
-		/* no kid (or an empty one, which go-oidc treats the same): any key fitting the alg may have signed it */
-		size_t n = jwks_keyset_count(ks);
-
-		jrc = JWT_E_SIGNATURE;
-		for (size_t i = 0; i < n && jrc; i++) {
-			const jwks_key *k = jwks_keyset_key(ks, i);
-
-			if (!jwks_key_fits(k, t.alg))
-				continue;
-			if (!within_budget(&spent, k)) {
-				capped = true;
-				break;
-			}
-			tried++;
-			jrc = jwt_verify(&t, k);
-			if (!jrc)
-				key = k;
-		}
-		if (!tried) {
-			rc = VERIFY_E_SIGNATURE;
-			*detail = "no key for the token's algorithm";
-			mapping_tracef(tr, "key: FAIL (%s)", *detail);
-			goto out;
-		}
-	}
-	if (jrc && capped) {
-		atomic_fetch_add_explicit(&v->work_refusals, 1, memory_order_relaxed);
-		rc = VERIFY_E_SIGNATURE;
-		*detail = has_kid ? "too much verification work: the keys with this kid exceed the per-token cap"
-				  : "too much verification work: no kid, and the keys fitting its alg exceed the per-token cap";
-		mapping_tracef(tr, "signature: FAIL (%s; %zu key%s tried, %u of %u work units spent)", *detail, tried,
-			       tried == 1 ? "" : "s", spent, VERIFIER_MAX_WORK);
+	rc = check_signature(v, ks, &t, &key, detail, tr, "");
+	if (rc)
 		goto out;
-	}
-	if (jrc) {
-		rc = from_jwt(jrc);
-		*detail = jwt_strerror(jrc);
-		mapping_tracef(tr, "signature: FAIL (%s; %zu key%s %s tried)", *detail, tried, tried == 1 ? "" : "s",
-			       has_kid ? "with this kid" : "fitting the algorithm");
-		goto out;
-	}
-	mapping_tracef(tr, "key: %s found in the JWKS (%zu tried); signature: ok",
-		       has_kid ? "kid" : "a key fitting the algorithm", tried);
 	if (v->map == NULL) {
+		/* the API server checks iss, aud, exp and nbf before it resolves distributed claims: an expired
+		 * token never makes a fetch */
+		if (maybe_distributed(v, payload)) {
+			rc = claims_check_std(v->issuer, (const char *const *)&v->client_id, 1, payload, now, &exp, detail);
+			if (rc) {
+				mapping_tracef(tr, "claims: FAIL (%s)", *detail);
+				rc = from_claims(rc);
+				goto out;
+			}
+			rc = resolve_distributed(v, ks, payload, now, &claim_exp, transient, detail, tr);
+			if (rc)
+				goto out;
+		}
 		rc = claims_map(&v->rules, payload, now, key->fp, out, detail);
 		if (rc) {
 			mapping_tracef(tr, "claims: FAIL (%s)", *detail);
@@ -523,11 +742,18 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 		goto out;
 	}
 	mapping_tracef(tr, "standard claims (iss, aud MatchAny, exp, nbf): ok");
+	if (maybe_distributed(v, payload)) {
+		rc = resolve_distributed(v, ks, payload, now, &claim_exp, transient, detail, tr);
+		if (rc)
+			goto out;
+	}
 	rc = mapping_apply(v->map, payload, exp, key->fp, v->allow_reserved, out, detail, tr);
 	if (rc)
 		rc = rc == MAPPING_E_RESERVED ? VERIFY_E_RESERVED : rc == MAPPING_E_IDENTITY ? VERIFY_E_IDENTITY
 		     : rc == MAPPING_E_CLAIM ? VERIFY_E_CLAIMS : VERIFY_E_INTERNAL;
 out:
+	if (rc == VERIFY_OK && *out != NULL && claim_exp != INT64_MAX)
+		rc = cap_exp(out, claim_exp); /* never cached beyond the claim JWT's exp */
 	if (rc == VERIFY_OK && v->credential_id && *out != NULL) {
 		rc = add_credential_id(out, payload, detail);
 		if (rc == VERIFY_OK)
@@ -556,12 +782,13 @@ static int judge(verifier *v, jwks_keyset *ks, const uint8_t *token, size_t len,
 		 identity **out, const char **detail, const mapping_trace *tr)
 {
 	uint64_t serial = jwks_keyset_serial(ks);
+	bool transient = false;
 	int rc;
 
 	if (key != NULL && (rc = negcache_get(v->neg, key, serial, now, detail)) != 0)
 		return rc;
-	rc = verify_full(v, ks, token, len, now, out, detail, tr);
-	if (key != NULL && rc != VERIFY_OK && remember_refusal(rc))
+	rc = verify_full(v, ks, token, len, now, out, detail, tr, &transient);
+	if (key != NULL && rc != VERIFY_OK && !transient && remember_refusal(rc))
 		negcache_put(v->neg, key, serial, now, rc, *detail);
 	return rc;
 }

@@ -1,7 +1,8 @@
 /*
  * verifier.h — the identity core's one entry point: raw bearer token in, Kubernetes identity or reason out.
  *
- * Owns: the OIDC provider (discovery + JWKS, see oidc.h), the claim-mapping configuration and the token cache.
+ * Owns: the OIDC provider (discovery + JWKS, see oidc.h), the claim-mapping configuration and the token cache;
+ * borrows the distributed-claims fetcher (verifier_config.claims), which must outlive it.
  * Thread-safe: any number of worker threads call verifier_verify() at once. A cache hit allocates nothing and
  * parses nothing, but it does take two short mutexes: the provider's keys_mu, to take a reference on the current
  * key set (oidc_provider_keys), and one cache shard's mutex for the lookup (cache_get); the rest is atomic
@@ -16,6 +17,7 @@
 #include <stdint.h>
 
 #include "authcfg.h"
+#include "distclaims.h"
 #include "identity.h"
 #include "mapping.h"
 #include "oidc.h"
@@ -58,6 +60,17 @@ typedef struct verifier_config {
 	const authcfg_issuer *authn;
 	bool no_cache;                  /* no token cache of its own: the caller (issuers.h) caches and uses
 					 * verifier_verify_uncached(); verifier_verify() then never caches either */
+	/* Distributed groups (distclaims.h): the fetcher, borrowed, outliving the verifier. Used for the groups
+	 * claim mapped by name (groups_claim, or authn's claimMappings.groups.claim; never an expression) when a
+	 * token lacks it and its _claim_names point it at a source with an endpoint, as the API server does.
+	 * NULL = such a token is refused (VERIFY_E_CLAIMS, "distributed claims: ... not enabled"). */
+	distclaims *claims;
+	/* A claims source may answer with a JWT of another issuer; the API server then verifies it as a token of
+	 * that issuer (its keys) for this authenticator's audiences. claims_peer(ud, iss) gives the verifier of
+	 * the configured issuer whose URL is iss, or NULL (issuers.h sets it for the file's authenticators, which
+	 * all live as long as this one). NULL hook: only this verifier's own issuer. */
+	struct verifier *(*claims_peer)(void *ud, const char *iss);
+	void *claims_peer_ud;
 } verifier_config;
 
 /* Why a token was refused. The strings (verifier_reason()) are short, stable, safe to log and to show in a 401
@@ -82,6 +95,10 @@ enum verifier_result {
 	VERIFY_E_IDENTITY = -14,     /* "identity cannot be forwarded unchanged": a user, uid, group or extra value
 				      * that an HTTP header line cannot carry as it is (identity_check); detail names
 				      * the field */
+	VERIFY_E_PENDING = -15,      /* "distributed claims being fetched": the token's groups come from a claims
+				      * source whose answer is not there yet; the fetch is under way (distclaims.h)
+				      * and its end is reported to the fetcher's listener (distclaims_set_listener), so the caller holds the
+				      * request and judges the token again then. Never cached, never remembered */
 };
 const char *verifier_reason(int result);
 

@@ -33,6 +33,11 @@ HTTP endpoints (one port):
                          the counts); huge_bytes_sent counts what the last huge body wrote before the client hung
                          up (socket buffers included), so a test can see the transfer was cut short
     GET  /_test/kids     {"current":[…],"old":[…],"unknown":[…]}
+    GET  <prefix>/claims/<name>  a distributed-claims source (OpenID Connect Core 5.6.2) set up with
+                         set_claim_source(name, body, status=200, mode="ok", delay_ms=0) (module use only):
+                         answers body (str, e.g. a JWT from mint()) with status; mode "down" resets the connection,
+                         "slow" answers after delay_ms, "redirect" sends a 302 to another source, "huge" answers
+                         a 70 KB body. Every request is recorded with its Authorization header: claim_requests(name)
 
 Modes, and the paths they hit by default (target overrides):
     down        connection reset, no answer (discovery + keys)
@@ -241,6 +246,8 @@ class TestIssuer:
         self.chunked = False
         self.counts = {}
         self.huge_sent = 0  # bytes of the last "huge" body the client accepted before it hung up
+        self.claim_sources = {}  # name -> {"body", "status", "mode", "delay_ms"}
+        self.claim_log = []  # (name, Authorization header or None), in arrival order
         self.ca_pem, self.srv_pem, self.srv_key = ensure_tls(self.state_dir)
         self._load_keys()
         self.set_mode(mode)
@@ -388,6 +395,20 @@ class TestIssuer:
         with self.lock:
             self.counts[path] = self.counts.get(path, 0) + 1
 
+    def set_claim_source(self, name, body="", status=200, mode="ok", delay_ms=0):
+        """Serves <issuer>/claims/<name> (see the module doc); returns its URL."""
+        if mode not in ("ok", "down", "slow", "redirect", "huge"):
+            raise ValueError(f"unknown claim source mode {mode!r}")
+        with self.lock:
+            self.claim_sources[name] = {"body": body, "status": int(status), "mode": mode,
+                                        "delay_ms": int(delay_ms)}
+        return self.issuer + "/claims/" + name
+
+    def claim_requests(self, name=None):
+        """[(name, Authorization header or None)] of the claims sources' requests so far (of name only if given)."""
+        with self.lock:
+            return [r for r in self.claim_log if name is None or r[0] == name]
+
     def mint(self, claims=None, **kw):
         """Returns a compact JWS (str); keywords as for mint_ex()."""
         return self.mint_ex(claims, **kw)[0]
@@ -514,6 +535,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise ValueError("body must be a JSON object")
         return v
 
+    def _claim_source(self, name):
+        iss = self.server.issuer
+        with iss.lock:
+            iss.claim_log.append((name, self.headers.get("Authorization")))
+            src = iss.claim_sources.get(name)
+        if src is None:
+            return self._send(404, {"error": "no such claims source"})
+        if src["mode"] == "down":
+            return self._reset()
+        if src["mode"] == "slow":
+            time.sleep(src["delay_ms"] / 1000.0)
+        if src["mode"] == "redirect":
+            return self._send(302, {"redirect": True}, extra={"Location": iss.issuer + "/claims/" + name + "-moved"})
+        if src["mode"] == "huge":
+            return self._send(200, "x" * (70 * 1024), ctype="application/jwt")
+        return self._send(src["status"], src["body"], ctype="application/jwt")
+
     def do_HEAD(self):
         self.do_GET()
 
@@ -525,6 +563,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path == "/_test/kids":
             return self._send(200, iss.kids())
         pfx = iss.path_prefix
+        if path.startswith(pfx + "/claims/"):
+            return self._claim_source(path[len(pfx + "/claims/"):])
         if path == pfx + DISCOVERY_PATH:
             what = "discovery"
         elif path == pfx + KEYS_PATH:

@@ -1,7 +1,8 @@
 /*
  * test_handler_hold.c — requests held for an unknown kid (handler_submit): a fake verifier whose key set "rotates"
  * when the test says so, and a fake provider signal (the listener the handler registers, called by the test as
- * the provider thread would after a JWKS attempt). Every case names the verdict it expects.
+ * the provider thread would after a JWKS attempt, or the distributed-claims fetcher after a fetch). Every case
+ * names the verdict it expects.
  *
  * Waits here are bounds (a broken handler fails after them), never timing assertions: holds that must end by a
  * verdict use a 60 s deadline, so an answer within the 10 s bound can only come from the verdict path.
@@ -129,6 +130,7 @@ static unsigned done_count(void)
 
 static atomic_bool g_rotated;      /* the new key is in the key set */
 static atomic_bool g_soon;         /* a download is in flight or may start within the wait */
+static atomic_bool g_fetched;      /* the distributed-claims fetch has ended */
 static atomic_uint g_verifies;     /* verify calls (to know a re-judgement happened) */
 static atomic_uint g_soon_asks;
 static atomic_uint g_bad_asks;
@@ -177,6 +179,14 @@ static int fake_verify(void *ctx, const uint8_t *tok, size_t len, int64_t now, c
 	}
 	if (strncmp(t, "newkid", 6) == 0 || strcmp(t, "randomkid") == 0)
 		return VERIFY_E_UNKNOWN_KID;
+	if (strcmp(t, "distgroups") == 0 && g_fetched) {
+		static const char *const fetched[] = {"from-source"};
+
+		*id = identity_build("dana", NULL, fetched, 1, NULL, 0, now + 60, 1);
+		return VERIFY_OK;
+	}
+	if (strncmp(t, "distgroups", 10) == 0)
+		return VERIFY_E_PENDING;
 	return VERIFY_E_SIGNATURE;
 }
 
@@ -212,6 +222,7 @@ static fx *fx_new(unsigned wait_ms, unsigned max_held)
 	fx *f;
 
 	atomic_store(&g_rotated, false);
+	atomic_store(&g_fetched, false);
 	atomic_store(&g_soon, true);
 	atomic_store(&g_verifies, 0);
 	atomic_store(&g_soon_asks, 0);
@@ -401,6 +412,48 @@ static void test_deadline(void **state)
 	fx_free(f);
 }
 
+/* Distributed groups being fetched (VERIFY_E_PENDING) are held whether or not a JWKS download may come, and
+ * judged again when the fetch's end is signalled (the fetcher calls the same listener): allowed with the groups. */
+static void test_distributed_groups_fetched(void **state)
+{
+	fx *f = fx_new(LONG_WAIT_MS, 0);
+	slot r;
+
+	(void)state;
+	atomic_store(&g_soon, false);
+	assert_int_equal(submit(f, "Bearer distgroups", false, &r), HANDLER_HELD);
+	assert_int_equal(r.nvars, 0);
+	assert_int_equal(atomic_load(&g_soon_asks), 0); /* not an unknown kid: no JWKS question */
+	atomic_store(&g_fetched, true);
+	provider_signal();
+	wait_done(1);
+	assert_int_equal(r.status, HANDLER_ALLOW);
+	assert_string_equal(r.user, "dana");
+	assert_int_equal(metrics_count(f->m, METRICS_ALLOW, HR_OK), 1);
+	fx_free(f);
+}
+
+/* Still pending at the deadline: 401 "invalid claims" (the source did not answer in time), never an allow
+ * without the groups; with holding off, the same 401 at once. */
+static void test_distributed_groups_deadline_and_no_hold(void **state)
+{
+	fx *f = fx_new(30, 0);
+	slot r;
+
+	(void)state;
+	assert_int_equal(submit(f, "Bearer distgroups-late", false, &r), HANDLER_HELD);
+	wait_done(1);
+	assert_int_equal(r.status, HANDLER_UNAUTHENTICATED);
+	assert_string_equal(r.reason, "invalid claims");
+	assert_false(r.has_sa);
+	assert_int_equal(metrics_count(f->m, METRICS_UNAUTHENTICATED, HR_V_CLAIMS), 1);
+	fx_free(f);
+	f = fx_new(0, 0);
+	assert_int_equal(submit(f, "Bearer distgroups-late", false, &r), HANDLER_UNAUTHENTICATED);
+	assert_string_equal(r.reason, "invalid claims");
+	fx_free(f);
+}
+
 /* An attempt ended without the key and none can come in time (rate limit): 401 at that signal, not at the
  * 60 s deadline. */
 static void test_attempt_without_key_then_none(void **state)
@@ -544,6 +597,8 @@ int main(void)
 		cmocka_unit_test(test_disabled),
 		cmocka_unit_test(test_only_unknown_kid),
 		cmocka_unit_test(test_deadline),
+		cmocka_unit_test(test_distributed_groups_fetched),
+		cmocka_unit_test(test_distributed_groups_deadline_and_no_hold),
 		cmocka_unit_test(test_attempt_without_key_then_none),
 		cmocka_unit_test(test_attempt_without_key_keeps_waiting),
 		cmocka_unit_test(test_signal_before_hold),
