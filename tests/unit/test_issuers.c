@@ -318,6 +318,11 @@ static void test_reload_keeps_old_set_on_error(void **state)
 	write_file(f->path, a_and_c);
 	err[0] = 0;
 	assert_int_equal(issuers_reload(f->is, err, sizeof(err)), 0);
+	/* valid: pending until issuers_tick() swaps it in — at once here, since no issuer of the old set has keys */
+	assert_true(issuers_pending(f->is));
+	assert_int_equal(verify_payload(f->is, "{\"iss\":\"https://b.example\"}", &detail), VERIFY_E_NOT_READY);
+	assert_int_equal(issuers_tick(f->is, NULL), 1);
+	assert_false(issuers_pending(f->is));
 	assert_int_equal(issuers_count(f->is), 2);
 	assert_int_equal(verify_payload(f->is, "{\"iss\":\"https://a.example\"}", &detail), VERIFY_E_NOT_READY);
 	assert_int_equal(verify_payload(f->is, "{\"iss\":\"https://b.example\"}", &detail), VERIFY_E_ISSUER);
@@ -332,6 +337,7 @@ static void test_reload_keeps_old_set_on_error(void **state)
 	assert_int_equal(issuers_count(f->is), 2);
 	write_file(f->path, three_issuers);
 	assert_int_equal(issuers_reload(f->is, err, sizeof(err)), 0);
+	assert_int_equal(issuers_tick(f->is, NULL), 1);
 	assert_int_equal(issuers_count(f->is), 3);
 	assert_int_equal(verify_payload(f->is, "{\"iss\":\"https://b.example\"}", &detail), VERIFY_E_NOT_READY);
 	assert_int_equal(verify_payload(f->is, "{\"iss\":\"https://c.example/tenant\"}", &detail),
