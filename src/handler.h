@@ -30,6 +30,17 @@
  * audience mismatch, over the review rate → 401; API server unreachable, timeout, bad answer, queue full → 503
  * (status 4). Never forwarded without an authenticated review. handler_process() (synchronous) never passes
  * through: it gives the ordinary refusal.
+ *
+ * Client impersonation (cfg.authorizer set, --allow-client-impersonation): once the token is valid (401 still
+ * wins), impersonation headers are no longer status 2: the client's header lines (argument imh, HAProxy's
+ * req.hdrs_bin) are read by imp_parse() (impersonate.h; refused shapes → status 9, 400 with msg), then every
+ * item gets a SubjectAccessReview for the authenticated identity through the authorizer (cached, single
+ * flight, off the workers; the request is held like a TokenReview). All allowed → status 0 with the
+ * impersonated identity (user, uid, groups, extras as asked) plus the extras originaluser.jetstack.io-user /
+ * -groups / -uid recording who acted, and imp = 1 (HAProxy's defence-in-depth 403 for impersonation headers
+ * lets exactly these through). The first item in the API server's order that is not allowed → status 8 (403)
+ * with the API server's wording in msg; a review that fails (unreachable, timeout, bad answer, queue full,
+ * rate) → status 4. Nothing is forwarded unless every review said allowed.
  */
 #ifndef KOS_HANDLER_H
 #define KOS_HANDLER_H
@@ -56,6 +67,8 @@ enum handler_status {
 	HANDLER_PASSTHROUGH = 5, /* forward with the client's own Authorization, no impersonation */
 	HANDLER_TOO_MANY_VALUES = 6, /* an extra key has more values than HAProxy has lines for (403) */
 	HANDLER_NO_SLOT = 7,     /* an extra key HAProxy has no Impersonate-Extra slot for (500) */
+	HANDLER_IMP_DENIED = 8,  /* --allow-client-impersonation: not allowed by a SubjectAccessReview (403, msg) */
+	HANDLER_IMP_BAD = 9,     /* --allow-client-impersonation: impersonation headers refused as such (400, msg) */
 };
 
 /* Impersonate-Extra slots HAProxy can declare (KOS_EXTRA_1…, conf/CONTRACT.md) and value lines per slot. */
@@ -97,6 +110,9 @@ enum handler_reason {
 	HR_TR_BUSY,            /* "token review queue full" */
 	HR_TR_UNAVAILABLE,     /* "token review unavailable" */
 	HR_TR_RESPONSE,        /* "token review: malformed answer" */
+	HR_IMP_DENIED,         /* "impersonation not allowed" (status 8) */
+	HR_IMP_BAD,            /* "impersonation request refused" (status 9) */
+	HR_IMP_UNAVAILABLE,    /* "impersonation authorizer unavailable" (status 4) */
 	HR_OTHER,
 	HR_COUNT,
 };
@@ -132,6 +148,9 @@ typedef struct handler_config {
 	unsigned max_held;            /* requests held at once; 0 = HANDLER_DEFAULT_MAX_HELD */
 	size_t max_token_bytes;       /* longest token a held request copies; 0 = 16384 (longer: no hold) */
 	tokenreview *reviewer;        /* --token-passthrough; NULL = off. Borrowed; stop it after handler_stop() */
+	tokenreview *authorizer;      /* --allow-client-impersonation: a SubjectAccessReview reviewer (cfg.sar);
+				       * NULL = off (impersonation headers are status 2, as without the flag).
+				       * Borrowed; stop it after handler_stop() */
 } handler_config;
 
 #define HANDLER_DEFAULT_MAX_HELD 1024
@@ -170,6 +189,10 @@ typedef struct handler_input {
 	const uint8_t *xk;   /* xk: HAProxy's extra slots "<key1>|<key2>|…" (KOS_EXTRA_1…, percent-encoded as in
 			      * the header name, empty = no slot); NULL when absent */
 	size_t xk_len;
+	bool have_imh;       /* the message had the imh argument (conf/ of contract v2.1 or later) */
+	const uint8_t *imh;  /* imh: req.hdrs_bin when impersonation headers came and the block fits
+			      * IMP_MAX_HEADERS_BYTES; NULL otherwise */
+	size_t imh_len;
 } handler_input;
 
 typedef struct handler_sink {
