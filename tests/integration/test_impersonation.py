@@ -2,6 +2,7 @@
 shipped conf/, authorized by SubjectAccessReviews at the stand-in API server (a small RBAC-like policy), forwarded
 as asked with the original user recorded in originaluser.jetstack.io-* extras; every refused shape answered with
 the API server's wording and nothing forwarded; an authorizer that fails closes; the switch off keeps today's 403."""
+import concurrent.futures
 import json
 
 import pytest
@@ -44,6 +45,16 @@ def stack(make_stack):
 def off(make_stack):
     """The same product and conf/ without the switch."""
     return make_stack(agent_args=["--oidc-groups-claim", "groups", "--oidc-username-prefix", "oidc:"], env=ORIG)
+
+
+@pytest.fixture(scope="module")
+def cached(make_stack):
+    """The switch on with the default cache (10 s), and the original user's groups in two slots (16 lines)."""
+    env = dict(ORIG, KOS_EXTRA_5="originaluser.jetstack.io-groups")
+    s = make_stack(agent_args=["--oidc-groups-claim", "groups", "--oidc-username-prefix", "oidc:"],
+                   before_agent=lambda st: args(st)[:-2], env=env)
+    s.api_config(sar_policy=POLICY)
+    return s
 
 
 def alice(stack, groups=("dev", "ops")):
@@ -209,3 +220,40 @@ def test_switch_off_is_todays_403(off):
     st, body = get(off, alice(off), [("Impersonate-User", "oidc:carol"), ("Impersonate-Group", "support")])
     assert (st, body) == (403, DISABLED)
     assert off.api_requests() == []
+
+
+def test_verdicts_cached_and_single_flight(cached):
+    """Allow and deny are both reused (10 s), and concurrent requests asking the same share one review."""
+    cached.api_reset()
+    tok = alice(cached)
+    for _ in range(3):
+        assert get(cached, tok, [("Impersonate-User", "oidc:carol")])[0] == 200
+        assert get(cached, tok, [("Impersonate-User", "oidc:mallory")])[0] == 403
+    assert sorted(r["sar_spec"]["resourceAttributes"]["name"] for r in sars(cached)) == ["oidc:carol", "oidc:mallory"]
+    # other groups are another question (the review names them): asked again
+    assert get(cached, alice(cached, groups=["qa"]), [("Impersonate-User", "oidc:carol")])[0] == 200
+    assert len(sars(cached)) == 3
+    cached.api_reset()
+    cached.api_config(sar_delay=0.3)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            res = list(ex.map(lambda _: get(cached, tok, [("Impersonate-User", "oidc:carol"),
+                                                          ("Impersonate-Group", "support")])[0], range(8)))
+    finally:
+        cached.api_config(sar_delay=0)
+    assert res == [200] * 8
+    assert len(sars(cached)) == 1  # "users carol" came from the cache, "groups support" was asked once for all
+
+
+def test_original_groups_fill_two_slots_then_refused(cached):
+    """The original groups travel as originaluser.jetstack.io-groups lines, one per group: a key may have several
+    HAProxy slots (here 2 x 8 lines); past them the request is refused (403), never forwarded with a cut list."""
+    cached.api_reset()
+    groups = [f"g{i:02d}" for i in range(16)]
+    st, _ = get(cached, alice(cached, groups=groups[:15] + ["breakglass"]), [("Impersonate-User", "oidc:root")])
+    assert st == 200
+    assert forwarded(cached)[-1]["identity"]["extra"]["originaluser.jetstack.io-groups"] == groups[:15] + ["breakglass"]
+    cached.api_reset()
+    st, body = get(cached, alice(cached, groups=groups + ["breakglass"]), [("Impersonate-User", "oidc:root")])
+    assert st == 403 and "at most 8 per key" in body["message"]
+    assert forwarded(cached) == []

@@ -39,7 +39,8 @@ Control endpoints (tests call them directly, not through the proxy):
                               {"username": u, "groups": [...], "audiences": [...]}}, "review_delay": seconds,
                               "review_status": HTTP status to answer TokenReviews with (0 = normal),
                               "sar_policy": [rule, ...], "sar_status": HTTP status for SubjectAccessReviews
-                              (0 = normal), "sar_reason": status.reason of a denial} (all optional)
+                              (0 = normal), "sar_reason": status.reason of a denial, "sar_delay": seconds before
+                              answering a SubjectAccessReview} (all optional)
 
 Run:  apiserver.py [--port 0] [--dir DIR] (--token-file FILE | --token TOKEN ...) [--watch-gaps 0.2,3]
                    [--review-token TOKEN=USER[:GROUP,GROUP...]] ...
@@ -189,6 +190,7 @@ class State:
         self.sar_policy = []
         self.sar_status = 0
         self.sar_reason = ""
+        self.sar_delay = 0.0
 
     def accepted_tokens(self):
         with self.lock:
@@ -377,8 +379,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def subject_access_review(self, st, body):
         with st.lock:
-            policy, code, reason = list(st.sar_policy), st.sar_status, st.sar_reason
+            policy, code, reason, delay = list(st.sar_policy), st.sar_status, st.sar_reason, st.sar_delay
         self._rec["sar"] = True
+        if delay:
+            time.sleep(delay)
         if code:
             return self.send_json(code, status(code, "InternalError", "stand-in failure"))
         try:
@@ -668,6 +672,8 @@ class Handler(BaseHTTPRequestHandler):
                     st.sar_policy = [dict(r) for r in cfg["sar_policy"]]
                 if "sar_status" in cfg:
                     st.sar_status = int(cfg["sar_status"])
+                if "sar_delay" in cfg:
+                    st.sar_delay = float(cfg["sar_delay"])
                 if "sar_reason" in cfg:
                     st.sar_reason = str(cfg["sar_reason"])
             return self.send_json(200, {"ok": True})
