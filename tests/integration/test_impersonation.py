@@ -25,6 +25,7 @@ POLICY = [
      "names": ["read"]},
     {"subject": "oidc:alice", "resource": "serviceaccounts", "namespace": "ci", "names": ["deployer"]},
     {"subject": "group:breakglass", "resource": "users", "names": ["*"]},
+    {"subject": "group:bulk", "resource": "groups", "names": ["*"]},
 ]
 
 
@@ -200,6 +201,18 @@ def test_401_wins_and_authorizer_failure_fails_closed(stack):
     st, _ = get(stack, alice(stack))
     assert st == 200 and sars(stack) == []
     assert header_values(forwarded(stack)[-1]["headers"], "Impersonate-User") == ["oidc:alice"]
+
+
+def test_large_group_list_forwarded_whole(stack):
+    """20 groups of 1000 bytes (~21 KB of header lines, under the 24576 bytes HAProxy sends): every line is
+    reviewed and forwarded, in order."""
+    stack.api_reset()
+    groups = [f"team-{i:02d}-" + "y" * 992 for i in range(20)]
+    st, _ = get(stack, alice(stack, groups=["bulk", "breakglass"]),
+                [("Impersonate-User", "oidc:root")] + [("Impersonate-Group", g) for g in groups])
+    assert st == 200
+    assert header_values(forwarded(stack)[-1]["headers"], "Impersonate-Group") == groups
+    assert len(sars(stack)) == 21
 
 
 def test_oversized_header_block_is_400_not_a_cut_list(stack):
