@@ -16,7 +16,10 @@ import kostest
 
 ROOT = kostest.ROOT
 DEPLOY = os.path.join(ROOT, "deploy")
-KUSTOMIZATIONS = ["base", "overlays/example", "overlays/client-ip", "overlays/token-passthrough", "ingress-controller"]
+KUSTOMIZATIONS = ["base", "overlays/example", "overlays/client-ip", "overlays/token-passthrough",
+                  "overlays/client-impersonation", "ingress-controller"]
+# --allow-client-impersonation: the extras that record who acted (src/handler.c ORIG_*)
+ORIGINAL_USER_KEYS = ["originaluser.jetstack.io-user", "originaluser.jetstack.io-groups", "originaluser.jetstack.io-uid"]
 AGENT_BIN = next((p for p in (os.environ.get("KOS_AGENT_BIN", ""), os.path.join(ROOT, "build", "kube-oidc-spoa"),
                                  kostest.build_path("kube-oidc-spoa"))
                   if os.path.exists(p)), os.path.join(ROOT, "build", "kube-oidc-spoa"))
@@ -172,6 +175,8 @@ def test_haproxy_has_a_slot_for_every_extra_key(path):
                                                                         "KOS_EXTRA_USER_HEADERS") or "").split(","))]
     if (flag(args, env, "credential-id-extra", "KOS_CREDENTIAL_ID_EXTRA") or "false") == "true":
         keys.append("authentication.kubernetes.io/credential-id")
+    if (flag(args, env, "allow-client-impersonation", "KOS_ALLOW_CLIENT_IMPERSONATION") or "false") == "true":
+        keys += ORIGINAL_USER_KEYS
     henv = haproxy_env(path)
     slots = {henv[f"KOS_EXTRA_{n}"].lower() for n in range(1, 9) if henv.get(f"KOS_EXTRA_{n}")}
     for k in keys:
@@ -204,6 +209,14 @@ def test_clusterrole_is_exactly_what_the_flags_need(path):
         need.add(("authentication.k8s.io", "userextras/authentication.kubernetes.io/credential-id", imp))
     if (flag(args, env, "token-passthrough", "KOS_TOKEN_PASSTHROUGH") or "false") == "true":
         need.add(("authentication.k8s.io", "tokenreviews", "create"))
+    # --allow-client-impersonation: SubjectAccessReviews, and whatever a permitted client may ask for beyond users
+    # and groups (service accounts, uids) plus the extras that record who acted; only with the switch on.
+    if (flag(args, env, "allow-client-impersonation", "KOS_ALLOW_CLIENT_IMPERSONATION") or "false") == "true":
+        need.add(("authorization.k8s.io", "subjectaccessreviews", "create"))
+        need.add(("", "serviceaccounts", imp))
+        need.add(("authentication.k8s.io", "uids", imp))
+        for k in ORIGINAL_USER_KEYS:
+            need.add(("authentication.k8s.io", "userextras/" + k, imp))
     (role,) = find(objs, "ClusterRole")
     have = set()
     for r in role["rules"]:
