@@ -4,6 +4,8 @@ as asked with the original user recorded in originaluser.jetstack.io-* extras; e
 the API server's wording and nothing forwarded; an authorizer that fails closes; the switch off keeps today's 403."""
 import concurrent.futures
 import json
+import time
+import urllib.request
 
 import pytest
 
@@ -52,7 +54,8 @@ def off(make_stack):
 def cached(make_stack):
     """The switch on with the default cache (10 s), and the original user's groups in two slots (16 lines)."""
     env = dict(ORIG, KOS_EXTRA_5="originaluser.jetstack.io-groups")
-    s = make_stack(agent_args=["--oidc-groups-claim", "groups", "--oidc-username-prefix", "oidc:"],
+    s = make_stack(agent_args=["--oidc-groups-claim", "groups", "--oidc-username-prefix", "oidc:",
+                               "--jwks-unknown-kid-interval", "1s"],
                    before_agent=lambda st: args(st)[:-2], env=env)
     s.api_config(sar_policy=POLICY)
     return s
@@ -270,3 +273,28 @@ def test_original_groups_fill_two_slots_then_refused(cached):
     st, body = get(cached, alice(cached, groups=groups + ["breakglass"]), [("Impersonate-User", "oidc:root")])
     assert st == 403 and "at most 8 per key" in body["message"]
     assert forwarded(cached) == []
+
+
+def test_after_a_key_rotation_the_held_request_is_reviewed(cached):
+    """The first token of a just-rotated key is held for the JWKS refresh (as without impersonation); once it
+    verifies, the reviews run from the holding thread and answer the request. Then the reviews' metrics."""
+    def metrics():
+        with urllib.request.urlopen(f"http://127.0.0.1:{cached.probe_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    # precondition, not a speed check: past the agent's 1 s unknown-kid rate limit since its last JWKS download
+    last = [float(ln.split()[1]) for ln in metrics().splitlines()
+            if ln.startswith("kos_jwks_last_success_timestamp_seconds ")][0]
+    for _ in range(100):
+        if time.time() >= last + 2.3:  # +1: the timestamp is in whole seconds
+            break
+        time.sleep(0.05)
+    cached.issuer.rotate(keep_old=False)
+    cached.api_reset()
+    st, _ = get(cached, alice(cached), [("Impersonate-User", "oidc:carol"), ("Impersonate-Group", "a,b")])
+    assert st == 200
+    assert header_values(forwarded(cached)[-1]["headers"], "Impersonate-Group") == ["a,b"]
+    assert [r["sar_spec"]["resourceAttributes"]["name"] for r in sars(cached)] == ["a,b"]  # carol: from the cache
+    m = metrics()
+    assert 'kos_subjectaccessreviews_total{result="allowed"}' in m
+    assert 'kos_requests_total{verdict="impersonation_denied",reason="impersonation not allowed"}' in m
