@@ -680,7 +680,7 @@ typedef struct impreq {
 	handler_input in;      /* src, sv; xk points into xkbuf; auth and imh unused */
 	handler_sink sink;
 	handler_done_fn done;
-	int64_t t0_ns, lat;
+	int64_t t0_ns;
 	const identity *who;   /* the authenticated caller (a reference) */
 	imp_request *rq;
 	_Atomic size_t left;   /* verdicts still to come, plus one while imp_start() is still asking */
