@@ -809,7 +809,7 @@ static void imp_item_done(void *ud, int result, const char *reason)
 static int imp_start(handler *h, const handler_input *in, const identity *id, const handler_sink *k, int64_t t0,
 		     handler_done_fn done)
 {
-	char err[200];
+	char err[1024];
 	imp_request *rq = NULL;
 	impreq *r;
 	size_t n;

@@ -230,9 +230,23 @@ int imp_parse(const uint8_t *p, size_t len, imp_request **out, char *err, size_t
 		goto bad_why;
 	}
 	if (r->user == NULL) {
-		/* the API server: "requested [...] without impersonating a user" */
-		why = "requested impersonation of groups, a uid or extras without impersonating a user";
-		goto bad_why;
+		/* the API server's BadRequest, word for word: Go's %v of the v1.ObjectReference list it built (groups,
+		 * extras, uid; fields Kind Namespace Name UID APIVersion ResourceVersion FieldPath, space-separated) */
+		size_t o = (size_t)snprintf(err, errlen, "requested [");
+
+		for (size_t i = 0; i < r->ngroups; i++)
+			o += (size_t)snprintf(err + (o < errlen ? o : errlen), o < errlen ? errlen - o : 0,
+					      "%s{Group  %s    }", o > 11 ? " " : "", r->groups[i]);
+		for (size_t i = 0; i < r->nextra; i++)
+			o += (size_t)snprintf(err + (o < errlen ? o : errlen), o < errlen ? errlen - o : 0,
+					      "%s{UserExtra  %s  authentication.k8s.io/v1  %s}", o > 11 ? " " : "",
+					      r->extra[i].value, r->extra[i].key);
+		if (r->uid != NULL)
+			o += (size_t)snprintf(err + (o < errlen ? o : errlen), o < errlen ? errlen - o : 0,
+					      "%s{UID  %s  authentication.k8s.io/v1  }", o > 11 ? " " : "", r->uid);
+		snprintf(err + (o < errlen ? o : errlen), o < errlen ? errlen - o : 0,
+			 "] without impersonating a user");
+		goto bad;
 	}
 	{
 		imp_item *it = r->items;
@@ -312,6 +326,8 @@ char *imp_sar_body(const identity *who, const imp_item *it)
 	    cJSON_AddStringToObject(ra, "verb", "impersonate") == NULL ||
 	    cJSON_AddStringToObject(ra, "group", group) == NULL ||
 	    cJSON_AddStringToObject(ra, "resource", res) == NULL ||
+	    /* the filter's attributes carry the reference's API version: v1 for userextras and uids, none else */
+	    (group[0] != '\0' && cJSON_AddStringToObject(ra, "version", "v1") == NULL) ||
 	    (sub != NULL && cJSON_AddStringToObject(ra, "subresource", sub) == NULL) ||
 	    (ns != NULL && cJSON_AddStringToObject(ra, "namespace", ns) == NULL) ||
 	    cJSON_AddStringToObject(ra, "name", it->name) == NULL ||

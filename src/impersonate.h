@@ -11,7 +11,8 @@
  * filter never splits on commas); Impersonate-User names the user (system:serviceaccount:<ns>:<name>, when it
  * parses as one, is a service account); each Impersonate-Group line is a group; Impersonate-Extra-<key> lines
  * are values of the extra <key> (lower-cased, then percent-decoded; left as is when it does not decode);
- * Impersonate-Uid is the uid; groups, uid or extras without a user are refused. Stricter than the API server,
+ * Impersonate-Uid is the uid; groups, uid or extras without a user are refused (400, with the API server's own
+ * message "requested [{Group  dev    }] without impersonating a user"). Stricter than the API server,
  * on purpose, and answered 400: two Impersonate-User or Impersonate-Uid lines (it takes the first), an empty
  * value or one a header cannot carry unchanged, an impersonate-* header it does not know (it ignores them; here
  * HAProxy strips them and the client would not get what it asked for), more than IMP_MAX_ITEMS items.
@@ -58,7 +59,8 @@ enum imp_result {
 };
 
 /* Parses req.hdrs_bin p[0..len) (never read past len). IMP_OK with *out (free with imp_free()), or IMP_E_BAD
- * with one line in err (never header values other than the offending name), or IMP_E_NOMEM. *out written only
+ * with one line in err (cut at errlen; the API server's message for a request without a user names the values,
+ * as its own does), or IMP_E_NOMEM. *out written only
  * on success. A header block with no impersonate-* line at all is IMP_E_BAD too (HAProxy sends it only when
  * one is present). */
 int imp_parse(const uint8_t *p, size_t len, imp_request **out, char *err, size_t errlen);

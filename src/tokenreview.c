@@ -183,6 +183,7 @@ typedef struct waiter {
 
 typedef struct review {
 	struct review *next;
+	struct review *snext;  /* the reviewer thread's list of transfers to start (it is on active already) */
 	uint8_t key[CACHE_KEY_LEN];
 	int64_t deadline_ms;
 	waiter *waiters;
@@ -616,13 +617,19 @@ static void unlink_review(review **list, review *r)
 	}
 }
 
-/* Answers every waiter of r (already off the lists, rv->mu not held) and frees r. */
-static void finish(tokenreview *rv, review *r, int result, const char *user)
+/* Answers every waiter of r and frees r (rv->mu not held). r is off the lists, or — active — still on the active
+ * list: then it leaves it under the same lock that stores the verdict, so a request for the same key finds either
+ * the review (and joins it) or the cached verdict, never neither (which would ask again: not single flight). */
+static void finish(tokenreview *rv, review *r, int result, const char *user, bool active)
 {
 	waiter *w, *next;
 	unsigned n = 0;
 
 	pthread_mutex_lock(&rv->mu);
+	if (active) {
+		unlink_review(&rv->active, r);
+		rv->nactive--;
+	}
 	w = r->waiters;
 	r->waiters = NULL;
 	for (waiter *x = w; x != NULL; x = x->next)
@@ -673,10 +680,6 @@ static void complete(tokenreview *rv, review *r, CURLcode cc)
 	memset(&p, 0, sizeof(p));
 	int result;
 
-	pthread_mutex_lock(&rv->mu);
-	unlink_review(&rv->active, r);
-	rv->nactive--;
-	pthread_mutex_unlock(&rv->mu);
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
 	if (cc != CURLE_OK) {
 		result = TOKENREVIEW_E_UNAVAILABLE;
@@ -705,7 +708,8 @@ static void complete(tokenreview *rv, review *r, CURLcode cc)
 	}
 	count(rv, result);
 	/* TokenReview: the user of an authenticated token; SubjectAccessReview: the reason of a verdict */
-	finish(rv, r, result, result == TOKENREVIEW_OK || (rv->sar && result == TOKENREVIEW_E_DENIED) ? p.user : "");
+	finish(rv, r, result, result == TOKENREVIEW_OK || (rv->sar && result == TOKENREVIEW_E_DENIED) ? p.user : "",
+	       true);
 }
 
 static void *rv_main(void *arg)
@@ -728,10 +732,13 @@ static void *rv_main(void *arg)
 			r->next = expired;
 			expired = r;
 		}
+		/* on the active list at once, so that a request for the same key joins it while its transfer starts */
 		while (!stop && rv->pending != NULL && rv->nactive < rv->max_inflight) {
 			r = rv->pending;
 			rv->pending = r->next;
-			r->next = start;
+			r->next = rv->active;
+			rv->active = r;
+			r->snext = start;
 			start = r;
 			rv->nactive++;
 		}
@@ -744,24 +751,16 @@ static void *rv_main(void *arg)
 			r->next = NULL;
 			if (!stop)
 				count(rv, TOKENREVIEW_E_UNAVAILABLE);
-			finish(rv, r, stop ? TOKENREVIEW_E_SHUTDOWN : TOKENREVIEW_E_UNAVAILABLE, "");
+			finish(rv, r, stop ? TOKENREVIEW_E_SHUTDOWN : TOKENREVIEW_E_UNAVAILABLE, "", false);
 		}
 		for (r = start; r != NULL; r = start) {
-			start = r->next;
-			r->next = NULL;
-			if (start_review(rv, r, now)) {
-				pthread_mutex_lock(&rv->mu);
-				r->next = rv->active;
-				rv->active = r;
-				pthread_mutex_unlock(&rv->mu);
-			} else {
-				pthread_mutex_lock(&rv->mu);
-				rv->nactive--;
-				pthread_mutex_unlock(&rv->mu);
+			start = r->snext;
+			r->snext = NULL;
+			if (!start_review(rv, r, now)) {
 				log_failure("token review could not start", r->sa == NULL ? "service-account token not "
 					    "loaded" : "out of memory or time", 0);
 				count(rv, TOKENREVIEW_E_UNAVAILABLE);
-				finish(rv, r, TOKENREVIEW_E_UNAVAILABLE, "");
+				finish(rv, r, TOKENREVIEW_E_UNAVAILABLE, "", true);
 			}
 		}
 		if (stop) {
@@ -771,7 +770,7 @@ static void *rv_main(void *arg)
 				r->next = NULL;
 				rv->nactive--;
 				pthread_mutex_unlock(&rv->mu);
-				finish(rv, r, TOKENREVIEW_E_SHUTDOWN, "");
+				finish(rv, r, TOKENREVIEW_E_SHUTDOWN, "", false);
 				pthread_mutex_lock(&rv->mu);
 			}
 			pthread_mutex_unlock(&rv->mu);

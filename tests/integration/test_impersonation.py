@@ -149,8 +149,10 @@ def test_service_account_and_extra(stack):
     ([("Impersonate-User", "system:serviceaccount:kube-system:admin")], 403,
      'serviceaccounts "admin" is forbidden: User "oidc:alice" cannot impersonate resource "serviceaccounts" in API '
      'group "" in the namespace "kube-system"'),
-    ([("Impersonate-Group", "support")], 400,
-     "requested impersonation of groups, a uid or extras without impersonating a user"),
+    # the API server's BadRequest, word for word (Go's %v of the references it built)
+    ([("Impersonate-Group", "support"), ("Impersonate-Extra-Scopes", "read"), ("Impersonate-Uid", "u-1")], 400,
+     "requested [{Group  support    } {UserExtra  read  authentication.k8s.io/v1  scopes} "
+     "{UID  u-1  authentication.k8s.io/v1  }] without impersonating a user"),
     ([("Impersonate-User", "oidc:carol"), ("Impersonate-User", "oidc:dave")], 400,
      "more than one Impersonate-User header"),
     ([("Impersonate-User", "oidc:carol"), ("Impersonate-Extra-originaluser.jetstack.io-user", "x")], 400,

@@ -92,7 +92,8 @@ static void test_refused_shapes(void **state)
 		size_t n;
 		const char *err;
 	} t[] = {
-		{L("Impersonate-Group", "dev"), "without impersonating a user"},
+		{L("Impersonate-Group", "dev", "Impersonate-Group", "a,b"),
+		 "requested [{Group  dev    } {Group  a,b    }] without impersonating a user"},
 		{L("Impersonate-Uid", "u"), "without impersonating a user"},
 		{L("Impersonate-Extra-k", "v"), "without impersonating a user"},
 		{L("Impersonate-User", "a", "Impersonate-User", "b"), "more than one Impersonate-User"},
@@ -170,6 +171,7 @@ static void test_sar_body(void **state)
 	assert_string_equal(cJSON_GetObjectItem(ra, "namespace")->valuestring, "ci");
 	assert_string_equal(cJSON_GetObjectItem(ra, "name")->valuestring, "deployer");
 	assert_string_equal(cJSON_GetObjectItem(ra, "group")->valuestring, "");
+	assert_null(cJSON_GetObjectItem(ra, "version"));
 	assert_string_equal(cJSON_GetObjectItem(spec, "user")->valuestring, "alice");
 	assert_string_equal(cJSON_GetObjectItem(spec, "uid")->valuestring, "u-a");
 	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(spec, "groups")), 3);
@@ -184,6 +186,7 @@ static void test_sar_body(void **state)
 	assert_string_equal(cJSON_GetObjectItem(ra, "resource")->valuestring, "userextras");
 	assert_string_equal(cJSON_GetObjectItem(ra, "subresource")->valuestring, "example.com/tenant");
 	assert_string_equal(cJSON_GetObjectItem(ra, "group")->valuestring, "authentication.k8s.io");
+	assert_string_equal(cJSON_GetObjectItem(ra, "version")->valuestring, "v1");
 	assert_null(cJSON_GetObjectItem(ra, "namespace"));
 	cJSON_Delete(d);
 	free(s);
