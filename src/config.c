@@ -154,6 +154,23 @@ static const opt opts[] = {
 	{"token-passthrough-timeout-ms", "KOS_TOKEN_PASSTHROUGH_TIMEOUT_MS", K_UINT, F(tp_timeout_ms), 0, 50, 10000,
 	 "700", "MS", "Time a TokenReview may take, waiting included (then 503). Keep it below HAProxy's SPOE "
 	 "timeout processing (KOS_SPOE_TIMEOUT in conf/, 1s)."},
+	{"allow-client-impersonation", "KOS_ALLOW_CLIENT_IMPERSONATION", K_BOOL, F(allow_client_imp), 0, 0, 0, "false",
+	 NULL, "Honour the client's own Impersonate-User/-Group/-Uid/-Extra-* (kubectl --as, --as-group, --as-uid) "
+	 "when the API server allows it: after the token is verified, one SubjectAccessReview per requested user, "
+	 "group, uid and extra value, verb impersonate, for the authenticated user, at --apiserver-url (as "
+	 "kube-apiserver's own impersonation filter asks its authorizer); all allowed: the impersonated identity is "
+	 "forwarded with the extras originaluser.jetstack.io-user/-groups/-uid recording who acted; else 403 with the "
+	 "API server's message. Off: every impersonation header is a 403. Needs RBAC: create subjectaccessreviews "
+	 "(authorization.k8s.io), impersonate serviceaccounts, uids and those userextras; HAProxy needs slots for the "
+	 "extras (KOS_EXTRA_<n>)."},
+	{"client-impersonation-cache-ttl", "KOS_CLIENT_IMPERSONATION_CACHE_TTL", K_DURATION, F(ci_cache_ttl_s), 0, 0,
+	 10, "10s", "DURATION", "How long a SubjectAccessReview verdict (allowed or not) is reused; 0 = every request "
+	 "asks; at most 10s (1024 entries)."},
+	{"client-impersonation-rate", "KOS_CLIENT_IMPERSONATION_RATE", K_UINT, F(ci_rate), 0, 1, 10000, "100", "N",
+	 "At most N new SubjectAccessReviews per second (burst N); past it the request is a 503."},
+	{"client-impersonation-timeout-ms", "KOS_CLIENT_IMPERSONATION_TIMEOUT_MS", K_UINT, F(ci_timeout_ms), 0, 50,
+	 10000, "700", "MS", "Time a SubjectAccessReview may take, waiting included (then 503). Keep it below "
+	 "HAProxy's SPOE timeout processing (KOS_SPOE_TIMEOUT in conf/, 1s)."},
 	{"credential-id-extra", "KOS_CREDENTIAL_ID_EXTRA", K_BOOL, F(credential_id_extra), 0, 0, 0, "false", NULL,
 	 "Add the extra authentication.kubernetes.io/credential-id = JTI=<jti> for tokens with a jti, as the API "
 	 "server does itself since 1.32. Needs RBAC: impersonate "
@@ -926,6 +943,14 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 		rc = CONFIG_E_USAGE;
 		goto out;
 	}
+	/* the two answer impersonation headers in opposite ways: forwarding an authorized impersonated identity needs
+	 * Impersonate-* and the service-account token, which --disable-impersonation promises never to send */
+	if (c.disable_impersonation && c.allow_client_imp) {
+		seterr(err, errlen, "--disable-impersonation forwards the client's own credential without impersonation: "
+		       "it cannot be combined with --allow-client-impersonation");
+		rc = CONFIG_E_USAGE;
+		goto out;
+	}
 	if (cache_table_bytes(c.cache_entries) > c.cache_max_bytes) {
 		seterr(err, errlen, "--cache-entries %zu needs %zu bytes of table, more than --cache-max-bytes %zu",
 		       c.cache_entries, cache_table_bytes(c.cache_entries), c.cache_max_bytes);
@@ -977,7 +1002,7 @@ int config_check_files(const config *c, char *err, size_t errlen)
 		return -1;
 	if (check_readable("--service-account-token-file", c->sa_token_file, true, err, errlen) != 0)
 		return -1;
-	if (c->token_passthrough &&
+	if ((c->token_passthrough || c->allow_client_imp) &&
 	    check_readable("--apiserver-ca-file", c->apiserver_ca_file, true, err, errlen) != 0)
 		return -1;
 	return 0;
@@ -1068,6 +1093,10 @@ void config_print(const config *c, FILE *f)
 	fprintf(f, "token-passthrough-cache-ttl: %us\n", c->tp_cache_ttl_s);
 	fprintf(f, "token-passthrough-rate: %u\n", c->tp_rate);
 	fprintf(f, "token-passthrough-timeout-ms: %u\n", c->tp_timeout_ms);
+	fprintf(f, "allow-client-impersonation: %s\n", c->allow_client_imp ? "true" : "false");
+	fprintf(f, "client-impersonation-cache-ttl: %us\n", c->ci_cache_ttl_s);
+	fprintf(f, "client-impersonation-rate: %u\n", c->ci_rate);
+	fprintf(f, "client-impersonation-timeout-ms: %u\n", c->ci_timeout_ms);
 	fprintf(f, "credential-id-extra: %s\n", c->credential_id_extra ? "true" : "false");
 	fprintf(f, "disable-impersonation: %s\n", c->disable_impersonation ? "true" : "false");
 #undef S
@@ -1117,6 +1146,10 @@ void config_log(const config *c)
 	log_uint(&l, "token_passthrough_cache_ttl_s", c->tp_cache_ttl_s);
 	log_uint(&l, "token_passthrough_rate", c->tp_rate);
 	log_uint(&l, "token_passthrough_timeout_ms", c->tp_timeout_ms);
+	log_bool(&l, "allow_client_impersonation", c->allow_client_imp);
+	log_uint(&l, "client_impersonation_cache_ttl_s", c->ci_cache_ttl_s);
+	log_uint(&l, "client_impersonation_rate", c->ci_rate);
+	log_uint(&l, "client_impersonation_timeout_ms", c->ci_timeout_ms);
 	log_bool(&l, "credential_id_extra", c->credential_id_extra);
 	log_bool(&l, "disable_impersonation", c->disable_impersonation);
 	log_end(&l);

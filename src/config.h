@@ -91,6 +91,11 @@ typedef struct config {
 	unsigned tp_cache_ttl_s;       /* 0..10 */
 	unsigned tp_rate;              /* new reviews per second */
 	unsigned tp_timeout_ms;        /* per review, queue + transfer */
+	/* --allow-client-impersonation: the client's Impersonate-* authorized by SubjectAccessReviews */
+	bool allow_client_imp;
+	unsigned ci_cache_ttl_s;       /* 0..10 */
+	unsigned ci_rate;              /* new reviews per second */
+	unsigned ci_timeout_ms;        /* per review, queue + transfer */
 	bool credential_id_extra;      /* --credential-id-extra: authentication.kubernetes.io/credential-id=JTI=<jti> */
 	bool disable_impersonation;    /* --disable-impersonation: allow = status 5, the client's own credential */
 	bool check_config;

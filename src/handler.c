@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "impersonate.h"
 #include "log.h"
 
 const char *const handler_reason_names[HR_COUNT] = {
@@ -47,6 +48,9 @@ const char *const handler_reason_names[HR_COUNT] = {
 	[HR_TR_BUSY] = "token review queue full",
 	[HR_TR_UNAVAILABLE] = "token review unavailable",
 	[HR_TR_RESPONSE] = "token review: malformed answer",
+	[HR_IMP_DENIED] = "impersonation not allowed",
+	[HR_IMP_BAD] = "impersonation request refused",
+	[HR_IMP_UNAVAILABLE] = "impersonation authorizer unavailable",
 	[HR_OTHER] = "other",
 };
 
@@ -55,7 +59,7 @@ const char *const handler_reason_names[HR_COUNT] = {
 /* A request held for an unknown kid: everything the verdict needs, copied out of the NOTIFY. */
 typedef struct held {
 	struct held *next;
-	handler_input in;      /* src, imp, sv; auth unused; xk points into tok[] after the token */
+	handler_input in;      /* src, imp, sv; auth unused; xk and imh point into tok[] after the token */
 	handler_sink sink;
 	handler_done_fn done;
 	uint64_t gen;          /* key-set attempts and claims fetches seen when the token was last judged */
@@ -224,7 +228,7 @@ int handler_read_msg(const spop_msg *m, handler_input *in)
 {
 	spop_msg it = *m;
 	spop_arg a;
-	bool seen_auth = false, seen_src = false, seen_imp = false, seen_sv = false, seen_xk = false;
+	bool seen_auth = false, seen_src = false, seen_imp = false, seen_sv = false, seen_xk = false, seen_imh = false;
 	int rc;
 
 	while ((rc = spop_msg_next_arg(&it, &a)) == 1) {
@@ -279,6 +283,15 @@ int handler_read_msg(const spop_msg *m, handler_input *in)
 				/* an empty entry still counts as present: the walk skips it and looks further left */
 				x->p = a.value.u.s.len != 0 ? a.value.u.s.ptr : (const uint8_t *)"";
 				x->len = a.value.u.s.len;
+			} else if (a.value.type != SPOP_T_NULL) {
+				goto bad;
+			}
+		} else if (name_is(a.name, "imh") && !seen_imh) {
+			seen_imh = true;
+			in->have_imh = true;
+			if (a.value.type == SPOP_T_STR || a.value.type == SPOP_T_BIN) {
+				in->imh = a.value.u.s.ptr;
+				in->imh_len = a.value.u.s.len;
 			} else if (a.value.type != SPOP_T_NULL) {
 				goto bad;
 			}
@@ -385,17 +398,24 @@ static size_t pct_key(char *dst, size_t cap, const char *k)
 }
 
 /* HAProxy's slot (1-based) for an encoded key in xk "<k1>|<k2>|…", compared without case (percent escapes
- * are case-insensitive, and the agent never leaves a letter that HAProxy could spell otherwise); 0 = none. */
-static unsigned extra_slot(const handler_input *in, const char *enc, size_t elen)
+ * are case-insensitive, and the agent never leaves a letter that HAProxy could spell otherwise): the first slot
+ * of that key with a line left (a key may have several slots, e.g. a list of groups longer than one slot's
+ * lines; their lines go out in slot order). 0 = none; *any tells whether the key has a slot at all. */
+static unsigned extra_slot(const handler_input *in, const char *enc, size_t elen, const unsigned char *used,
+			   bool *any)
 {
 	size_t i = 0;
 
+	*any = false;
 	for (unsigned slot = 1; slot <= HANDLER_EXTRA_SLOTS && in->xk != NULL && i <= in->xk_len; slot++) {
 		const uint8_t *bar = memchr(in->xk + i, '|', in->xk_len - i);
 		size_t end = bar != NULL ? (size_t)(bar - in->xk) : in->xk_len;
 
-		if (end - i == elen && strncasecmp((const char *)in->xk + i, enc, elen) == 0)
-			return slot;
+		if (end - i == elen && strncasecmp((const char *)in->xk + i, enc, elen) == 0) {
+			*any = true;
+			if (used[slot - 1] < HANDLER_EXTRA_VALUES)
+				return slot;
+		}
 		i = end + 1;
 	}
 	return 0;
@@ -429,9 +449,10 @@ static int put_extra(handler *h, const handler_input *in, const handler_sink *k,
 	static _Thread_local char d[200];
 	char enc[256];
 	size_t elen = pct_key(enc, sizeof(enc), key);
-	unsigned slot = elen != 0 ? extra_slot(in, enc, elen) : 0;
+	bool any = false;
+	unsigned slot = elen != 0 ? extra_slot(in, enc, elen, used, &any) : 0;
 
-	if (slot == 0) {
+	if (slot == 0 && !any) {
 		if (elen == 0)
 			snprintf(d, sizeof(d), "extra key \"%.60s…\" is too long for a HAProxy slot", key);
 		else
@@ -441,8 +462,9 @@ static int put_extra(handler *h, const handler_input *in, const handler_sink *k,
 		*why = HR_NO_SLOT;
 		return HANDLER_NO_SLOT;
 	}
-	if (used[slot - 1] == HANDLER_EXTRA_VALUES) {
-		snprintf(d, sizeof(d), "extra \"%.100s\" has more than %d values", key, HANDLER_EXTRA_VALUES);
+	if (slot == 0) { /* every slot of the key is full */
+		snprintf(d, sizeof(d), "extra \"%.100s\" has more values than its slots have lines (%d each)", key,
+			 HANDLER_EXTRA_VALUES);
 		*detail = d;
 		*why = HR_TOO_MANY_VALUES;
 		return HANDLER_TOO_MANY_VALUES;
@@ -662,12 +684,245 @@ static int passthrough(handler *h, const handler_input *in, const uint8_t *tok, 
 	return pt_verdict(h, in, k, rc, user, t0);
 }
 
+/* ---- client impersonation (see handler.h) ----------------------------------------------------------------- */
+
+/* The extras that record who acted on an impersonated request. kube-oidc-proxy's keys (its maintained forks use
+ * them too), so audit-log queries and RBAC grants carry over from it unchanged. */
+#define ORIG_USER "originaluser.jetstack.io-user"
+#define ORIG_GROUPS "originaluser.jetstack.io-groups"
+#define ORIG_UID "originaluser.jetstack.io-uid"
+
+/* A request waiting for its SubjectAccessReviews: one verdict slot per item, filled by the reviewer thread. */
+typedef struct impreq {
+	handler *h;
+	handler_input in;      /* src, sv; xk points into xkbuf; auth and imh unused */
+	handler_sink sink;
+	handler_done_fn done;
+	int64_t t0_ns;
+	const identity *who;   /* the authenticated caller (a reference) */
+	imp_request *rq;
+	_Atomic size_t left;   /* verdicts still to come, plus one while imp_start() is still asking */
+	struct impv {
+		struct impreq *r;
+		int result;
+		char reason[TOKENREVIEW_USER_MAX];
+	} *v;
+	uint8_t *xkbuf;
+} impreq;
+
+static void impreq_free(impreq *r)
+{
+	identity_release(r->who);
+	imp_free(r->rq);
+	free(r->v);
+	free(r->xkbuf);
+	free(r);
+}
+
+static int imp_conclude_msg(handler *h, const handler_input *in, const handler_sink *k, int status,
+			    enum handler_reason why, const char *msg, const identity *who, int64_t lat)
+{
+	/* the client's answer (HAProxy's 400/403 body); the log line gets the same text */
+	if (k->set_str(k->ud, "msg", msg, strlen(msg)) != 0) {
+		status = HANDLER_UNAVAILABLE;
+		why = HR_TOO_BIG;
+	}
+	return conclude(h, in, k, status, why, msg, who, NULL, lat);
+}
+
+/* All verdicts are in: the answer, written through r->sink. Returns the status written. */
+static int imp_finish(impreq *r)
+{
+	static _Thread_local char msg[1024];
+	handler *h = r->h;
+	const imp_request *rq = r->rq;
+	const identity *who = r->who, *as = NULL;
+	const handler_sink *k = &r->sink;
+	const char **groups = NULL;
+	identity_extra *extra = NULL;
+	satoken_val *sa = NULL;
+	const char *detail = NULL;
+	enum handler_reason why;
+	size_t nx = 0;
+	int status;
+
+	r->who = NULL; /* conclude() releases it (or the impersonated identity, and who below) */
+	for (size_t i = 0; i < rq->nitems; i++) {
+		if (r->v[i].result == TOKENREVIEW_OK)
+			continue;
+		if (r->v[i].result == TOKENREVIEW_E_DENIED) {
+			imp_forbidden(who, &rq->items[i], r->v[i].reason, msg, sizeof(msg));
+			return imp_conclude_msg(h, &r->in, k, HANDLER_IMP_DENIED, HR_IMP_DENIED, msg, who,
+						mono_ns() - r->t0_ns);
+		}
+		/* the authorizer could not say: fail closed, as a 503 the client may retry */
+		snprintf(msg, sizeof(msg), "SubjectAccessReview: %s", tokenreview_strerror(r->v[i].result));
+		return conclude(h, &r->in, k, HANDLER_UNAVAILABLE,
+				r->v[i].result == TOKENREVIEW_E_SHUTDOWN ? HR_SHUTDOWN : HR_IMP_UNAVAILABLE, msg, who,
+				NULL, mono_ns() - r->t0_ns);
+	}
+	/* every item allowed: the identity as asked, plus who acted */
+	groups = malloc((who->ngroups + 1) * sizeof(*groups));
+	extra = malloc((rq->nextra + who->ngroups + 2) * sizeof(*extra));
+	if (groups == NULL || extra == NULL) {
+		status = HANDLER_UNAVAILABLE;
+		why = HR_V_INTERNAL;
+		goto out;
+	}
+	for (size_t i = 0; i < rq->nextra; i++)
+		extra[nx++] = rq->extra[i];
+	extra[nx++] = (identity_extra){ORIG_USER, who->user};
+	for (size_t i = 0; i < who->ngroups; i++)
+		extra[nx++] = (identity_extra){ORIG_GROUPS, who->groups[i]};
+	if (who->uid != NULL)
+		extra[nx++] = (identity_extra){ORIG_UID, who->uid};
+	as = identity_build(rq->user, rq->uid, rq->groups, rq->ngroups, extra, nx, who->exp, 0);
+	if (as == NULL) {
+		status = HANDLER_UNAVAILABLE;
+		why = HR_V_INTERNAL;
+		goto out;
+	}
+	sa = satoken_acquire(h->cfg.sa);
+	if (sa == NULL) {
+		status = HANDLER_UNAVAILABLE;
+		why = HR_NO_SATOKEN;
+		goto out;
+	}
+	status = emit_identity(h, &r->in, as, sa, k, &why, &detail);
+	/* tells HAProxy that these impersonation headers were authorized (its defence-in-depth 403 checks it) */
+	if (status == HANDLER_ALLOW && k->set_int(k->ud, "imp", 1) != 0) {
+		status = HANDLER_UNAVAILABLE;
+		why = HR_TOO_BIG;
+	}
+	if (status == HANDLER_ALLOW) {
+		snprintf(msg, sizeof(msg), "impersonation by %.200s", who->user);
+		detail = msg;
+	}
+out:
+	free(groups);
+	free(extra);
+	status = conclude(h, &r->in, k, status, why, detail, as, sa, mono_ns() - r->t0_ns);
+	identity_release(who);
+	return status;
+}
+
+/* tokenreview_done_fn of one item, on the reviewer thread: the last verdict answers the request. */
+static void imp_item_done(void *ud, int result, const char *reason)
+{
+	struct impv *v = ud;
+	impreq *r = v->r;
+
+	v->result = result;
+	snprintf(v->reason, sizeof(v->reason), "%s", reason != NULL ? reason : "");
+	if (atomic_fetch_sub(&r->left, 1) == 1) {
+		imp_finish(r);
+		r->done(r->sink.ud);
+		impreq_free(r);
+	}
+}
+
+/* The impersonation headers of a request whose token id is valid: refused at once (bad shape), or one review
+ * per item. Returns the status written, or PT_PENDING when done(sink->ud) comes later from the reviewer. Takes
+ * over the reference id. */
+static int imp_start(handler *h, const handler_input *in, const identity *id, const handler_sink *k, int64_t t0,
+		     handler_done_fn done)
+{
+	char err[1024];
+	imp_request *rq = NULL;
+	impreq *r;
+	size_t n;
+	int rc;
+
+	if (done == NULL || !in->have_imh) {
+		/* handler_process() cannot wait; a conf/ older than this agent sends no header lines */
+		return conclude(h, in, k, HANDLER_UNAVAILABLE, HR_IMP_UNAVAILABLE, done == NULL ? "cannot wait for a "
+				"SubjectAccessReview here" : "HAProxy sent no imh argument (conf/ older than the agent)",
+				id, NULL, mono_ns() - t0);
+	}
+	if (in->imh == NULL) {
+		snprintf(err, sizeof(err), "the request's headers are too large for impersonation (more than %d bytes)",
+			 IMP_MAX_HEADERS_BYTES);
+		return imp_conclude_msg(h, in, k, HANDLER_IMP_BAD, HR_IMP_BAD, err, id, mono_ns() - t0);
+	}
+	rc = imp_parse(in->imh, in->imh_len, &rq, err, sizeof(err));
+	if (rc == IMP_E_NOMEM)
+		return conclude(h, in, k, HANDLER_UNAVAILABLE, HR_V_INTERNAL, NULL, id, NULL, mono_ns() - t0);
+	if (rc != IMP_OK)
+		return imp_conclude_msg(h, in, k, HANDLER_IMP_BAD, HR_IMP_BAD, err, id, mono_ns() - t0);
+	for (size_t i = 0; i < rq->nextra; i++) {
+		if (strncmp(rq->extra[i].key, "originaluser.jetstack.io-", 25) == 0) {
+			imp_free(rq);
+			return imp_conclude_msg(h, in, k, HANDLER_IMP_BAD, HR_IMP_BAD, "the extras originaluser.jetstack.io-* "
+						"are set by this proxy (they record who impersonates)", id,
+						mono_ns() - t0);
+		}
+	}
+	if (rq->ngroups > h->cfg.max_groups) {
+		snprintf(err, sizeof(err), "%zu groups requested, at most %u allowed (--max-groups)", rq->ngroups,
+			 h->cfg.max_groups);
+		imp_free(rq);
+		return conclude(h, in, k, HANDLER_TOO_MANY_GROUPS, HR_TOO_MANY_GROUPS, err, id, NULL, mono_ns() - t0);
+	}
+	n = rq->nitems;
+	r = calloc(1, sizeof(*r));
+	if (r != NULL) {
+		r->v = calloc(n, sizeof(*r->v));
+		r->xkbuf = in->xk_len ? malloc(in->xk_len) : NULL;
+	}
+	if (r == NULL || r->v == NULL || (in->xk_len && r->xkbuf == NULL)) {
+		if (r != NULL) {
+			free(r->v);
+			free(r->xkbuf);
+			free(r);
+		}
+		imp_free(rq);
+		return conclude(h, in, k, HANDLER_UNAVAILABLE, HR_V_INTERNAL, NULL, id, NULL, mono_ns() - t0);
+	}
+	r->h = h;
+	r->in = *in;
+	r->in.auth = NULL;
+	r->in.auth_len = 0;
+	r->in.imh = NULL;
+	r->in.imh_len = 0;
+	if (in->xk_len) { /* the NOTIFY's bytes die with this call */
+		memcpy(r->xkbuf, in->xk, in->xk_len);
+		r->in.xk = r->xkbuf;
+	}
+	r->sink = *k;
+	r->done = done;
+	r->t0_ns = t0;
+	r->who = id;
+	r->rq = rq;
+	atomic_init(&r->left, n + 1);
+	for (size_t i = 0; i < n; i++) {
+		char *body = imp_sar_body(id, &rq->items[i]);
+
+		r->v[i].r = r;
+		rc = body == NULL ? TOKENREVIEW_E_NOMEM
+				  : tokenreview_sar_check(h->cfg.authorizer, body, strlen(body), r->v[i].reason,
+							  sizeof(r->v[i].reason), imp_item_done, &r->v[i]);
+		free(body);
+		if (rc != TOKENREVIEW_PENDING) {
+			r->v[i].result = rc;
+			atomic_fetch_sub(&r->left, 1);
+		}
+	}
+	/* the guard: whoever brings left to 0 answers — this thread when every verdict came from the cache */
+	if (atomic_fetch_sub(&r->left, 1) == 1) {
+		rc = imp_finish(r);
+		impreq_free(r);
+		return rc;
+	}
+	return PT_PENDING;
+}
+
 /* Judges a bare token: verification, then impersonation, group count, service-account token, identity. When
  * hold_ms > 0 and the kid is unknown while a key-set download may come within hold_ms, writes nothing and
  * returns HANDLER_HELD. t0: when the first verification of this request started (monotonic ns). done != NULL:
  * a token that is not ours may go to the TokenReview (PT_PENDING, done(sink->ud) later). */
 static int judge(handler *h, const handler_input *in, const uint8_t *tok, size_t tlen, int64_t now,
-		 const handler_sink *k, int64_t t0, int64_t hold_ms, handler_done_fn done, int *held_why)
+		 const handler_sink *k, int64_t t0, int64_t hold_ms, handler_done_fn done, handler_done_fn idone,
+		 int *held_why)
 {
 	const identity *id = NULL;
 	const char *detail = NULL;
@@ -714,6 +969,8 @@ static int judge(handler *h, const handler_input *in, const uint8_t *tok, size_t
 		goto out;
 	}
 	/* a valid token: only now may impersonation or group count matter (401 wins over 403) */
+	if (in->imp && h->cfg.authorizer != NULL)
+		return imp_start(h, in, id, k, t0, idone);
 	if (in->imp) {
 		status = HANDLER_IMPERSONATION;
 		why = HR_IMPERSONATION;
@@ -804,7 +1061,7 @@ int handler_process(handler *h, const handler_input *in, int64_t now, const hand
 
 	if (!front(h, in, k, &off, &tlen, &status))
 		return status;
-	return judge(h, in, in->auth + off, tlen, now, k, mono_ns(), 0, NULL, &held_why);
+	return judge(h, in, in->auth + off, tlen, now, k, mono_ns(), 0, NULL, NULL, &held_why);
 }
 
 /* ---- held requests ------------------------------------------------------------------------------------------ */
@@ -855,8 +1112,15 @@ static held *hold_pass(handler *h, held *list, uint64_t gen, bool stop)
 		if (r->gen != gen) {
 			r->gen = gen;
 			/* the whole verdict again (never a shortcut to allow); holding on only while time is left */
-			if (judge(h, &r->in, r->tok, r->tlen, (int64_t)time(NULL), &r->sink, r->t0_ns,
-				  left > 0 ? left : 0, NULL, &r->why) != HANDLER_HELD) {
+			int jr = judge(h, &r->in, r->tok, r->tlen, (int64_t)time(NULL), &r->sink, r->t0_ns,
+				       left > 0 ? left : 0, NULL, r->done, &r->why);
+
+			if (jr == PT_PENDING) { /* waiting for SubjectAccessReviews now: they complete it */
+				atomic_fetch_sub(&h->nheld, 1);
+				free(r);
+				continue;
+			}
+			if (jr != HANDLER_HELD) {
 				atomic_fetch_sub(&h->nheld, 1);
 				r->done(r->sink.ud);
 				free(r);
@@ -944,12 +1208,12 @@ int handler_submit(handler *h, const handler_input *in, int64_t now, const handl
 	/* read before verifying: an attempt that ends after this makes the holding thread judge the token again */
 	gen = atomic_load(&h->gen);
 	rc = judge(h, in, in->auth + off, tlen, now, k, t0, h->holding ? (int64_t)h->cfg.unknown_kid_wait_ms : 0,
-		   done, &held_why);
+		   done, done, &held_why);
 	if (rc == PT_PENDING)
 		return HANDLER_HELD;
 	if (rc != HANDLER_HELD)
 		return rc;
-	r = malloc(sizeof(*r) + tlen + in->xk_len);
+	r = malloc(sizeof(*r) + tlen + in->xk_len + in->imh_len);
 	if (r == NULL)
 		return held_why == VERIFY_E_PENDING
 		       ? conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_CLAIMS, "distributed claims: cannot wait for "
@@ -971,6 +1235,10 @@ int handler_submit(handler *h, const handler_input *in, int64_t now, const handl
 	if (in->xk != NULL) { /* the NOTIFY's bytes die with this call: the slots live on after the token */
 		memcpy(r->tok + tlen, in->xk, in->xk_len);
 		r->in.xk = r->tok + tlen;
+	}
+	if (in->imh != NULL) { /* likewise the client's header lines, for impersonation once the key is known */
+		memcpy(r->tok + tlen + in->xk_len, in->imh, in->imh_len);
+		r->in.imh = r->tok + tlen + in->xk_len;
 	}
 
 	pthread_mutex_lock(&h->hold_mu);

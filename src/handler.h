@@ -44,6 +44,17 @@
  * The client address (cfg.trusted, --trusted-proxies): HAProxy's src and the right-most X-Forwarded-For entries
  * (xff1…) become the address clientaddr.h's walk finds, before anything else looks at the request, so cip, the
  * logs and a held request all see that one address.
+ *
+ * Client impersonation (cfg.authorizer set, --allow-client-impersonation): once the token is valid (401 still
+ * wins), impersonation headers are no longer status 2: the client's header lines (argument imh, HAProxy's
+ * req.hdrs_bin) are read by imp_parse() (impersonate.h; refused shapes → status 9, 400 with msg), then every
+ * item gets a SubjectAccessReview for the authenticated identity through the authorizer (cached, single
+ * flight, off the workers; the request is held like a TokenReview). All allowed → status 0 with the
+ * impersonated identity (user, uid, groups, extras as asked) plus the extras originaluser.jetstack.io-user /
+ * -groups / -uid recording who acted, and imp = 1 (HAProxy's defence-in-depth 403 for impersonation headers
+ * lets exactly these through). The first item in the API server's order that is not allowed → status 8 (403)
+ * with the API server's wording in msg; a review that fails (unreachable, timeout, bad answer, queue full,
+ * rate) → status 4. Nothing is forwarded unless every review said allowed.
  */
 #ifndef KOS_HANDLER_H
 #define KOS_HANDLER_H
@@ -71,6 +82,8 @@ enum handler_status {
 	HANDLER_PASSTHROUGH = 5, /* forward with the client's own Authorization, no impersonation */
 	HANDLER_TOO_MANY_VALUES = 6, /* an extra key has more values than HAProxy has lines for (403) */
 	HANDLER_NO_SLOT = 7,     /* an extra key HAProxy has no Impersonate-Extra slot for (500) */
+	HANDLER_IMP_DENIED = 8,  /* --allow-client-impersonation: not allowed by a SubjectAccessReview (403, msg) */
+	HANDLER_IMP_BAD = 9,     /* --allow-client-impersonation: impersonation headers refused as such (400, msg) */
 };
 
 /* Impersonate-Extra slots HAProxy can declare (KOS_EXTRA_1…, conf/CONTRACT.md) and value lines per slot. */
@@ -112,6 +125,9 @@ enum handler_reason {
 	HR_TR_BUSY,            /* "token review queue full" */
 	HR_TR_UNAVAILABLE,     /* "token review unavailable" */
 	HR_TR_RESPONSE,        /* "token review: malformed answer" */
+	HR_IMP_DENIED,         /* "impersonation not allowed" (status 8) */
+	HR_IMP_BAD,            /* "impersonation request refused" (status 9) */
+	HR_IMP_UNAVAILABLE,    /* "impersonation authorizer unavailable" (status 4) */
 	HR_OTHER,
 	HR_COUNT,
 };
@@ -151,6 +167,9 @@ typedef struct handler_config {
 				       * its listener while holding (destroy it after handler_stop()) */
 	bool disable_impersonation;   /* --disable-impersonation: a verified token is answered with status 5 */
 	const caddr_list *trusted;    /* --trusted-proxies, borrowed; NULL or empty = the client is HAProxy's peer */
+	tokenreview *authorizer;      /* --allow-client-impersonation: a SubjectAccessReview reviewer (cfg.sar);
+				       * NULL = off (impersonation headers are status 2, as without the flag).
+				       * Borrowed; stop it after handler_stop() */
 } handler_config;
 
 #define HANDLER_DEFAULT_MAX_HELD 1024
@@ -192,6 +211,10 @@ typedef struct handler_input {
 	caddr_slice xff[CADDR_MAX_HOPS]; /* xff1…xff8: X-Forwarded-For entries, right-most first (p NULL: absent).
 					  * handler_submit()/handler_process() replace src by the client address
 					  * (clientaddr.h) when cfg.trusted is set, and never keep these slices. */
+	bool have_imh;       /* the message had the imh argument (conf/ of contract v2.1 or later) */
+	const uint8_t *imh;  /* imh: req.hdrs_bin when impersonation headers came and the block fits
+			      * IMP_MAX_HEADERS_BYTES; NULL otherwise */
+	size_t imh_len;
 } handler_input;
 
 typedef struct handler_sink {

@@ -40,6 +40,7 @@ typedef struct app {
 	handler *h;
 	tokenreview *rv; /* --token-passthrough */
 	distclaims *dc;  /* distributed groups' fetcher (NULL when requests cannot be held) */
+	tokenreview *az; /* --allow-client-impersonation: SubjectAccessReviews */
 	spoa_server *srv;
 	httpd *http;
 	cfgwatch *watch;       /* --authentication-config's content, polled by sa_timer */
@@ -161,6 +162,11 @@ static int r_metrics(void *ud, char **body, size_t *len)
 		*body = NULL;
 		return -1;
 	}
+	if (the_app != NULL && the_app->az != NULL && tokenreview_metrics(the_app->az, body, len) != 0) {
+		free(*body);
+		*body = NULL;
+		return -1;
+	}
 	return 0;
 }
 
@@ -276,6 +282,7 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	/* requests held for an unknown kid or a TokenReview get their 503 now, so that the drain does not wait */
 	handler_stop(a->h);
 	tokenreview_stop(a->rv);
+	tokenreview_stop(a->az);
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -408,6 +415,27 @@ static int start(app *a)
 		}
 		hc.reviewer = a->rv;
 	}
+	if (a->cfg.allow_client_imp) {
+		/* the TokenReview client's machinery, sending SubjectAccessReviews (tokenreview.h) */
+		tokenreview_config tc;
+
+		memset(&tc, 0, sizeof(tc));
+		tc.url = a->cfg.apiserver_url;
+		tc.ca_file = a->cfg.apiserver_ca_file;
+		tc.sa = a->sa;
+		tc.timeout_ms = a->cfg.ci_timeout_ms;
+		tc.cache_ttl_s = a->cfg.ci_cache_ttl_s;
+		tc.rate = a->cfg.ci_rate;
+		tc.sar = true;
+		if (tokenreview_create(&tc, &a->az, err, sizeof(err)) != 0) {
+			log_begin(&l, LOG_LEVEL_ERROR, "start");
+			log_str(&l, "msg", "cannot start client impersonation");
+			log_str(&l, "error", err);
+			log_end(&l);
+			return -1;
+		}
+		hc.authorizer = a->az;
+	}
 	if (handler_create(&hc, &a->h) != 0) {
 		log_msg(LOG_LEVEL_ERROR, "start", "cannot create the handler");
 		return -1;
@@ -479,10 +507,12 @@ static void finish(app *a)
 	/* held requests must be completed while their server exists */
 	handler_stop(a->h);
 	tokenreview_stop(a->rv);
+	tokenreview_stop(a->az);
 	if (a->srv != NULL)
 		spoa_server_destroy(a->srv);
 	handler_destroy(a->h);
 	tokenreview_destroy(a->rv);
+	tokenreview_destroy(a->az);
 	metrics_destroy(a->m);
 	satoken_destroy(a->sa);
 	if (a->v != NULL)

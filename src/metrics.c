@@ -9,7 +9,7 @@
 
 static const char *const verdict_names[METRICS_NVERDICTS] = {
 	"allow", "unauthenticated", "impersonation", "too_many_groups", "unavailable", "passthrough",
-	"too_many_values", "no_slot",
+	"too_many_values", "no_slot", "impersonation_denied", "impersonation_bad_request",
 };
 
 /* Verification is microseconds on a cache hit and about a millisecond for an RSA verify; the buckets cover

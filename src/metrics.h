@@ -26,7 +26,9 @@ enum metrics_verdict {
 	METRICS_PASSTHROUGH = 5, /* --token-passthrough: the API server authenticated the client's own token */
 	METRICS_TOO_MANY_VALUES = 6,
 	METRICS_NO_SLOT = 7,
-	METRICS_NVERDICTS = 8,
+	METRICS_IMP_DENIED = 8,  /* --allow-client-impersonation: a SubjectAccessReview did not allow it (403) */
+	METRICS_IMP_BAD = 9,     /* --allow-client-impersonation: impersonation headers the API server refuses (400) */
+	METRICS_NVERDICTS = 10,
 };
 
 #define METRICS_MAX_REASONS 64

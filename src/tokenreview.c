@@ -27,6 +27,7 @@
 #define DEF_WAITING 1024u
 #define CACHE_SLOTS 1024u
 #define REVIEW_PATH "/apis/authentication.k8s.io/v1/tokenreviews"
+#define SAR_PATH "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 const char *tokenreview_strerror(int result)
 {
@@ -101,6 +102,43 @@ out:
 	return rc;
 }
 
+int tokenreview_sar_parse(const uint8_t *p, size_t len, tokenreview_sar_parsed *out)
+{
+	tokenreview_sar_parsed r;
+	cJSON *doc;
+	const cJSON *kind, *st, *allowed, *denied, *reason;
+	int rc = TOKENREVIEW_E_RESPONSE;
+
+	if (len == 0 || len > TOKENREVIEW_MAX_RESPONSE)
+		return TOKENREVIEW_E_RESPONSE;
+	doc = cJSON_ParseWithLength((const char *)p, len);
+	if (doc == NULL)
+		return TOKENREVIEW_E_RESPONSE;
+	memset(&r, 0, sizeof(r));
+	kind = cJSON_GetObjectItemCaseSensitive(doc, "kind");
+	st = cJSON_GetObjectItemCaseSensitive(doc, "status");
+	if (!cJSON_IsObject(doc) || !cJSON_IsString(kind) || strcmp(kind->valuestring, "SubjectAccessReview") != 0 ||
+	    !cJSON_IsObject(st))
+		goto out;
+	allowed = cJSON_GetObjectItemCaseSensitive(st, "allowed");
+	denied = cJSON_GetObjectItemCaseSensitive(st, "denied");
+	reason = cJSON_GetObjectItemCaseSensitive(st, "reason");
+	/* allowed is required (the API server always sets it); anything but a boolean is not a review */
+	if (!cJSON_IsBool(allowed) || (denied != NULL && !cJSON_IsBool(denied)) ||
+	    (reason != NULL && !cJSON_IsString(reason) && !cJSON_IsNull(reason)))
+		goto out;
+	/* denied true wins over allowed true, as the API server's own authorizer chain reads it */
+	r.allowed = cJSON_IsTrue(allowed) && !(denied != NULL && cJSON_IsTrue(denied));
+	/* the reason is shown to the client after the API server's wording: kept only when it is clean text */
+	if (cJSON_IsString(reason) && clean_str(reason->valuestring, sizeof(r.reason)))
+		snprintf(r.reason, sizeof(r.reason), "%s", reason->valuestring);
+	*out = r;
+	rc = TOKENREVIEW_OK;
+out:
+	cJSON_Delete(doc);
+	return rc;
+}
+
 int tokenreview_token_issuer(const uint8_t *p, size_t len, char *iss, size_t cap)
 {
 	const uint8_t *d1, *d2;
@@ -145,6 +183,7 @@ typedef struct waiter {
 
 typedef struct review {
 	struct review *next;
+	struct review *snext;  /* the reviewer thread's list of transfers to start (it is on active already) */
 	uint8_t key[CACHE_KEY_LEN];
 	int64_t deadline_ms;
 	waiter *waiters;
@@ -168,6 +207,7 @@ typedef struct slot {
 } slot;
 
 struct tokenreview {
+	bool sar;           /* SubjectAccessReviews: review bytes are the request body (see tokenreview.h) */
 	char *url;          /* full endpoint URL */
 	char *ca_file;
 	char **auds;
@@ -229,7 +269,8 @@ int tokenreview_create(const tokenreview_config *cfg, tokenreview **out, char *e
 	n = strlen(cfg->url);
 	while (n > 8 && cfg->url[n - 1] == '/')
 		n--;
-	rv->url = malloc(n + sizeof(REVIEW_PATH));
+	rv->sar = cfg->sar;
+	rv->url = malloc(n + sizeof(REVIEW_PATH) + sizeof(SAR_PATH));
 	rv->ca_file = cfg->ca_file ? strdup(cfg->ca_file) : NULL;
 	rv->auds = calloc(cfg->naudiences + 1, sizeof(char *));
 	rv->cache = cfg->cache_ttl_s ? calloc(CACHE_SLOTS, sizeof(slot)) : NULL;
@@ -237,7 +278,10 @@ int tokenreview_create(const tokenreview_config *cfg, tokenreview **out, char *e
 	    (cfg->cache_ttl_s && rv->cache == NULL))
 		goto nomem_free;
 	memcpy(rv->url, cfg->url, n);
-	memcpy(rv->url + n, REVIEW_PATH, sizeof(REVIEW_PATH));
+	if (rv->sar)
+		memcpy(rv->url + n, SAR_PATH, sizeof(SAR_PATH));
+	else
+		memcpy(rv->url + n, REVIEW_PATH, sizeof(REVIEW_PATH));
 	for (size_t i = 0; i < cfg->naudiences; i++) {
 		rv->auds[i] = strdup(cfg->audiences[i]);
 		if (rv->auds[i] == NULL)
@@ -345,8 +389,29 @@ static review *find_review(review *list, const uint8_t key[CACHE_KEY_LEN])
 	return NULL;
 }
 
+static int submit(tokenreview *rv, const uint8_t *tok, size_t len, char *user, size_t usercap,
+		  tokenreview_done_fn done, void *ud);
+
 int tokenreview_check(tokenreview *rv, const uint8_t *tok, size_t len, char *user, size_t usercap,
 		      tokenreview_done_fn done, void *ud)
+{
+	if (rv->sar)
+		return TOKENREVIEW_E_RESPONSE; /* a programming error: this reviewer sends SubjectAccessReviews */
+	return submit(rv, tok, len, user, usercap, done, ud);
+}
+
+int tokenreview_sar_check(tokenreview *rv, const char *body, size_t len, char *reason, size_t cap,
+			  tokenreview_done_fn done, void *ud)
+{
+	if (!rv->sar)
+		return TOKENREVIEW_E_RESPONSE;
+	return submit(rv, (const uint8_t *)body, len, reason, cap, done, ud);
+}
+
+/* One review of the bytes tok[0..len) (a token, or a SubjectAccessReview body), keyed by their SHA-256:
+ * answered from the cache, joined to the same review under way, or queued. */
+static int submit(tokenreview *rv, const uint8_t *tok, size_t len, char *user, size_t usercap,
+		  tokenreview_done_fn done, void *ud)
 {
 	uint8_t key[CACHE_KEY_LEN];
 	int64_t now = mono_ms();
@@ -444,6 +509,11 @@ static char *request_body(const tokenreview *rv, const review *r)
 		goto out;
 	memcpy(tok, r->tok, r->tlen);
 	tok[r->tlen] = '\0';
+	if (rv->sar) { /* the body was built by the caller (impersonate.c): sent as it is */
+		s = tok;
+		tok = NULL;
+		goto out;
+	}
 	if (cJSON_AddStringToObject(doc, "apiVersion", "authentication.k8s.io/v1") == NULL ||
 	    cJSON_AddStringToObject(doc, "kind", "TokenReview") == NULL ||
 	    (spec = cJSON_AddObjectToObject(doc, "spec")) == NULL ||
@@ -547,13 +617,19 @@ static void unlink_review(review **list, review *r)
 	}
 }
 
-/* Answers every waiter of r (already off the lists, rv->mu not held) and frees r. */
-static void finish(tokenreview *rv, review *r, int result, const char *user)
+/* Answers every waiter of r and frees r (rv->mu not held). r is off the lists, or — active — still on the active
+ * list: then it leaves it under the same lock that stores the verdict, so a request for the same key finds either
+ * the review (and joins it) or the cached verdict, never neither (which would ask again: not single flight). */
+static void finish(tokenreview *rv, review *r, int result, const char *user, bool active)
 {
 	waiter *w, *next;
 	unsigned n = 0;
 
 	pthread_mutex_lock(&rv->mu);
+	if (active) {
+		unlink_review(&rv->active, r);
+		rv->nactive--;
+	}
 	w = r->waiters;
 	r->waiters = NULL;
 	for (waiter *x = w; x != NULL; x = x->next)
@@ -600,12 +676,10 @@ static void complete(tokenreview *rv, review *r, CURLcode cc)
 {
 	tokenreview_parsed p;
 	long code = 0;
+
+	memset(&p, 0, sizeof(p));
 	int result;
 
-	pthread_mutex_lock(&rv->mu);
-	unlink_review(&rv->active, r);
-	rv->nactive--;
-	pthread_mutex_unlock(&rv->mu);
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
 	if (cc != CURLE_OK) {
 		result = TOKENREVIEW_E_UNAVAILABLE;
@@ -613,7 +687,18 @@ static void complete(tokenreview *rv, review *r, CURLcode cc)
 					      : r->ebuf[0] ? r->ebuf : curl_easy_strerror(cc), 0);
 	} else if (code != 200 && code != 201) {
 		result = TOKENREVIEW_E_UNAVAILABLE;
-		log_failure("token review refused by the API server (RBAC: create tokenreviews?)", NULL, code);
+		log_failure(rv->sar ? "subject access review refused by the API server (RBAC: create "
+			    "subjectaccessreviews?)" : "token review refused by the API server (RBAC: create tokenreviews?)",
+			    NULL, code);
+	} else if (rv->sar) {
+		tokenreview_sar_parsed sp;
+
+		if ((result = tokenreview_sar_parse(r->resp, r->resp_len, &sp)) != TOKENREVIEW_OK) {
+			log_failure("subject access review answer is not a SubjectAccessReview", NULL, code);
+		} else {
+			result = sp.allowed ? TOKENREVIEW_OK : TOKENREVIEW_E_DENIED;
+			snprintf(p.user, sizeof(p.user), "%s", sp.reason);
+		}
 	} else if ((result = tokenreview_parse(r->resp, r->resp_len, (const char *const *)rv->auds, rv->nauds,
 					       &p)) != TOKENREVIEW_OK) {
 		log_failure("token review answer is not a TokenReview", NULL, code);
@@ -622,7 +707,9 @@ static void complete(tokenreview *rv, review *r, CURLcode cc)
 			 : !p.audience_ok ? TOKENREVIEW_E_AUDIENCE : TOKENREVIEW_OK;
 	}
 	count(rv, result);
-	finish(rv, r, result, result == TOKENREVIEW_OK ? p.user : "");
+	/* TokenReview: the user of an authenticated token; SubjectAccessReview: the reason of a verdict */
+	finish(rv, r, result, result == TOKENREVIEW_OK || (rv->sar && result == TOKENREVIEW_E_DENIED) ? p.user : "",
+	       true);
 }
 
 static void *rv_main(void *arg)
@@ -645,10 +732,13 @@ static void *rv_main(void *arg)
 			r->next = expired;
 			expired = r;
 		}
+		/* on the active list at once, so that a request for the same key joins it while its transfer starts */
 		while (!stop && rv->pending != NULL && rv->nactive < rv->max_inflight) {
 			r = rv->pending;
 			rv->pending = r->next;
-			r->next = start;
+			r->next = rv->active;
+			rv->active = r;
+			r->snext = start;
 			start = r;
 			rv->nactive++;
 		}
@@ -661,24 +751,16 @@ static void *rv_main(void *arg)
 			r->next = NULL;
 			if (!stop)
 				count(rv, TOKENREVIEW_E_UNAVAILABLE);
-			finish(rv, r, stop ? TOKENREVIEW_E_SHUTDOWN : TOKENREVIEW_E_UNAVAILABLE, "");
+			finish(rv, r, stop ? TOKENREVIEW_E_SHUTDOWN : TOKENREVIEW_E_UNAVAILABLE, "", false);
 		}
 		for (r = start; r != NULL; r = start) {
-			start = r->next;
-			r->next = NULL;
-			if (start_review(rv, r, now)) {
-				pthread_mutex_lock(&rv->mu);
-				r->next = rv->active;
-				rv->active = r;
-				pthread_mutex_unlock(&rv->mu);
-			} else {
-				pthread_mutex_lock(&rv->mu);
-				rv->nactive--;
-				pthread_mutex_unlock(&rv->mu);
+			start = r->snext;
+			r->snext = NULL;
+			if (!start_review(rv, r, now)) {
 				log_failure("token review could not start", r->sa == NULL ? "service-account token not "
 					    "loaded" : "out of memory or time", 0);
 				count(rv, TOKENREVIEW_E_UNAVAILABLE);
-				finish(rv, r, TOKENREVIEW_E_UNAVAILABLE, "");
+				finish(rv, r, TOKENREVIEW_E_UNAVAILABLE, "", true);
 			}
 		}
 		if (stop) {
@@ -688,7 +770,7 @@ static void *rv_main(void *arg)
 				r->next = NULL;
 				rv->nactive--;
 				pthread_mutex_unlock(&rv->mu);
-				finish(rv, r, TOKENREVIEW_E_SHUTDOWN, "");
+				finish(rv, r, TOKENREVIEW_E_SHUTDOWN, "", false);
 				pthread_mutex_lock(&rv->mu);
 			}
 			pthread_mutex_unlock(&rv->mu);
@@ -756,31 +838,37 @@ void tokenreview_stats_get(tokenreview *rv, tokenreview_stats *out)
 int tokenreview_metrics(tokenreview *rv, char **buf, size_t *len)
 {
 	tokenreview_stats s;
-	char add[1600];
+	char add[3072];
 	size_t cur = *buf ? *len : 0;
 	int n;
 	char *nb;
 
 	tokenreview_stats_get(rv, &s);
+	/* the same families for both kinds of review, under their own names */
+	const char *f = rv->sar ? "kos_subjectaccessreview" : "kos_tokenreview";
+	const char *what = rv->sar ? "SubjectAccessReviews sent to the API server for --allow-client-impersonation"
+				   : "TokenReviews sent to the API server for --token-passthrough";
+	const char *ok = rv->sar ? "allowed" : "authenticated";
+
 	n = snprintf(add, sizeof(add),
-		     "# HELP kos_tokenreviews_total TokenReviews sent to the API server for --token-passthrough, by "
-		     "outcome.\n# TYPE kos_tokenreviews_total counter\n"
-		     "kos_tokenreviews_total{result=\"authenticated\"} %llu\n"
-		     "kos_tokenreviews_total{result=\"denied\"} %llu\n"
-		     "kos_tokenreviews_total{result=\"failed\"} %llu\n"
-		     "# HELP kos_tokenreview_cache_hits_total Passthrough verdicts answered from the cache.\n"
-		     "# TYPE kos_tokenreview_cache_hits_total counter\nkos_tokenreview_cache_hits_total %llu\n"
-		     "# HELP kos_tokenreview_joined_total Requests that waited for a review already under way.\n"
-		     "# TYPE kos_tokenreview_joined_total counter\nkos_tokenreview_joined_total %llu\n"
-		     "# HELP kos_tokenreview_rate_limited_total Reviews not made: over --token-passthrough-rate.\n"
-		     "# TYPE kos_tokenreview_rate_limited_total counter\nkos_tokenreview_rate_limited_total %llu\n"
-		     "# HELP kos_tokenreview_busy_total Requests refused: too many waiting for reviews.\n"
-		     "# TYPE kos_tokenreview_busy_total counter\nkos_tokenreview_busy_total %llu\n"
-		     "# HELP kos_tokenreview_waiting Requests waiting for a review now.\n"
-		     "# TYPE kos_tokenreview_waiting gauge\nkos_tokenreview_waiting %u\n",
-		     (unsigned long long)s.authenticated, (unsigned long long)s.denied, (unsigned long long)s.failed,
-		     (unsigned long long)s.cache_hits, (unsigned long long)s.joined,
-		     (unsigned long long)s.rate_limited, (unsigned long long)s.busy, s.waiting);
+		     "# HELP %ss_total %s, by outcome.\n# TYPE %ss_total counter\n"
+		     "%ss_total{result=\"%s\"} %llu\n"
+		     "%ss_total{result=\"denied\"} %llu\n"
+		     "%ss_total{result=\"failed\"} %llu\n"
+		     "# HELP %s_cache_hits_total Verdicts answered from the cache.\n"
+		     "# TYPE %s_cache_hits_total counter\n%s_cache_hits_total %llu\n"
+		     "# HELP %s_joined_total Requests that waited for a review already under way.\n"
+		     "# TYPE %s_joined_total counter\n%s_joined_total %llu\n"
+		     "# HELP %s_rate_limited_total Reviews not made: over the review rate.\n"
+		     "# TYPE %s_rate_limited_total counter\n%s_rate_limited_total %llu\n"
+		     "# HELP %s_busy_total Requests refused: too many waiting for reviews.\n"
+		     "# TYPE %s_busy_total counter\n%s_busy_total %llu\n"
+		     "# HELP %s_waiting Requests waiting for a review now.\n"
+		     "# TYPE %s_waiting gauge\n%s_waiting %u\n",
+		     f, what, f, f, ok, (unsigned long long)s.authenticated, f, (unsigned long long)s.denied, f,
+		     (unsigned long long)s.failed, f, f, f, (unsigned long long)s.cache_hits, f, f, f,
+		     (unsigned long long)s.joined, f, f, f, (unsigned long long)s.rate_limited, f, f, f,
+		     (unsigned long long)s.busy, f, f, f, s.waiting);
 	if (n < 0 || (size_t)n >= sizeof(add))
 		return -1;
 	nb = realloc(*buf, cur + (size_t)n + 1);

@@ -17,6 +17,12 @@
  * each review so rotation is followed) as bearer; the API server's certificate checked against ca_file.
  * The verdict (tokenreview_parse): kind TokenReview, status.authenticated true, and — with audiences — at least
  * one configured audience in status.audiences (what the API server documents for audience-aware clients).
+ *
+ * The same machinery (thread, curl setup, service-account bearer, CA, single flight, cache, rate, bounds) also
+ * sends SubjectAccessReviews for --allow-client-impersonation: a reviewer created with cfg.sar posts to
+ * /apis/authorization.k8s.io/v1/subjectaccessreviews the body the caller built (impersonate.h), keyed by the
+ * SHA-256 of that body; TOKENREVIEW_OK means status.allowed (and not status.denied), TOKENREVIEW_E_DENIED not
+ * allowed, with status.reason as the detail string. Both verdicts are cached for cache_ttl_s; failures never.
  */
 #ifndef KOS_TOKENREVIEW_H
 #define KOS_TOKENREVIEW_H
@@ -57,6 +63,7 @@ typedef struct tokenreview_config {
 	unsigned rate;              /* new reviews per second (burst the same); 0 = 20 */
 	unsigned max_inflight;      /* HTTP transfers at once; 0 = 16 */
 	unsigned max_waiting;       /* requests waiting (all reviews together); 0 = 1024 */
+	bool sar;                   /* SubjectAccessReviews (tokenreview_sar_check) instead of TokenReviews */
 } tokenreview_config;
 
 typedef struct tokenreview tokenreview;
@@ -71,6 +78,11 @@ int tokenreview_create(const tokenreview_config *cfg, tokenreview **out, char *e
  * TOKENREVIEW_PENDING: done(ud, …) will be called once on the reviewer thread (never from inside this call). */
 int tokenreview_check(tokenreview *rv, const uint8_t *tok, size_t len, char *user, size_t usercap,
 		      tokenreview_done_fn done, void *ud);
+/* SubjectAccessReview reviewer (cfg.sar) only: body[0..len) is the whole request JSON. As tokenreview_check(),
+ * with the verdict's status.reason ("" when none or not clean text) in reason[0..cap) and as done()'s string;
+ * TOKENREVIEW_OK = allowed, TOKENREVIEW_E_DENIED = not allowed. Any thread. */
+int tokenreview_sar_check(tokenreview *rv, const char *body, size_t len, char *reason, size_t cap,
+			  tokenreview_done_fn done, void *ud);
 /* Answers everything waiting with TOKENREVIEW_E_SHUTDOWN and joins the thread; later checks get
  * TOKENREVIEW_E_SHUTDOWN at once. Idempotent; main thread. NULL is a no-op. */
 void tokenreview_stop(tokenreview *rv);
@@ -100,6 +112,15 @@ typedef struct tokenreview_parsed {
  * when present, is a boolean; absent means false), TOKENREVIEW_E_RESPONSE otherwise, TOKENREVIEW_E_NOMEM.
  * *out is written only on success. Any thread. */
 int tokenreview_parse(const uint8_t *p, size_t len, const char *const *auds, size_t nauds, tokenreview_parsed *out);
+
+typedef struct tokenreview_sar_parsed {
+	bool allowed;            /* status.allowed true and status.denied not true */
+	char reason[TOKENREVIEW_USER_MAX]; /* status.reason when it fits and has no control bytes, else "" */
+} tokenreview_sar_parsed;
+
+/* Parses a SubjectAccessReview response p[0..len): TOKENREVIEW_OK with *out filled when it is one (kind
+ * "SubjectAccessReview", status an object with a boolean allowed), TOKENREVIEW_E_RESPONSE otherwise. Any thread. */
+int tokenreview_sar_parse(const uint8_t *p, size_t len, tokenreview_sar_parsed *out);
 
 /* The unverified "iss" of a token p[0..len), to tell whether it is one of ours before passing it through:
  * 1 with iss copied (NUL-terminated) when the token has three dot-separated parts, the second strict base64url

@@ -20,6 +20,8 @@ DEPLOY = os.path.join(ROOT, "deploy")
 KUSTOMIZATIONS = (["base"] + sorted(f"overlays/{d}" for d in os.listdir(os.path.join(DEPLOY, "overlays"))
                                     if os.path.exists(os.path.join(DEPLOY, "overlays", d, "kustomization.yaml")))
                   + ["ingress-controller"])
+# --allow-client-impersonation: the extras that record who acted (src/handler.c ORIG_*)
+ORIGINAL_USER_KEYS = ["originaluser.jetstack.io-user", "originaluser.jetstack.io-groups", "originaluser.jetstack.io-uid"]
 AGENT_BIN = next((p for p in (os.environ.get("KOS_AGENT_BIN", ""), os.path.join(ROOT, "build", "kube-oidc-spoa"),
                                  kostest.build_path("kube-oidc-spoa"))
                   if os.path.exists(p)), os.path.join(ROOT, "build", "kube-oidc-spoa"))
@@ -214,6 +216,8 @@ def test_haproxy_has_a_slot_for_every_extra_key(path):
         f = authn_config_file(objs, spec, c, env)
         if f is not None:
             keys += sorted(authn_sends(f[1])[1])
+    if (flag(args, env, "allow-client-impersonation", "KOS_ALLOW_CLIENT_IMPERSONATION") or "false") == "true":
+        keys += ORIGINAL_USER_KEYS
     henv = haproxy_env(path)
     slots = {henv[f"KOS_EXTRA_{n}"].lower() for n in range(1, 9) if henv.get(f"KOS_EXTRA_{n}")}
     for k in keys:
@@ -250,8 +254,16 @@ def test_clusterrole_is_exactly_what_the_configuration_can_send(path):
     if f is not None:
         uid, keys = authn_sends(f[1])
         if uid:
-            need.add(("", "uids", imp))
+            need.add(("authentication.k8s.io", "uids", imp))
         for k in keys:
+            need.add(("authentication.k8s.io", "userextras/" + k, imp))
+    # --allow-client-impersonation: SubjectAccessReviews, and whatever a permitted client may ask for beyond users
+    # and groups (service accounts, uids) plus the extras that record who acted; only with the switch on.
+    if (flag(args, env, "allow-client-impersonation", "KOS_ALLOW_CLIENT_IMPERSONATION") or "false") == "true":
+        need.add(("authorization.k8s.io", "subjectaccessreviews", "create"))
+        need.add(("", "serviceaccounts", imp))
+        need.add(("authentication.k8s.io", "uids", imp))
+        for k in ORIGINAL_USER_KEYS:
             need.add(("authentication.k8s.io", "userextras/" + k, imp))
     (role,) = find(objs, "ClusterRole")
     have = set()

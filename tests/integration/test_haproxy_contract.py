@@ -164,7 +164,8 @@ def test_status_3_is_groups_403(stack):
 
 @pytest.mark.parametrize("vars_", [
     {"status": 4, "reason": "not ready"},
-    {"status": 8},
+    {"status": 8},                                                        # a refusal without its message
+    {"status": 9},
     {"status": 99, "user": "alice", "sv": SV, "proc.sa": PROC_SA},
     {"status": -1, "user": "alice", "sv": SV, "proc.sa": PROC_SA},
     {"user": "alice", "sv": SV, "proc.sa": PROC_SA},                      # no verdict at all
@@ -180,7 +181,7 @@ def test_status_3_is_groups_403(stack):
     {"status": 0, "user": "alice", "ng": 0, "sv": SV, "proc.sa": "fedcba9876543210|" + SA},
     {"status": 0, "user": "alice", "ng": 0, "sv": SV[:15], "proc.sa": PROC_SA},
     {},
-], ids=["4", "8", "99", "neg", "no-status", "str-abc", "str-0abc", "str-sp0", "str-00", "no-user", "no-ng", "no-sv",
+], ids=["4", "8", "9", "99", "neg", "no-status", "str-abc", "str-0abc", "str-sp0", "str-00", "no-user", "no-ng", "no-sv",
         "sv-other", "proc-other", "sv-short", "empty"])
 def test_everything_else_is_503(stack, vars_):
     stack.api_reset()
@@ -300,3 +301,37 @@ def test_log_never_contains_tokens(stack):
     log = kosstack.wait_log(stack.haproxy, "kos_status=0 ")
     assert "kos_status=1 " in log and 'kos_reason="not a stub token"' in log
     assert "stub:" not in log and kosstack.SA_TOKEN not in log
+
+
+# ---- client impersonation (--allow-client-impersonation; the agent's side is tests/integration/test_impersonation.py)
+
+@pytest.mark.parametrize("status,code,reason", [(8, 403, "Forbidden"), (9, 400, "BadRequest")])
+def test_impersonation_refusals_carry_the_agents_message_as_json(stack, status, code, reason):
+    stack.api_reset()
+    msg = 'users "x\\y" is forbidden: User "\u00e9 <a&b>" cannot impersonate: tab\there'
+    st, _, body = get(stack, {"status": status, "msg": msg}, headers=[("Impersonate-User", "x")])
+    assert st == code
+    assert json.loads(body) == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                "message": msg, "reason": reason, "code": code}
+    assert stack.api_requests() == []
+
+
+def test_allow_with_imp_forwards_the_agents_identity_only(stack):
+    """imp=1: the agent authorized the client's impersonation; HAProxy still sends only what the agent set."""
+    stack.api_reset()
+    st, _, body = get(stack, allow(user="carol", ng=1, g0="support", imp=1),
+                      headers=[("Impersonate-User", "carol"), ("Impersonate-Group", "support"),
+                               ("Impersonate-Group", "system:masters"), ("Impersonate-Extra-Evil", "1")])
+    assert st == 200, body
+    h = last_api_request(stack)["headers"]
+    assert header_values(h, "Authorization") == [SA]
+    assert header_values(h, "Impersonate-User") == ["carol"]
+    assert header_values(h, "Impersonate-Group") == ["support"]
+    assert [k for k, _ in h if k.lower().startswith("impersonate-extra-")] == []
+
+
+def test_allow_without_imp_despite_impersonation_headers_is_403(stack):
+    stack.api_reset()
+    st, _, body = get(stack, allow(), headers=[("Impersonate-User", "carol")])
+    assert (st, json.loads(body)) == (403, IMPERSONATION)
+    assert stack.api_requests() == []

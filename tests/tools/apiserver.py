@@ -16,6 +16,12 @@ It behaves like kube-apiserver wherever the proxy in front of it can tell the di
     intersection with spec.audiences when given, as the API server does; an empty intersection is not
     authenticated). A review token arriving directly as the bearer of any other request is served as its user
     (with impersonation headers: 403, as RBAC would say for such a user);
+  * client impersonation: POST /apis/authorization.k8s.io/v1/subjectaccessreviews, by a caller with the
+    service-account token and no impersonation, answers from a small RBAC-like policy (a list of rules
+    {"subject": "<user>" or "group:<group>", "resource": r, "subresource": s, "namespace": ns, "names": [...] or
+    ["*"]}, verb impersonate only): allowed when a rule matches spec.user or one of spec.groups, else
+    allowed false with sar_reason (default none, as RBAC). An impersonated service account without groups gets
+    system:serviceaccounts and system:serviceaccounts:<ns>, as the API server gives it;
   * GET /api/v1/namespaces/default/pods (list; ?watch=1 streams events with configurable quiet gaps, then ends;
     ?_slow=1 answers the list only after the first gap);
   * GET /api/v1/namespaces/default/pods/<name>/log (?follow=true streams lines with the same gaps);
@@ -31,7 +37,10 @@ Control endpoints (tests call them directly, not through the proxy):
   POST /_test/reset           forget the recorded requests
   POST /_test/config          JSON {"tokens": [...], "watch_gaps": [seconds, ...], "review_tokens": {token:
                               {"username": u, "groups": [...], "audiences": [...]}}, "review_delay": seconds,
-                              "review_status": HTTP status to answer TokenReviews with (0 = normal)} (all optional)
+                              "review_status": HTTP status to answer TokenReviews with (0 = normal),
+                              "sar_policy": [rule, ...], "sar_status": HTTP status for SubjectAccessReviews
+                              (0 = normal), "sar_reason": status.reason of a denial, "sar_delay": seconds before
+                              answering a SubjectAccessReview} (all optional)
 
 Run:  apiserver.py [--port 0] [--dir DIR] (--token-file FILE | --token TOKEN ...) [--watch-gaps 0.2,3]
                    [--review-token TOKEN=USER[:GROUP,GROUP...]] ...
@@ -178,6 +187,10 @@ class State:
         self.review_tokens = {}
         self.review_delay = 0.0
         self.review_status = 0
+        self.sar_policy = []
+        self.sar_status = 0
+        self.sar_reason = ""
+        self.sar_delay = 0.0
 
     def accepted_tokens(self):
         with self.lock:
@@ -227,6 +240,9 @@ def impersonated_identity(header_lines):
     if len(uids) > 1:
         raise ImpersonationError("more than one Impersonate-Uid")
     user = users[0]
+    sa = user.split(":")
+    if not groups and len(sa) == 4 and sa[:2] == ["system", "serviceaccount"]:
+        groups = ["system:serviceaccounts", "system:serviceaccounts:" + sa[2]]
     if user != "system:anonymous" and "system:authenticated" not in groups:
         groups = groups + ["system:authenticated"]
     info = {"username": user, "groups": groups}
@@ -355,7 +371,46 @@ class Handler(BaseHTTPRequestHandler):
             if ident["username"] != SA_USER:
                 return self.send_json(403, status(403, "Forbidden", "cannot create tokenreviews"))
             return self.token_review(st, body, review_tokens)
+        if path.rstrip("/") == "/apis/authorization.k8s.io/v1/subjectaccessreviews" and self.command == "POST":
+            if ident["username"] != SA_USER:
+                return self.send_json(403, status(403, "Forbidden", "cannot create subjectaccessreviews"))
+            return self.subject_access_review(st, body)
         self.serve(path, query, ident)
+
+    def subject_access_review(self, st, body):
+        with st.lock:
+            policy, code, reason, delay = list(st.sar_policy), st.sar_status, st.sar_reason, st.sar_delay
+        self._rec["sar"] = True
+        if delay:
+            time.sleep(delay)
+        if code:
+            return self.send_json(code, status(code, "InternalError", "stand-in failure"))
+        try:
+            req = json.loads(body)
+            spec = req["spec"]
+            ra = spec["resourceAttributes"]
+            user, groups = spec["user"], list(spec.get("groups") or [])
+        except (ValueError, KeyError, TypeError):
+            return self.send_json(400, status(400, "BadRequest", "not a SubjectAccessReview"))
+        self._rec["sar_spec"] = spec
+        allowed = False
+        if ra.get("verb") == "impersonate":
+            for rule in policy:
+                subj = rule.get("subject", "")
+                who = (subj == user) if not subj.startswith("group:") else (subj[len("group:"):] in groups)
+                if (who and rule.get("resource", "") == ra.get("resource", "")
+                        and rule.get("group", "") == ra.get("group", "")
+                        and rule.get("subresource", "") == ra.get("subresource", "")
+                        and rule.get("namespace", "") == ra.get("namespace", "")
+                        and ("*" in rule.get("names", []) or ra.get("name", "") in rule.get("names", []))):
+                    allowed = True
+                    break
+        st_ = {"allowed": allowed}
+        if not allowed and reason:
+            st_["reason"] = reason
+        self._rec["sar_allowed"] = allowed
+        return self.send_json(201, {"kind": "SubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+                                    "metadata": {"creationTimestamp": None}, "spec": spec, "status": st_})
 
     def as_review_user(self, path, entry, lines):
         """A request authenticated by the client's own (review) token, as the API server would serve it."""
@@ -613,6 +668,14 @@ class Handler(BaseHTTPRequestHandler):
                     st.review_delay = float(cfg["review_delay"])
                 if "review_status" in cfg:
                     st.review_status = int(cfg["review_status"])
+                if "sar_policy" in cfg:
+                    st.sar_policy = [dict(r) for r in cfg["sar_policy"]]
+                if "sar_status" in cfg:
+                    st.sar_status = int(cfg["sar_status"])
+                if "sar_delay" in cfg:
+                    st.sar_delay = float(cfg["sar_delay"])
+                if "sar_reason" in cfg:
+                    st.sar_reason = str(cfg["sar_reason"])
             return self.send_json(200, {"ok": True})
         return self.send_json(404, status(404, "NotFound", "no such control endpoint"))
 

@@ -89,6 +89,8 @@ static const ccase cases[] = {
 	{{ISS, CID, "--disable-impersonation"}, {NULL}, CONFIG_OK, NULL},
 	{{ISS, CID, "--disable-impersonation", "--extra-user-header-client-ip"}, {NULL}, CONFIG_E_USAGE,
 	 "cannot carry extras"},
+	{{ISS, CID, "--disable-impersonation", "--allow-client-impersonation"}, {NULL}, CONFIG_E_USAGE,
+	 "cannot be combined with --allow-client-impersonation"},
 	{{ISS, CID, "--server=https://k8s:6443"}, {NULL}, CONFIG_E_USAGE, "KOS_APISERVER"},
 	{{ISS, CID, "-s", "https://k8s:6443"}, {NULL}, CONFIG_E_USAGE, "shorthand for --server"},
 	{{ISS, CID, "--audit-log-maxbackup=3"}, {NULL}, CONFIG_E_USAGE, "HAProxy's logs"},

@@ -107,6 +107,56 @@ static char *jwt_with_payload(const char *payload)
 	return out;
 }
 
+#define SAR(st) "{\"kind\":\"SubjectAccessReview\",\"apiVersion\":\"authorization.k8s.io/v1\",\"status\":" st "}"
+
+/* SubjectAccessReview answers (--allow-client-impersonation), each with the verdict it must give */
+static void test_sar_parse_table(void **state)
+{
+	static const struct {
+		const char *body;
+		int rc;
+		bool allowed;
+		const char *reason;
+	} t[] = {
+		{SAR("{\"allowed\":true}"), TOKENREVIEW_OK, true, ""},
+		{SAR("{\"allowed\":true,\"reason\":\"RBAC: allowed by ClusterRoleBinding \\\"x\\\"\"}"), TOKENREVIEW_OK, true,
+		 "RBAC: allowed by ClusterRoleBinding \"x\""},
+		{SAR("{\"allowed\":false}"), TOKENREVIEW_OK, false, ""},
+		{SAR("{\"allowed\":false,\"reason\":\"no rule\"}"), TOKENREVIEW_OK, false, "no rule"},
+		/* denied wins over allowed */
+		{SAR("{\"allowed\":true,\"denied\":true}"), TOKENREVIEW_OK, false, ""},
+		{SAR("{\"allowed\":false,\"denied\":false,\"evaluationError\":\"x\"}"), TOKENREVIEW_OK, false, ""},
+		/* a reason with a control byte is not shown */
+		{SAR("{\"allowed\":false,\"reason\":\"a\\nb\"}"), TOKENREVIEW_OK, false, ""},
+		/* not a SubjectAccessReview verdict: fail closed (503) */
+		{SAR("{}"), TOKENREVIEW_E_RESPONSE, false, NULL},          /* allowed is required */
+		{SAR("{\"allowed\":\"true\"}"), TOKENREVIEW_E_RESPONSE, false, NULL},
+		{SAR("{\"allowed\":1}"), TOKENREVIEW_E_RESPONSE, false, NULL},
+		{SAR("{\"allowed\":true,\"denied\":\"no\"}"), TOKENREVIEW_E_RESPONSE, false, NULL},
+		{SAR("{\"allowed\":true,\"reason\":7}"), TOKENREVIEW_E_RESPONSE, false, NULL},
+		{SAR("[]"), TOKENREVIEW_E_RESPONSE, false, NULL},
+		{"{\"kind\":\"TokenReview\",\"status\":{\"allowed\":true}}", TOKENREVIEW_E_RESPONSE, false, NULL},
+		{"{\"kind\":\"Status\",\"status\":\"Failure\",\"code\":403}", TOKENREVIEW_E_RESPONSE, false, NULL},
+		{"", TOKENREVIEW_E_RESPONSE, false, NULL},
+		{"{\"kind\":\"SubjectAccessReview\",\"status\":{\"allowed\":true}", TOKENREVIEW_E_RESPONSE, false, NULL},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		tokenreview_sar_parsed p;
+		int rc;
+
+		memset(&p, 0x55, sizeof(p));
+		rc = tokenreview_sar_parse((const uint8_t *)t[i].body, strlen(t[i].body), &p);
+		if (rc != t[i].rc)
+			fail_msg("case %zu (%s): rc %d, want %d", i, t[i].body, rc, t[i].rc);
+		if (rc != TOKENREVIEW_OK)
+			continue;
+		if (p.allowed != t[i].allowed)
+			fail_msg("case %zu (%s): allowed %d", i, t[i].body, p.allowed);
+		assert_string_equal(p.reason, t[i].reason);
+	}
+}
+
 static void test_token_issuer(void **state)
 {
 	static const struct {
@@ -183,6 +233,31 @@ static satoken *sa_fixture(char *path, size_t cap)
 	assert_int_equal(satoken_create(path, &sa), 0);
 	assert_int_equal(satoken_reload(sa, NULL), 0);
 	return sa;
+}
+
+/* a reviewer is one kind or the other: the wrong entry point is refused, never sent */
+static void test_sar_kind(void **state)
+{
+	char path[128], err[256], out[64];
+	satoken *sa = sa_fixture(path, sizeof(path));
+	tokenreview_config c;
+	tokenreview *rv = NULL;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	c.url = "https://127.0.0.1:1";
+	c.sa = sa;
+	c.sar = true;
+	assert_int_equal(tokenreview_create(&c, &rv, err, sizeof(err)), 0);
+	assert_int_equal(tokenreview_check(rv, (const uint8_t *)"tok", 3, out, sizeof(out), NULL, NULL),
+			 TOKENREVIEW_E_RESPONSE);
+	tokenreview_destroy(rv);
+	c.sar = false;
+	assert_int_equal(tokenreview_create(&c, &rv, err, sizeof(err)), 0);
+	assert_int_equal(tokenreview_sar_check(rv, "{}", 2, out, sizeof(out), NULL, NULL), TOKENREVIEW_E_RESPONSE);
+	tokenreview_destroy(rv);
+	satoken_destroy(sa);
+	unlink(path);
 }
 
 static void test_rate_join_and_shutdown(void **state)
@@ -282,6 +357,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_table),
 		cmocka_unit_test(test_token_issuer),
+		cmocka_unit_test(test_sar_parse_table),
+		cmocka_unit_test(test_sar_kind),
 		cmocka_unit_test(test_rate_join_and_shutdown),
 		cmocka_unit_test(test_join_and_busy),
 		cmocka_unit_test(test_create_refuses),
