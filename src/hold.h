@@ -71,8 +71,9 @@ void hold_notify(void *ud);
 /* Changes seen so far. Read it before verifying a token that may be held, and pass it to hold_add(): a change
  * in between makes the holding thread judge the token again at once. Any thread. */
 uint64_t hold_gen(hold *hd);
-/* Holds a request: copies in (auth dropped: tok is the token), tok, in->xk and in->imh; k and done are kept as they are. why: the verdict it waits on; t0_ns: when its first verification
- * started (monotonic), from which its deadline counts. 0, or an enum hold_err (nothing held). Any thread. */
+/* Holds a request: copies in (auth dropped: tok is the token), tok, in->xk and in->imh; k and done are kept as
+ * they are. why: the verdict it waits on; t0_ns: when its first verification started (monotonic), from which
+ * its deadline (t0 + wait_ms) counts. 0, or an enum hold_err (nothing held). Any thread. */
 int hold_add(hold *hd, const handler_input *in, const uint8_t *tok, size_t tlen, const handler_sink *k,
 	     handler_done_fn done, uint64_t gen, int why, int64_t t0_ns);
 /* Requests held right now. Any thread. */
