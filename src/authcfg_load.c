@@ -15,8 +15,6 @@
 
 /* ---- a small string builder (bounded) ---- */
 
-/* ---- a small string builder (bounded) ---- */
-
 void authcfg_sb_putn(authcfg_sb *b, const char *s, size_t n)
 {
 	if (b->oom)
