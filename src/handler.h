@@ -1,15 +1,17 @@
 /*
  * handler.h — SPOP NOTIFY → verifier → ACK variables, exactly as conf/CONTRACT.md says.
  *
- * Owns: nothing but its small context; the verifier (behind handler_verify_ops), the service-account token and
- * the metrics are the caller's and must outlive the handler. handler_on_notify() is the spoa_handler_fn; it
- * runs on SPOP worker threads, any number at once, never blocks, and allocates only to hold a request (below):
- * the identity comes from the verifier by reference, strings are copied into the ACK by libspoa. The decision
- * itself is handler_process(), which writes through a handler_sink so that tests can see every variable it sets.
+ * Owns: its small context, its hold (hold.h, when holding is on) and its ACK writer (kosack.h); the verifier
+ * (behind handler_verify_ops), the service-account token and the metrics are the caller's and must outlive the
+ * handler. handler_on_notify() is the spoa_handler_fn; it runs on SPOP worker threads, any number at once,
+ * never blocks, and allocates only to hold a request (below): the identity comes from the verifier by
+ * reference, strings are copied into the ACK by libspoa. The decision itself is handler_process(), which writes
+ * through a handler_sink so that tests can see every variable it sets.
  *
  * Where the parts live: kosmsg.h decodes the kos-auth message into handler_input (= kosmsg_args); hold.h keeps
  * the held requests and runs the holding thread (the handler owns that hold and gives it its verdicts through
- * hold_ops); this file decides (judge, passthrough, client impersonation), writes the ACK variables and counts.
+ * hold_ops); kosack.h writes an identity's ACK variables; this file decides (judge, passthrough, client
+ * impersonation), writes the verdict (reason, status last), logs and counts.
  *
  * Held requests: a token whose kid is not in the key set usually means the issuer has just rotated its keys,
  * and the JWKS download that kid triggered lands a few milliseconds later. Like the API server's authenticator
