@@ -83,6 +83,22 @@ static void v_forbidden(verrs *v, const char *path, const char *detail)
 	verr_add(v, &b);
 }
 
+/* Go's url.Parse error as the API server shows it: `parse "<u>"<what>`, then q quoted when given. */
+static void v_url_parse(verrs *v, const char *path, const char *u, size_t n, const char *what, const char *q,
+			size_t qn)
+{
+	authcfg_sb b = {0};
+
+	authcfg_sb_puts(&b, "parse ");
+	authcfg_sb_quote(&b, u, n);
+	authcfg_sb_puts(&b, what);
+	if (q)
+		authcfg_sb_quote(&b, q, qn);
+	if (b.p)
+		v_invalid(v, path, u, b.p);
+	free(b.p);
+}
+
 /* Path helper for validation: "jwt[i]" + suffix, formatted into a caller buffer. */
 static const char *vp(char *buf, size_t n, size_t i, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static const char *vp(char *buf, size_t n, size_t i, const char *fmt, ...)
@@ -118,14 +134,7 @@ static void validate_url(verrs *v, const char *u, const char *path)
 		unsigned char c = (unsigned char)u[i];
 
 		if (c < 0x20 || c == 0x7f) {
-			authcfg_sb b = {0};
-
-			authcfg_sb_puts(&b, "parse ");
-			authcfg_sb_quote(&b, u, n);
-			authcfg_sb_puts(&b, ": net/url: invalid control character in URL");
-			if (b.p)
-				v_invalid(v, path, u, b.p);
-			free(b.p);
+			v_url_parse(v, path, u, n, ": net/url: invalid control character in URL", NULL, 0);
 			return;
 		}
 	}
@@ -142,15 +151,7 @@ static void validate_url(verrs *v, const char *u, const char *path)
 			return;
 		}
 		if (c == '%' && (n - i < 3 || !is_hex(u[i + 1]) || !is_hex(u[i + 2]))) {
-			authcfg_sb b = {0};
-
-			authcfg_sb_puts(&b, "parse ");
-			authcfg_sb_quote(&b, u, n);
-			authcfg_sb_puts(&b, ": invalid URL escape ");
-			authcfg_sb_quote(&b, u + i, n - i < 3 ? n - i : 3);
-			if (b.p)
-				v_invalid(v, path, u, b.p);
-			free(b.p);
+			v_url_parse(v, path, u, n, ": invalid URL escape ", u + i, n - i < 3 ? n - i : 3);
 			return;
 		}
 	}
@@ -201,16 +202,8 @@ static void validate_url(verrs *v, const char *u, const char *path)
 			for (const char *c = port + 1; c < he; c++)
 				if (*c < '0' || *c > '9')
 					bad = true;
-		if (bad) {
-			authcfg_sb b = {0};
-
-			authcfg_sb_puts(&b, "parse ");
-			authcfg_sb_quote(&b, u, n);
-			authcfg_sb_puts(&b, ": invalid host or port");
-			if (b.p)
-				v_invalid(v, path, u, b.p);
-			free(b.p);
-		}
+		if (bad)
+			v_url_parse(v, path, u, n, ": invalid host or port", NULL, 0);
 	}
 	/* Go: RawQuery and Fragment non-empty (a bare "?" or "#" leaves them empty) */
 	q = strchr(u + a, '?');

@@ -205,9 +205,9 @@ int kosack_create(unsigned max_groups, bool client_ip, const config_kv *extras, 
 
 void kosack_destroy(kosack *a)
 {
-	if (a == NULL)
-		return;
-	free(a->gnames);
-	free(a->xnames);
+	if (a != NULL) {
+		free(a->gnames);
+		free(a->xnames);
+	}
 	free(a);
 }

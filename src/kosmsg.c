@@ -11,6 +11,18 @@ static bool name_is(spop_slice s, const char *lit)
 	return s.len == n && memcmp(s.ptr, lit, n) == 0;
 }
 
+/* A bytes argument: STRING or BINARY (HAProxy's bytes() may give either) into *p and *len: 1; NULL: 0 (nothing
+ * written); any other type: -1 (outside the contract). */
+static int bytes_arg(const spop_arg *a, const uint8_t **p, size_t *len)
+{
+	if (a->value.type == SPOP_T_STR || a->value.type == SPOP_T_BIN) {
+		*p = a->value.u.s.ptr;
+		*len = a->value.u.s.len;
+		return 1;
+	}
+	return a->value.type == SPOP_T_NULL ? 0 : -1;
+}
+
 /* xk must be exactly KOSMSG_XK_SLOTS keys joined by '|', each made of what the ACK writer's pct_key() writes
  * (kosmsg_key_byte()s and %XX, letters in any case: slots are compared without case): a '|' inside a
  * KOS_EXTRA_<n> value would shift every later slot and put one key's values under another's header name, and
@@ -39,7 +51,7 @@ int kosmsg_read(const spop_msg *m, kosmsg_args *in)
 	spop_msg it = *m;
 	spop_arg a;
 	bool seen_auth = false, seen_src = false, seen_imp = false, seen_sv = false, seen_xk = false, seen_imh = false;
-	int rc;
+	int rc, got;
 
 	while ((rc = spop_msg_next_arg(&it, &a)) == 1) {
 		if (name_is(a.name, "auth") && !seen_auth) {
@@ -75,36 +87,24 @@ int kosmsg_read(const spop_msg *m, kosmsg_args *in)
 			}
 		} else if (name_is(a.name, "xk") && !seen_xk) {
 			seen_xk = true;
-			if (a.value.type == SPOP_T_STR || a.value.type == SPOP_T_BIN) {
-				in->xk = a.value.u.s.ptr;
-				in->xk_len = a.value.u.s.len;
-				if (!slots_ok(in->xk, in->xk_len))
-					goto bad;
-			} else if (a.value.type != SPOP_T_NULL) {
+			if ((got = bytes_arg(&a, &in->xk, &in->xk_len)) < 0 || (got == 1 && !slots_ok(in->xk, in->xk_len)))
 				goto bad;
-			}
 		} else if (a.name.len == 4 && memcmp(a.name.ptr, "xff", 3) == 0 && a.name.ptr[3] >= '1' &&
 			   a.name.ptr[3] < '1' + CADDR_MAX_HOPS) {
 			caddr_slice *x = &in->xff[a.name.ptr[3] - '1'];
 
 			if (x->p != NULL)
 				goto bad; /* the same entry twice: not what conf/spoe-kos.conf sends */
-			if (a.value.type == SPOP_T_STR || a.value.type == SPOP_T_BIN) {
-				/* an empty entry still counts as present: the walk skips it and looks further left */
-				x->p = a.value.u.s.len != 0 ? a.value.u.s.ptr : (const uint8_t *)"";
-				x->len = a.value.u.s.len;
-			} else if (a.value.type != SPOP_T_NULL) {
+			if ((got = bytes_arg(&a, &x->p, &x->len)) < 0)
 				goto bad;
-			}
+			/* an empty entry still counts as present: the walk skips it and looks further left */
+			if (got == 1 && x->len == 0)
+				x->p = (const uint8_t *)"";
 		} else if (name_is(a.name, "imh") && !seen_imh) {
 			seen_imh = true;
 			in->have_imh = true;
-			if (a.value.type == SPOP_T_STR || a.value.type == SPOP_T_BIN) {
-				in->imh = a.value.u.s.ptr;
-				in->imh_len = a.value.u.s.len;
-			} else if (a.value.type != SPOP_T_NULL) {
+			if (bytes_arg(&a, &in->imh, &in->imh_len) < 0)
 				goto bad;
-			}
 		} else if (name_is(a.name, "imp") && !seen_imp) {
 			seen_imp = true;
 			/* fail closed: anything but "absent" or an explicit false counts as an impersonation attempt */
