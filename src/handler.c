@@ -67,8 +67,8 @@ struct handler {
 
 _Static_assert(HANDLER_EXTRA_SLOTS == KOSMSG_XK_SLOTS, "xk carries one key per HAProxy slot");
 
-static int hold_retry(void *ud, hold_req *r, int64_t left_ms);
-static void hold_expire(void *ud, hold_req *r, bool shutdown);
+static int held_retry(void *ud, hold_req *r, int64_t left_ms);
+static void held_expire(void *ud, hold_req *r, bool shutdown);
 
 int handler_create(const handler_config *cfg, handler **out)
 {
@@ -91,7 +91,7 @@ int handler_create(const handler_config *cfg, handler **out)
 		*out = h;
 		return 0;
 	}
-	if (hold_create(&(hold_ops){hold_retry, hold_expire, h}, h->cfg.unknown_kid_wait_ms, h->cfg.max_held,
+	if (hold_create(&(hold_ops){held_retry, held_expire, h}, h->cfg.unknown_kid_wait_ms, h->cfg.max_held,
 			&h->hold) != 0)
 		goto fail;
 	h->cfg.vops.set_listener(h->cfg.vops.ctx, hold_notify, h->hold);
@@ -727,7 +727,7 @@ int handler_process(handler *h, const handler_input *in, int64_t now, const hand
 /* ---- held requests (hold.h keeps them and decides when; the verdicts are here) ------------------------------ */
 
 /* hold_ops.retry, on the holding thread: the whole verdict again (never a shortcut to allow). */
-static int hold_retry(void *ud, hold_req *r, int64_t left_ms)
+static int held_retry(void *ud, hold_req *r, int64_t left_ms)
 {
 	handler *h = ud;
 	int jr = judge(h, &r->in, r->tok, r->tlen, (int64_t)time(NULL), &r->sink, r->t0_ns, left_ms, NULL, r->done,
@@ -739,7 +739,7 @@ static int hold_retry(void *ud, hold_req *r, int64_t left_ms)
 }
 
 /* hold_ops.expire, on the holding thread: answers a held request that was not judged again. */
-static void hold_expire(void *ud, hold_req *r, bool shutdown)
+static void held_expire(void *ud, hold_req *r, bool shutdown)
 {
 	handler *h = ud;
 	int status = HANDLER_UNAUTHENTICATED;
