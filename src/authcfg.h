@@ -3,6 +3,8 @@
  * AuthenticationConfiguration, apiVersion apiserver.config.k8s.io/v1beta1 or /v1), read from YAML (libyaml) or
  * JSON (cJSON) and validated with the API server's rules (k8s.io/apiserver pkg/apis/apiserver/validation).
  * The field reference and every rule, with its source, are in docs/authentication-config.md.
+ * Three steps, each its own module behind this API: authcfg_load.h (bytes -> a generic YAML/JSON tree),
+ * authcfg_decode.h (tree -> these structs, strictly) and authcfg_validate.h (the API server's rules).
  *
  * Owns: authcfg_parse()/authcfg_load_file() return one authcfg_config that owns every string and array in it;
  * authcfg_free() releases all of it. Everything reachable from it is read-only after load, so any number of

@@ -2,8 +2,6 @@
 #include "handler.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +9,10 @@
 #include <strings.h>
 #include <time.h>
 
+#include "hold.h"
 #include "impersonate.h"
+#include "kosack.h"
+#include "kosmsg.h"
 #include "log.h"
 
 const char *const handler_reason_names[HR_COUNT] = {
@@ -56,48 +57,22 @@ const char *const handler_reason_names[HR_COUNT] = {
 
 #define HANDLER_DEFAULT_MAX_TOKEN 16384
 
-/* A request held for an unknown kid: everything the verdict needs, copied out of the NOTIFY. */
-typedef struct held {
-	struct held *next;
-	handler_input in;      /* src, imp, sv; auth unused; xk and imh point into tok[] after the token */
-	handler_sink sink;
-	handler_done_fn done;
-	uint64_t gen;          /* key-set attempts and claims fetches seen when the token was last judged */
-	int why;               /* the verdict it waits on: VERIFY_E_UNKNOWN_KID or VERIFY_E_PENDING */
-	int64_t deadline_ms;   /* monotonic */
-	int64_t t0_ns;         /* first verification started (latency metric covers the wait) */
-	size_t tlen;
-	uint8_t tok[];
-} held;
-
 struct handler {
 	handler_config cfg;
 	spoa_server *_Atomic srv;
-	char **gnames;         /* "g0"… for max_groups groups */
-	char **xnames;         /* "x1v0"… for HANDLER_EXTRA_SLOTS × HANDLER_EXTRA_VALUES lines */
-
-	/* holding; hold_mu guards the list, gen's writes, kick, stopping and the condvar */
-	bool holding;          /* enabled and the thread runs */
+	kosack *ack;           /* the ACK writer: variable names, extras, client_ip */
+	hold *hold;            /* held requests (hold.h); NULL = holding off */
 	bool stopped;          /* handler_stop() done (main thread only) */
-	pthread_t th;
-	pthread_mutex_t hold_mu;
-	pthread_cond_t hold_cv;
-	held *head, *tail;     /* in deadline order: every hold lasts the same unknown_kid_wait_ms */
-	_Atomic unsigned nheld;
-	_Atomic uint64_t gen;  /* key-set attempts reported by the verifier; read without the lock */
-	uint64_t seen_gen;     /* gen the holding thread last judged its list at */
-	bool kick;             /* a request was held after judging against an older gen */
-	bool stopping;
 };
 
-static void *hold_main(void *arg);
-static void on_keys_attempt(void *ud);
-static char **make_names(unsigned n, unsigned per);
+_Static_assert(HANDLER_EXTRA_SLOTS == KOSMSG_XK_SLOTS, "xk carries one key per HAProxy slot");
+
+static int held_retry(void *ud, hold_req *r, int64_t left_ms);
+static void held_expire(void *ud, hold_req *r, bool shutdown);
 
 int handler_create(const handler_config *cfg, handler **out)
 {
 	handler *h;
-	pthread_condattr_t ca;
 
 	if (cfg->vops.verify == NULL || cfg->vops.ready == NULL || cfg->sa == NULL || cfg->metrics == NULL ||
 	    cfg->max_groups == 0 || cfg->max_groups > CONFIG_MAX_GROUPS_LIMIT)
@@ -106,60 +81,42 @@ int handler_create(const handler_config *cfg, handler **out)
 	if (h == NULL)
 		return -1;
 	h->cfg = *cfg;
-	h->gnames = make_names(cfg->max_groups, 0);
-	h->xnames = make_names(HANDLER_EXTRA_SLOTS * HANDLER_EXTRA_VALUES, HANDLER_EXTRA_VALUES);
-	if (h->gnames == NULL || h->xnames == NULL)
+	if (kosack_create(cfg->max_groups, cfg->client_ip, cfg->extras, cfg->nextras, &h->ack) != 0)
 		goto fail;
 	if (h->cfg.max_held == 0)
 		h->cfg.max_held = HANDLER_DEFAULT_MAX_HELD;
 	if (h->cfg.max_token_bytes == 0)
 		h->cfg.max_token_bytes = HANDLER_DEFAULT_MAX_TOKEN;
-	atomic_init(&h->nheld, 0);
-	atomic_init(&h->gen, 0);
 	if (cfg->unknown_kid_wait_ms == 0 || cfg->vops.set_listener == NULL || cfg->vops.refresh_soon == NULL) {
 		*out = h;
 		return 0;
 	}
-	if (pthread_mutex_init(&h->hold_mu, NULL) != 0)
+	if (hold_create(&(hold_ops){held_retry, held_expire, h}, h->cfg.unknown_kid_wait_ms, h->cfg.max_held,
+			&h->hold) != 0)
 		goto fail;
-	if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
-	    pthread_cond_init(&h->hold_cv, &ca) != 0) {
-		pthread_mutex_destroy(&h->hold_mu);
-		goto fail;
-	}
-	pthread_condattr_destroy(&ca);
-	if (pthread_create(&h->th, NULL, hold_main, h) != 0) {
-		pthread_cond_destroy(&h->hold_cv);
-		pthread_mutex_destroy(&h->hold_mu);
-		goto fail;
-	}
-	h->holding = true;
-	h->cfg.vops.set_listener(h->cfg.vops.ctx, on_keys_attempt, h);
+	h->cfg.vops.set_listener(h->cfg.vops.ctx, hold_notify, h->hold);
 	if (h->cfg.claims != NULL)
-		distclaims_set_listener(h->cfg.claims, on_keys_attempt, h);
+		distclaims_set_listener(h->cfg.claims, hold_notify, h->hold);
 	*out = h;
 	return 0;
 fail:
-	free(h->gnames);
-	free(h->xnames);
+	kosack_destroy(h->ack);
 	free(h);
 	return -1;
 }
 
 void handler_stop(handler *h)
 {
-	if (h == NULL || !h->holding || h->stopped)
+	if (h == NULL || h->hold == NULL || h->stopped)
 		return;
 	h->stopped = true;
-	pthread_mutex_lock(&h->hold_mu);
-	h->stopping = true;
-	pthread_cond_signal(&h->hold_cv);
-	pthread_mutex_unlock(&h->hold_mu);
-	/* without hold_mu: the verifier holds its listener lock while calling on_keys_attempt, which takes it */
+	hold_shutdown(h->hold);
+	/* after hold_shutdown(), not under its lock: the verifier holds its listener lock while calling
+	 * hold_notify, which takes it */
 	h->cfg.vops.set_listener(h->cfg.vops.ctx, NULL, NULL);
 	if (h->cfg.claims != NULL)
 		distclaims_set_listener(h->cfg.claims, NULL, NULL);
-	pthread_join(h->th, NULL);
+	hold_join(h->hold);
 }
 
 void handler_destroy(handler *h)
@@ -167,18 +124,14 @@ void handler_destroy(handler *h)
 	if (h == NULL)
 		return;
 	handler_stop(h);
-	if (h->holding) {
-		pthread_cond_destroy(&h->hold_cv);
-		pthread_mutex_destroy(&h->hold_mu);
-	}
-	free(h->gnames);
-	free(h->xnames);
+	hold_destroy(h->hold);
+	kosack_destroy(h->ack);
 	free(h);
 }
 
 unsigned handler_held(handler *h)
 {
-	return atomic_load(&h->nheld);
+	return h->hold != NULL ? hold_count(h->hold) : 0;
 }
 
 void handler_set_server(handler *h, spoa_server *srv)
@@ -186,132 +139,7 @@ void handler_set_server(handler *h, spoa_server *srv)
 	h->srv = srv;
 }
 
-/* ---- input ------------------------------------------------------------------------------------------------ */
-
-static bool name_is(spop_slice s, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	return s.len == n && memcmp(s.ptr, lit, n) == 0;
-}
-
-/* The bytes pct_key() leaves as they are in an Impersonate-Extra key; every other byte becomes %XX. */
-static bool key_byte(uint8_t c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~';
-}
-
-/* xk must be exactly HANDLER_EXTRA_SLOTS keys joined by '|', each made of what pct_key() writes (key_byte()s and
- * %XX, letters in any case: slots are compared without case): a '|' inside a KOS_EXTRA_<n> value would shift
- * every later slot and put one key's values under another's header name, and any other byte could not be a key
- * the agent matches anyway. */
-static bool slots_ok(const uint8_t *p, size_t len)
-{
-	unsigned bars = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		uint8_t c = p[i];
-
-		if (c == '|')
-			bars++;
-		else if (c == '%') {
-			if (len - i < 3 || !isxdigit(p[i + 1]) || !isxdigit(p[i + 2]))
-				return false;
-			i += 2;
-		} else if (!key_byte((uint8_t)tolower(c)))
-			return false;
-	}
-	return bars == HANDLER_EXTRA_SLOTS - 1;
-}
-
-int handler_read_msg(const spop_msg *m, handler_input *in)
-{
-	spop_msg it = *m;
-	spop_arg a;
-	bool seen_auth = false, seen_src = false, seen_imp = false, seen_sv = false, seen_xk = false, seen_imh = false;
-	int rc;
-
-	while ((rc = spop_msg_next_arg(&it, &a)) == 1) {
-		if (name_is(a.name, "auth") && !seen_auth) {
-			seen_auth = true;
-			if (a.value.type == SPOP_T_STR) {
-				in->have_auth = true;
-				in->auth = a.value.u.s.ptr;
-				in->auth_len = a.value.u.s.len;
-			} else if (a.value.type != SPOP_T_NULL) {
-				goto bad;
-			}
-		} else if (name_is(a.name, "src") && !seen_src) {
-			seen_src = true;
-			if (a.value.type == SPOP_T_IPV4) {
-				in->src_family = 4;
-				memcpy(in->src, a.value.u.ip4, 4);
-			} else if (a.value.type == SPOP_T_IPV6) {
-				in->src_family = 6;
-				memcpy(in->src, a.value.u.ip6, 16);
-			} else if (a.value.type != SPOP_T_NULL) {
-				goto bad;
-			}
-		} else if (name_is(a.name, "sv") && !seen_sv) {
-			bool bytes = a.value.type == SPOP_T_STR || a.value.type == SPOP_T_BIN; /* bytes() may give either */
-
-			seen_sv = true;
-			/* anything but a version of the right length is "HAProxy holds none": it gets the token */
-			if (bytes && a.value.u.s.len == SATOKEN_VER_LEN) {
-				in->have_sv = true;
-				memcpy(in->sv, a.value.u.s.ptr, SATOKEN_VER_LEN);
-			} else if (!bytes && a.value.type != SPOP_T_NULL) {
-				goto bad;
-			}
-		} else if (name_is(a.name, "xk") && !seen_xk) {
-			seen_xk = true;
-			if (a.value.type == SPOP_T_STR || a.value.type == SPOP_T_BIN) {
-				in->xk = a.value.u.s.ptr;
-				in->xk_len = a.value.u.s.len;
-				if (!slots_ok(in->xk, in->xk_len))
-					goto bad;
-			} else if (a.value.type != SPOP_T_NULL) {
-				goto bad;
-			}
-		} else if (a.name.len == 4 && memcmp(a.name.ptr, "xff", 3) == 0 && a.name.ptr[3] >= '1' &&
-			   a.name.ptr[3] < '1' + CADDR_MAX_HOPS) {
-			caddr_slice *x = &in->xff[a.name.ptr[3] - '1'];
-
-			if (x->p != NULL)
-				goto bad; /* the same entry twice: not what conf/spoe-kos.conf sends */
-			if (a.value.type == SPOP_T_STR || a.value.type == SPOP_T_BIN) {
-				/* an empty entry still counts as present: the walk skips it and looks further left */
-				x->p = a.value.u.s.len != 0 ? a.value.u.s.ptr : (const uint8_t *)"";
-				x->len = a.value.u.s.len;
-			} else if (a.value.type != SPOP_T_NULL) {
-				goto bad;
-			}
-		} else if (name_is(a.name, "imh") && !seen_imh) {
-			seen_imh = true;
-			in->have_imh = true;
-			if (a.value.type == SPOP_T_STR || a.value.type == SPOP_T_BIN) {
-				in->imh = a.value.u.s.ptr;
-				in->imh_len = a.value.u.s.len;
-			} else if (a.value.type != SPOP_T_NULL) {
-				goto bad;
-			}
-		} else if (name_is(a.name, "imp") && !seen_imp) {
-			seen_imp = true;
-			/* fail closed: anything but "absent" or an explicit false counts as an impersonation attempt */
-			if (a.value.type == SPOP_T_BOOL)
-				in->imp = a.value.u.b;
-			else if (a.value.type != SPOP_T_NULL)
-				in->imp = true;
-		}
-		/* unknown arguments are ignored (contract) */
-	}
-	if (rc < 0)
-		goto bad;
-	return 0;
-bad:
-	in->bad_msg = true;
-	return -1;
-}
+/* ---- the Authorization header ---------------------------------------------------------------------------- */
 
 static bool is_sp(uint8_t c)
 {
@@ -366,174 +194,6 @@ int handler_bearer(const uint8_t *p, size_t len, size_t *off, size_t *tlen)
 	*off = a;
 	*tlen = n;
 	return 0;
-}
-
-/* ---- output ----------------------------------------------------------------------------------------------- */
-
-/* Percent-encodes a key for Impersonate-Extra-<key>. The API server lower-cases the header name and then
- * unescapes it, so lower-case letters, digits and "-_.~" stay and everything else — upper-case letters
- * included, which would otherwise arrive lower-cased — becomes %XX. Returns bytes written, or 0 when it does
- * not fit. */
-static size_t pct_key(char *dst, size_t cap, const char *k)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t o = 0;
-
-	for (; *k; k++) {
-		unsigned char c = (unsigned char)*k;
-
-		if (key_byte(c)) {
-			if (cap - o < 1)
-				return 0;
-			dst[o++] = (char)c;
-		} else {
-			if (cap - o < 3)
-				return 0;
-			dst[o++] = '%';
-			dst[o++] = hex[c >> 4];
-			dst[o++] = hex[c & 15];
-		}
-	}
-	return o;
-}
-
-/* HAProxy's slot (1-based) for an encoded key in xk "<k1>|<k2>|…", compared without case (percent escapes
- * are case-insensitive, and the agent never leaves a letter that HAProxy could spell otherwise): the first slot
- * of that key with a line left (a key may have several slots, e.g. a list of groups longer than one slot's
- * lines; their lines go out in slot order). 0 = none; *any tells whether the key has a slot at all. */
-static unsigned extra_slot(const handler_input *in, const char *enc, size_t elen, const unsigned char *used,
-			   bool *any)
-{
-	size_t i = 0;
-
-	*any = false;
-	for (unsigned slot = 1; slot <= HANDLER_EXTRA_SLOTS && in->xk != NULL && i <= in->xk_len; slot++) {
-		const uint8_t *bar = memchr(in->xk + i, '|', in->xk_len - i);
-		size_t end = bar != NULL ? (size_t)(bar - in->xk) : in->xk_len;
-
-		if (end - i == elen && strncasecmp((const char *)in->xk + i, enc, elen) == 0) {
-			*any = true;
-			if (used[slot - 1] < HANDLER_EXTRA_VALUES)
-				return slot;
-		}
-		i = end + 1;
-	}
-	return 0;
-}
-
-/* The contract's variable names, made once: formatting "g%u" per group per request showed up in profiles.
- * per == 0: "g0"…"g{n-1}"; else "x1v0"…, per values a slot. One block; free() it. */
-static char **make_names(unsigned n, unsigned per)
-{
-	enum { W = 24 }; /* "x%uv%u" of two unsigned ints fits */
-	char **v = malloc(n * sizeof(*v) + (size_t)n * W);
-	char *p;
-
-	if (v == NULL)
-		return NULL;
-	p = (char *)(v + n);
-	for (unsigned i = 0; i < n; i++, p += W) {
-		if (per == 0)
-			snprintf(p, W, "g%u", i);
-		else
-			snprintf(p, W, "x%uv%u", i / per + 1, i % per);
-		v[i] = p;
-	}
-	return v;
-}
-
-/* One extra value into its slot's next line. 0, or the status to answer with *why and *detail set. */
-static int put_extra(handler *h, const handler_input *in, const handler_sink *k, unsigned char *used,
-		     const char *key, const char *value, enum handler_reason *why, const char **detail)
-{
-	static _Thread_local char d[200];
-	char enc[256];
-	size_t elen = pct_key(enc, sizeof(enc), key);
-	bool any = false;
-	unsigned slot = elen != 0 ? extra_slot(in, enc, elen, used, &any) : 0;
-
-	if (slot == 0 && !any) {
-		if (elen == 0)
-			snprintf(d, sizeof(d), "extra key \"%.60s…\" is too long for a HAProxy slot", key);
-		else
-			snprintf(d, sizeof(d), "HAProxy has no Impersonate-Extra slot for \"%.*s\": set KOS_EXTRA_<n>=%.*s "
-				 "in its environment", (int)elen, enc, (int)elen, enc);
-		*detail = d;
-		*why = HR_NO_SLOT;
-		return HANDLER_NO_SLOT;
-	}
-	if (slot == 0) { /* every slot of the key is full */
-		snprintf(d, sizeof(d), "extra \"%.100s\" has more values than its slots have lines (%d each)", key,
-			 HANDLER_EXTRA_VALUES);
-		*detail = d;
-		*why = HR_TOO_MANY_VALUES;
-		return HANDLER_TOO_MANY_VALUES;
-	}
-	if (k->set_str(k->ud, h->xnames[(slot - 1) * HANDLER_EXTRA_VALUES + used[slot - 1]], value, strlen(value)) != 0) {
-		*why = HR_TOO_BIG;
-		return HANDLER_UNAVAILABLE;
-	}
-	used[slot - 1]++;
-	return 0;
-}
-
-static int emit_identity(handler *h, const handler_input *in, const identity *id, const satoken_val *sa,
-			 const handler_sink *k, enum handler_reason *why, const char **detail)
-{
-	static _Thread_local char d[160];
-	unsigned char used[HANDLER_EXTRA_SLOTS] = {0};
-	char cip[INET6_ADDRSTRLEN] = "";
-	int st;
-
-	/* The verifier ran identity_check() already (claims_map / mapping_apply); this is the last line before the
-	 * ACK, for identities from anywhere else (a test's fake verifier, a future path): never write a value a
-	 * header would not carry unchanged. */
-	if (identity_check(id->user, id->uid, id->groups, id->ngroups, id->extra, id->nextra, d, sizeof(d)) != 0) {
-		*detail = d;
-		*why = HR_V_IDENTITY;
-		return HANDLER_UNAUTHENTICATED;
-	}
-	if (h->cfg.client_ip) {
-		if (in->src_family == 0 ||
-		    inet_ntop(in->src_family == 4 ? AF_INET : AF_INET6, in->src, cip, sizeof(cip)) == NULL) {
-			*why = HR_BAD_MESSAGE;
-			return HANDLER_UNAVAILABLE;
-		}
-	}
-	/* Write in order; a full ACK (NOSPACE) leaves status unset or 4, both a 503. Extras first: a key HAProxy
-	 * has no slot for must fail the request, never drop the value. */
-	for (size_t i = 0; i < id->nextra; i++)
-		if ((st = put_extra(h, in, k, used, id->extra[i].key, id->extra[i].value, why, detail)) != 0)
-			return st;
-	for (size_t i = 0; i < h->cfg.nextras; i++)
-		if ((st = put_extra(h, in, k, used, h->cfg.extras[i].key, h->cfg.extras[i].value, why, detail)) != 0)
-			return st;
-	if (k->set_str(k->ud, "user", id->user, strlen(id->user)) != 0)
-		goto too_big;
-	if (id->uid != NULL && k->set_str(k->ud, "uid", id->uid, strlen(id->uid)) != 0)
-		goto too_big;
-	if (k->set_int(k->ud, "ng", (int64_t)id->ngroups) != 0)
-		goto too_big;
-	if (id->ngroups > h->cfg.max_groups) /* judge() allows at most max_groups */
-		goto too_big;
-	for (size_t i = 0; i < id->ngroups; i++) {
-		if (k->set_str(k->ud, h->gnames[i], id->groups[i], strlen(id->groups[i])) != 0)
-			goto too_big;
-	}
-	if (h->cfg.client_ip && k->set_str(k->ud, "cip", cip, strlen(cip)) != 0)
-		goto too_big;
-	/* The service-account token travels only when HAProxy's process-wide copy is missing or another version
-	 * (a fresh HAProxy process, a rotation); sv always, so HAProxy can check the copy it is about to send. */
-	if (k->set_str(k->ud, "sv", sa->ver, SATOKEN_VER_LEN) != 0)
-		goto too_big;
-	if ((!in->have_sv || memcmp(in->sv, sa->ver, SATOKEN_VER_LEN) != 0) &&
-	    k->set_proc_str(k->ud, "sa", sa->proc, sa->proc_len) != 0)
-		goto too_big;
-	*why = HR_OK;
-	return HANDLER_ALLOW;
-too_big:
-	*why = HR_TOO_BIG;
-	return HANDLER_UNAVAILABLE;
 }
 
 static int64_t mono_ns(void)
@@ -788,7 +448,7 @@ static int imp_finish(impreq *r)
 		why = HR_NO_SATOKEN;
 		goto out;
 	}
-	status = emit_identity(h, &r->in, as, sa, k, &why, &detail);
+	status = kosack_identity(h->ack, &r->in, as, sa, k, &why, &detail);
 	/* tells HAProxy that these impersonation headers were authorized (its defence-in-depth 403 checks it) */
 	if (status == HANDLER_ALLOW && k->set_int(k->ud, "imp", 1) != 0) {
 		status = HANDLER_UNAVAILABLE;
@@ -1001,7 +661,7 @@ static int judge(handler *h, const handler_input *in, const uint8_t *tok, size_t
 		why = HR_NO_SATOKEN;
 		goto out;
 	}
-	status = emit_identity(h, in, id, sa, k, &why, &detail);
+	status = kosack_identity(h->ack, in, id, sa, k, &why, &detail);
 out:
 	return conclude(h, in, k, status, why, detail, id, sa, lat);
 }
@@ -1064,132 +724,39 @@ int handler_process(handler *h, const handler_input *in, int64_t now, const hand
 	return judge(h, in, in->auth + off, tlen, now, k, mono_ns(), 0, NULL, NULL, &held_why);
 }
 
-/* ---- held requests ------------------------------------------------------------------------------------------ */
+/* ---- held requests (hold.h keeps them and decides when; the verdicts are here) ------------------------------ */
 
-static int64_t mono_ms(void)
-{
-	return mono_ns() / 1000000;
-}
-
-/* The verifier's listener: a key-set attempt ended (provider thread, or a test's thread). */
-static void on_keys_attempt(void *ud)
+/* hold_ops.retry, on the holding thread: the whole verdict again (never a shortcut to allow). */
+static int held_retry(void *ud, hold_req *r, int64_t left_ms)
 {
 	handler *h = ud;
+	int jr = judge(h, &r->in, r->tok, r->tlen, (int64_t)time(NULL), &r->sink, r->t0_ns, left_ms, NULL, r->done,
+		       &r->why);
 
-	pthread_mutex_lock(&h->hold_mu);
-	atomic_fetch_add(&h->gen, 1);
-	pthread_cond_signal(&h->hold_cv);
-	pthread_mutex_unlock(&h->hold_mu);
+	if (jr == PT_PENDING) /* waiting for SubjectAccessReviews now: they complete it */
+		return HOLD_TAKEN;
+	return jr == HANDLER_HELD ? HOLD_KEEP : HOLD_ANSWERED;
 }
 
-/* Answers a held request that was not judged again (time up, shutdown) and lets it go. */
-static void held_finish(handler *h, held *r, int status, enum handler_reason why, const char *detail)
+/* hold_ops.expire, on the holding thread: answers a held request that was not judged again. */
+static void held_expire(void *ud, hold_req *r, bool shutdown)
 {
+	handler *h = ud;
+	int status = HANDLER_UNAUTHENTICATED;
+	enum handler_reason why = HR_V_UNKNOWN_KID;
+	const char *detail = "unknown key id (still unknown when the wait for a JWKS refresh ended)";
+
+	if (shutdown) {
+		status = HANDLER_UNAVAILABLE;
+		why = HR_SHUTDOWN;
+		detail = r->why == VERIFY_E_PENDING ? "held for distributed claims at shutdown"
+						    : "held for an unknown key id at shutdown";
+	} else if (r->why == VERIFY_E_PENDING) {
+		distclaims_count_refusal(h->cfg.claims, DISTCLAIMS_R_TIMEOUT);
+		why = HR_V_CLAIMS;
+		detail = "distributed claims: the claims source did not answer in time";
+	}
 	conclude(h, &r->in, &r->sink, status, why, detail, NULL, NULL, mono_ns() - r->t0_ns);
-	atomic_fetch_sub(&h->nheld, 1); /* before done(): whoever it wakes sees the count without this one */
-	r->done(r->sink.ud);
-	free(r);
-}
-
-/* One pass over the requests taken off the list (without hold_mu): judged again when the key set changed
- * since their last verdict, answered when their time is up, or at shutdown. Returns those still waiting, in
- * their order. */
-static held *hold_pass(handler *h, held *list, uint64_t gen, bool stop)
-{
-	held *keep = NULL, **kt = &keep;
-
-	while (list != NULL) {
-		held *r = list;
-		int64_t left = r->deadline_ms - mono_ms();
-
-		list = r->next;
-		r->next = NULL;
-		if (stop) {
-			held_finish(h, r, HANDLER_UNAVAILABLE, HR_SHUTDOWN, r->why == VERIFY_E_PENDING
-				    ? "held for distributed claims at shutdown" : "held for an unknown key id at shutdown");
-			continue;
-		}
-		if (r->gen != gen) {
-			r->gen = gen;
-			/* the whole verdict again (never a shortcut to allow); holding on only while time is left */
-			int jr = judge(h, &r->in, r->tok, r->tlen, (int64_t)time(NULL), &r->sink, r->t0_ns,
-				       left > 0 ? left : 0, NULL, r->done, &r->why);
-
-			if (jr == PT_PENDING) { /* waiting for SubjectAccessReviews now: they complete it */
-				atomic_fetch_sub(&h->nheld, 1);
-				free(r);
-				continue;
-			}
-			if (jr != HANDLER_HELD) {
-				atomic_fetch_sub(&h->nheld, 1);
-				r->done(r->sink.ud);
-				free(r);
-				continue;
-			}
-		} else if (left <= 0) {
-			if (r->why == VERIFY_E_PENDING) {
-				distclaims_count_refusal(h->cfg.claims, DISTCLAIMS_R_TIMEOUT);
-				held_finish(h, r, HANDLER_UNAUTHENTICATED, HR_V_CLAIMS,
-					    "distributed claims: the claims source did not answer in time");
-			} else {
-				held_finish(h, r, HANDLER_UNAUTHENTICATED, HR_V_UNKNOWN_KID,
-					    "unknown key id (still unknown when the wait for a JWKS refresh ended)");
-			}
-			continue;
-		}
-		*kt = r;
-		kt = &r->next;
-	}
-	return keep;
-}
-
-static void *hold_main(void *arg)
-{
-	handler *h = arg;
-
-	pthread_mutex_lock(&h->hold_mu);
-	for (;;) {
-		uint64_t gen = atomic_load(&h->gen);
-		bool stop = h->stopping;
-		held *list, *keep, *last;
-
-		if (!stop && h->head == NULL) {
-			pthread_cond_wait(&h->hold_cv, &h->hold_mu);
-			continue;
-		}
-		if (!stop && gen == h->seen_gen && !h->kick && h->head->deadline_ms > mono_ms()) {
-			struct timespec ts;
-			int64_t d = h->head->deadline_ms;
-
-			ts.tv_sec = (time_t)(d / 1000);
-			ts.tv_nsec = (long)(d % 1000) * 1000000L;
-			pthread_cond_timedwait(&h->hold_cv, &h->hold_mu, &ts);
-			continue;
-		}
-		h->seen_gen = gen;
-		h->kick = false;
-		list = h->head;
-		h->head = h->tail = NULL;
-		pthread_mutex_unlock(&h->hold_mu);
-
-		/* verdicts and completions run without the lock: workers keep holding new requests meanwhile */
-		keep = hold_pass(h, list, gen, stop);
-
-		pthread_mutex_lock(&h->hold_mu);
-		if (keep != NULL) {
-			/* held before anything added meanwhile, so earlier deadlines: they go first */
-			for (last = keep; last->next != NULL; last = last->next)
-				;
-			last->next = h->head;
-			if (h->tail == NULL)
-				h->tail = last;
-			h->head = keep;
-		}
-		if (stop)
-			break;
-	}
-	pthread_mutex_unlock(&h->hold_mu);
-	return NULL;
 }
 
 int handler_submit(handler *h, const handler_input *in, int64_t now, const handler_sink *k, handler_done_fn done)
@@ -1197,8 +764,7 @@ int handler_submit(handler *h, const handler_input *in, int64_t now, const handl
 	size_t off = 0, tlen = 0;
 	int64_t t0 = mono_ns();
 	handler_input local;
-	uint64_t gen;
-	held *r;
+	uint64_t gen = 0;
 	int rc, held_why = VERIFY_E_UNKNOWN_KID;
 
 	in = client_addr(h, in, &local);
@@ -1206,49 +772,26 @@ int handler_submit(handler *h, const handler_input *in, int64_t now, const handl
 	if (!front(h, in, k, &off, &tlen, &rc))
 		return rc;
 	/* read before verifying: an attempt that ends after this makes the holding thread judge the token again */
-	gen = atomic_load(&h->gen);
-	rc = judge(h, in, in->auth + off, tlen, now, k, t0, h->holding ? (int64_t)h->cfg.unknown_kid_wait_ms : 0,
+	if (h->hold != NULL)
+		gen = hold_gen(h->hold);
+	rc = judge(h, in, in->auth + off, tlen, now, k, t0, h->hold != NULL ? (int64_t)h->cfg.unknown_kid_wait_ms : 0,
 		   done, done, &held_why);
 	if (rc == PT_PENDING)
 		return HANDLER_HELD;
 	if (rc != HANDLER_HELD)
 		return rc;
-	r = malloc(sizeof(*r) + tlen + in->xk_len + in->imh_len);
-	if (r == NULL)
+	switch (hold_add(h->hold, in, in->auth + off, tlen, k, done, gen, held_why, t0)) {
+	case 0:
+		return HANDLER_HELD;
+	case HOLD_E_NOMEM:
 		return held_why == VERIFY_E_PENDING
 		       ? conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_CLAIMS, "distributed claims: cannot wait for "
 				  "the claims source", NULL, NULL, mono_ns() - t0)
 		       : conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_UNKNOWN_KID, "unknown key id (cannot wait)",
 				  NULL, NULL, mono_ns() - t0);
-	r->next = NULL;
-	r->in = *in;
-	r->in.auth = NULL;
-	r->in.auth_len = 0;
-	r->sink = *k;
-	r->done = done;
-	r->gen = gen;
-	r->why = held_why;
-	r->deadline_ms = t0 / 1000000 + h->cfg.unknown_kid_wait_ms;
-	r->t0_ns = t0;
-	r->tlen = tlen;
-	memcpy(r->tok, in->auth + off, tlen);
-	if (in->xk != NULL) { /* the NOTIFY's bytes die with this call: the slots live on after the token */
-		memcpy(r->tok + tlen, in->xk, in->xk_len);
-		r->in.xk = r->tok + tlen;
-	}
-	if (in->imh != NULL) { /* likewise the client's header lines, for impersonation once the key is known */
-		memcpy(r->tok + tlen + in->xk_len, in->imh, in->imh_len);
-		r->in.imh = r->tok + tlen + in->xk_len;
-	}
-
-	pthread_mutex_lock(&h->hold_mu);
-	if (h->stopping || atomic_load(&h->nheld) >= h->cfg.max_held) {
-		bool stopping = h->stopping;
-
-		pthread_mutex_unlock(&h->hold_mu);
-		free(r);
-		if (stopping)
-			return conclude(h, in, k, HANDLER_UNAVAILABLE, HR_SHUTDOWN, NULL, NULL, NULL, mono_ns() - t0);
+	case HOLD_E_STOPPING:
+		return conclude(h, in, k, HANDLER_UNAVAILABLE, HR_SHUTDOWN, NULL, NULL, NULL, mono_ns() - t0);
+	default: /* HOLD_E_FULL */
 		if (held_why == VERIFY_E_PENDING)
 			return conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_CLAIMS, "distributed claims: too many "
 					"requests already waiting", NULL, NULL, mono_ns() - t0);
@@ -1256,20 +799,6 @@ int handler_submit(handler *h, const handler_input *in, int64_t now, const handl
 				"unknown key id (too many requests already waiting for the JWKS refresh)", NULL, NULL,
 				mono_ns() - t0);
 	}
-	if (h->tail != NULL)
-		h->tail->next = r;
-	else
-		h->head = r;
-	h->tail = r;
-	atomic_fetch_add(&h->nheld, 1);
-	if (gen != atomic_load(&h->gen))
-		h->kick = true;
-	/* wake the thread only when it has something new to do: a first deadline to wait for, or a key set
-	 * newer than this request's verdict */
-	if (h->head == r || h->kick)
-		pthread_cond_signal(&h->hold_cv);
-	pthread_mutex_unlock(&h->hold_mu);
-	return HANDLER_HELD;
 }
 
 /* ---- SPOP glue -------------------------------------------------------------------------------------------- */
@@ -1299,19 +828,8 @@ int handler_on_notify(spoa_request *req, void *userdata)
 	handler *h = userdata;
 	handler_input in;
 	handler_sink sink = {ack_str, ack_int, ack_proc_str, req};
-	spop_msg m;
-	int rc;
 
-	memset(&in, 0, sizeof(in));
-	while ((rc = spoa_request_next_msg(req, &m)) == 1) {
-		if (name_is(m.name, "kos-auth")) {
-			in.have_msg = true;
-			handler_read_msg(&m, &in);
-			break;
-		}
-	}
-	if (rc < 0)
-		in.bad_msg = true;
+	kosmsg_read_request(req, &in);
 	return handler_submit(h, &in, (int64_t)time(NULL), &sink, req_done) == HANDLER_HELD ? SPOA_DEFERRED
 												: SPOA_DONE;
 }

@@ -1,11 +1,17 @@
 /*
  * handler.h — SPOP NOTIFY → verifier → ACK variables, exactly as conf/CONTRACT.md says.
  *
- * Owns: nothing but its small context; the verifier (behind handler_verify_ops), the service-account token and
- * the metrics are the caller's and must outlive the handler. handler_on_notify() is the spoa_handler_fn; it
- * runs on SPOP worker threads, any number at once, never blocks, and allocates only to hold a request (below):
- * the identity comes from the verifier by reference, strings are copied into the ACK by libspoa. The decision
- * itself is handler_process(), which writes through a handler_sink so that tests can see every variable it sets.
+ * Owns: its small context, its hold (hold.h, when holding is on) and its ACK writer (kosack.h); the verifier
+ * (behind handler_verify_ops), the service-account token and the metrics are the caller's and must outlive the
+ * handler. handler_on_notify() is the spoa_handler_fn; it runs on SPOP worker threads, any number at once,
+ * never blocks, and allocates only to hold a request (below): the identity comes from the verifier by
+ * reference, strings are copied into the ACK by libspoa. The decision itself is handler_process(), which writes
+ * through a handler_sink so that tests can see every variable it sets.
+ *
+ * Where the parts live: kosmsg.h decodes the kos-auth message into handler_input (= kosmsg_args); hold.h keeps
+ * the held requests and runs the holding thread (the handler owns that hold and gives it its verdicts through
+ * hold_ops); kosack.h writes an identity's ACK variables; this file decides (judge, passthrough, client
+ * impersonation), writes the verdict (reason, status last), logs and counts.
  *
  * Held requests: a token whose kid is not in the key set usually means the issuer has just rotated its keys,
  * and the JWKS download that kid triggered lands a few milliseconds later. Like the API server's authenticator
@@ -15,7 +21,7 @@
  * key-set attempt ended. The request is answered when the verdict is no longer "unknown kid", when no download
  * can come before its deadline (unknown_kid_wait_ms: 401 "unknown key id"), or at handler_stop() (status 4).
  * At most max_held requests wait at once; beyond that the answer is 401 "unknown key id" at once. The waiting
- * happens on one handler thread (started only when holding is enabled); worker threads never block.
+ * happens on one holding thread (hold.c, started only when holding is enabled); worker threads never block.
  *
  * Distributed groups: a token whose groups claim comes from a claims source (VERIFY_E_PENDING: the fetch is
  * under way, distclaims.h) is held the same way, on the same list and within the same unknown_kid_wait_ms,
@@ -66,6 +72,7 @@
 #include "clientaddr.h"
 #include "config.h"
 #include "identity.h"
+#include "kosmsg.h"
 #include "metrics.h"
 #include "satoken.h"
 #include "spoa.h"
@@ -194,28 +201,8 @@ int handler_on_notify(spoa_request *req, void *userdata);
 
 /* ---- the decision, separated from SPOP for tests ------------------------------------------------------- */
 
-typedef struct handler_input {
-	bool have_msg;       /* a kos-auth message was present */
-	bool bad_msg;        /* it (or the NOTIFY) was malformed, or an argument had a type outside the contract */
-	bool have_auth;      /* auth was a STRING (not NULL / absent) */
-	const uint8_t *auth;
-	size_t auth_len;
-	int src_family;      /* 0 none, 4, 6 */
-	uint8_t src[16];
-	bool imp;
-	bool have_sv;        /* sv: the version of the service-account token HAProxy holds (proc.kos.sa) */
-	char sv[SATOKEN_VER_LEN];
-	const uint8_t *xk;   /* xk: HAProxy's extra slots "<key1>|<key2>|…" (KOS_EXTRA_1…, percent-encoded as in
-			      * the header name, empty = no slot); NULL when absent */
-	size_t xk_len;
-	caddr_slice xff[CADDR_MAX_HOPS]; /* xff1…xff8: X-Forwarded-For entries, right-most first (p NULL: absent).
-					  * handler_submit()/handler_process() replace src by the client address
-					  * (clientaddr.h) when cfg.trusted is set, and never keep these slices. */
-	bool have_imh;       /* the message had the imh argument (conf/ of contract v2.1 or later) */
-	const uint8_t *imh;  /* imh: req.hdrs_bin when impersonation headers came and the block fits
-			      * IMP_MAX_HEADERS_BYTES; NULL otherwise */
-	size_t imh_len;
-} handler_input;
+/* The decoded kos-auth message (kosmsg.h reads it from the NOTIFY; tests fill it by hand). */
+typedef kosmsg_args handler_input;
 
 typedef struct handler_sink {
 	int (*set_str)(void *ud, const char *name, const char *s, size_t len);
@@ -235,9 +222,6 @@ int handler_submit(handler *h, const handler_input *in, int64_t now, const handl
 /* Requests held right now (for tests and logs). Any thread. */
 unsigned handler_held(handler *h);
 
-/* Reads the contract's arguments from a kos-auth message into in (have_msg is set by the caller). Returns 0,
- * or -1 when the message is malformed or an argument has a type outside the contract (in->bad_msg set). */
-int handler_read_msg(const spop_msg *m, handler_input *in);
 /* Decides and writes the variables, status last. now: unix seconds. Returns the status written. */
 int handler_process(handler *h, const handler_input *in, int64_t now, const handler_sink *sink);
 /* Splits an Authorization value: "Bearer <token>" (scheme case-insensitive, surrounding SP/HT ignored, one SP

@@ -578,7 +578,7 @@ static void test_read_msg(void **state)
 	m.nargs = 4;
 	m.args = (spop_slice){b, o};
 	memset(&in, 0, sizeof(in));
-	assert_int_equal(handler_read_msg(&m, &in), 0);
+	assert_int_equal(kosmsg_read(&m, &in), 0);
 	assert_true(in.have_auth);
 	assert_int_equal(in.auth_len, 11);
 	assert_memory_equal(in.auth, "Bearer good", 11);
@@ -593,7 +593,7 @@ static void test_read_msg(void **state)
 	m.nargs = 1;
 	m.args = (spop_slice){b, o};
 	memset(&in, 0, sizeof(in));
-	assert_int_equal(handler_read_msg(&m, &in), -1);
+	assert_int_equal(kosmsg_read(&m, &in), -1);
 	assert_true(in.bad_msg);
 
 	/* imp as anything but NULL/false counts as set (fail closed) */
@@ -604,13 +604,13 @@ static void test_read_msg(void **state)
 	m.nargs = 1;
 	m.args = (spop_slice){b, o};
 	memset(&in, 0, sizeof(in));
-	assert_int_equal(handler_read_msg(&m, &in), 0);
+	assert_int_equal(kosmsg_read(&m, &in), 0);
 	assert_true(in.imp);
 
 	/* truncated: nargs says 2, one is there */
 	m.nargs = 2;
 	memset(&in, 0, sizeof(in));
-	assert_int_equal(handler_read_msg(&m, &in), -1);
+	assert_int_equal(kosmsg_read(&m, &in), -1);
 	assert_true(in.bad_msg);
 }
 
@@ -733,7 +733,7 @@ static void test_read_msg_xff(void **state)
 	m.nargs = 4;
 	m.args = (spop_slice){b, o};
 	memset(&in, 0, sizeof(in));
-	assert_int_equal(handler_read_msg(&m, &in), 0);
+	assert_int_equal(kosmsg_read(&m, &in), 0);
 	assert_int_equal(in.xff[0].len, 8);
 	assert_memory_equal(in.xff[0].p, "10.0.0.1", 8);
 	assert_non_null(in.xff[1].p); /* empty: present, skipped by the walk */
@@ -748,7 +748,7 @@ static void test_read_msg_xff(void **state)
 	m.nargs = 1;
 	m.args = (spop_slice){b, o};
 	memset(&in, 0, sizeof(in));
-	assert_int_equal(handler_read_msg(&m, &in), -1);
+	assert_int_equal(kosmsg_read(&m, &in), -1);
 	o = 0;
 	for (int i = 0; i < 2; i++) {
 		o += put_name(b + o, "xff4");
@@ -759,7 +759,7 @@ static void test_read_msg_xff(void **state)
 	m.nargs = 2;
 	m.args = (spop_slice){b, o};
 	memset(&in, 0, sizeof(in));
-	assert_int_equal(handler_read_msg(&m, &in), -1);
+	assert_int_equal(kosmsg_read(&m, &in), -1);
 	assert_true(in.bad_msg);
 }
 
