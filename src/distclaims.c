@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 
 #include "cache.h"
+#include "jsonstrict.h"
 #include "jwt.h"
 #include "log.h"
 #include "oidc.h"
@@ -165,7 +166,7 @@ int distclaims_parse(const uint8_t *p, size_t len, const char *claim, char *ebuf
 		ebuf[0] = '\0';
 	if (tcap > 0)
 		tbuf[0] = '\0';
-	if (jwt_json_parse(p, len, &doc) != 0)
+	if (jsonstrict_parse(p, len, &doc) != 0)
 		return DISTCLAIMS_E_JSON;
 	rc = distclaims_find(doc, claim, &ref, NULL);
 	if (rc == DISTCLAIMS_FETCH) {
@@ -562,7 +563,7 @@ static int64_t body_exp(const uint8_t *p, size_t len)
 		len--;
 	if (jwt_parse(p, len, DISTCLAIMS_MAX_BODY, &t) != 0)
 		return 0;
-	if (jwt_json_parse(t.payload, t.payload_len, &doc) == 0) {
+	if (jsonstrict_parse(t.payload, t.payload_len, &doc) == 0) {
 		exp = cJSON_GetObjectItemCaseSensitive(doc, "exp");
 		if (cJSON_IsNumber(exp) && exp->valuedouble > 0 && exp->valuedouble < 9.2e18)
 			v = (int64_t)exp->valuedouble;
