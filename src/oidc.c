@@ -7,6 +7,7 @@
  * exchange each and wakes the thread once.
  */
 #include "oidc.h"
+#include "kx.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -88,17 +89,6 @@ const char *oidc_strerror(int err)
 	}
 }
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* dst = a + b, cut to fit: reasons are built from pieces whose total length the compiler cannot bound. */
 static void join2(char *dst, size_t n, const char *a, const char *b)
 {
@@ -176,15 +166,15 @@ int oidc_discovery_parse(const uint8_t *p, size_t len, const char *expected_issu
 	char shown[96];
 
 	if (p == NULL || expected_issuer == NULL || jwks_uri == NULL) {
-		seterr(err, errlen, "invalid arguments");
+		kx_seterr(err, errlen, "invalid arguments");
 		return OIDC_E_CONFIG;
 	}
 	if (len > OIDC_DISCOVERY_MAX_BYTES) {
-		seterr(err, errlen, "discovery document larger than %u bytes", OIDC_DISCOVERY_MAX_BYTES);
+		kx_seterr(err, errlen, "discovery document larger than %u bytes", OIDC_DISCOVERY_MAX_BYTES);
 		return OIDC_E_JSON;
 	}
 	if (has_nul_escape(p, len)) {
-		seterr(err, errlen, "discovery document contains a \\u0000 escape");
+		kx_seterr(err, errlen, "discovery document contains a \\u0000 escape");
 		return OIDC_E_JSON;
 	}
 	/* Not cJSON's require_null_terminated: with an explicit length it refuses a buffer without a NUL after
@@ -196,55 +186,55 @@ int oidc_discovery_parse(const uint8_t *p, size_t len, const char *expected_issu
 		while (off < len && (p[off] == ' ' || p[off] == '\t' || p[off] == '\r' || p[off] == '\n'))
 			off++;
 		if (off != len) {
-			seterr(err, errlen, "discovery document has trailing data");
+			kx_seterr(err, errlen, "discovery document has trailing data");
 			rc = OIDC_E_JSON;
 			goto out;
 		}
 	}
 	if (doc == NULL || !cJSON_IsObject(doc)) {
-		seterr(err, errlen, "discovery document is not a JSON object");
+		kx_seterr(err, errlen, "discovery document is not a JSON object");
 		rc = OIDC_E_JSON;
 		goto out;
 	}
 	bool dup = false;
 	const cJSON *iss = unique_member(doc, "issuer", &dup);
 	if (dup) {
-		seterr(err, errlen, "discovery document has \"issuer\" twice");
+		kx_seterr(err, errlen, "discovery document has \"issuer\" twice");
 		rc = OIDC_E_ISSUER;
 		goto out;
 	}
 	if (!cJSON_IsString(iss) || iss->valuestring == NULL) {
-		seterr(err, errlen, "discovery document has no \"issuer\" string");
+		kx_seterr(err, errlen, "discovery document has no \"issuer\" string");
 		rc = OIDC_E_ISSUER;
 		goto out;
 	}
 	if (strcmp(iss->valuestring, expected_issuer) != 0) {
 		sanitize(shown, sizeof shown, iss->valuestring, strlen(iss->valuestring));
-		seterr(err, errlen, "discovery issuer \"%s\" is not the configured issuer URL", shown);
+		kx_seterr(err, errlen, "discovery issuer \"%s\" is not the configured issuer URL", shown);
 		rc = OIDC_E_ISSUER;
 		goto out;
 	}
 	const cJSON *ju = unique_member(doc, "jwks_uri", &dup);
 	if (dup) {
-		seterr(err, errlen, "discovery document has \"jwks_uri\" twice");
+		kx_seterr(err, errlen, "discovery document has \"jwks_uri\" twice");
 		rc = OIDC_E_JWKS_URI;
 		goto out;
 	}
 	if (!cJSON_IsString(ju) || ju->valuestring == NULL) {
-		seterr(err, errlen, "discovery document has no \"jwks_uri\" string");
+		kx_seterr(err, errlen, "discovery document has no \"jwks_uri\" string");
 		rc = OIDC_E_JWKS_URI;
 		goto out;
 	}
 	size_t n = strlen(ju->valuestring);
 	if (!https_url_ok(ju->valuestring, n)) {
 		sanitize(shown, sizeof shown, ju->valuestring, n);
-		seterr(err, errlen, "jwks_uri \"%s\" is not an https URL", shown);
+		kx_seterr(err, errlen, "jwks_uri \"%s\" is not an https URL", shown);
 		rc = OIDC_E_JWKS_URI;
 		goto out;
 	}
 	char *copy = strdup(ju->valuestring);
 	if (copy == NULL) {
-		seterr(err, errlen, "out of memory");
+		kx_seterr(err, errlen, "out of memory");
 		rc = OIDC_E_NOMEM;
 		goto out;
 	}
@@ -479,11 +469,11 @@ static int http_get(oidc_provider *p, const char *url, size_t max, struct http_r
 	CURLcode cc = curl_easy_perform(c);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
 	if (r->too_big || cc == CURLE_FILESIZE_EXCEEDED) {
-		seterr(err, errlen, "response larger than %zu bytes", max);
+		kx_seterr(err, errlen, "response larger than %zu bytes", max);
 		return -1;
 	}
 	if (cc != CURLE_OK) {
-		seterr(err, errlen, "%s", ebuf[0] ? ebuf : curl_easy_strerror(cc));
+		kx_seterr(err, errlen, "%s", ebuf[0] ? ebuf : curl_easy_strerror(cc));
 		/* curl quotes names with '"'; our lines put the reason in "…" already. */
 		for (char *q = err; errlen && *q; q++)
 			if (*q == '"')
@@ -493,7 +483,7 @@ static int http_get(oidc_provider *p, const char *url, size_t max, struct http_r
 	long code = 0;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
 	if (code != 200) {
-		seterr(err, errlen, "HTTP status %ld", code);
+		kx_seterr(err, errlen, "HTTP status %ld", code);
 		return -1;
 	}
 	return 0;
@@ -740,39 +730,39 @@ int oidc_provider_start(const oidc_config *cfg, oidc_provider **out, char *err, 
 	pthread_condattr_t ca;
 
 	if (cfg == NULL || out == NULL || cfg->issuer_url == NULL) {
-		seterr(err, errlen, "issuer URL is required");
+		kx_seterr(err, errlen, "issuer URL is required");
 		return OIDC_E_CONFIG;
 	}
 	size_t ilen = strlen(cfg->issuer_url);
 	if (!https_url_ok(cfg->issuer_url, ilen)) {
-		seterr(err, errlen, "issuer URL must be https://host[:port][/path], printable, under %d bytes",
+		kx_seterr(err, errlen, "issuer URL must be https://host[:port][/path], printable, under %d bytes",
 		       OIDC_URL_MAX);
 		return OIDC_E_CONFIG;
 	}
 	if (cfg->discovery_url != NULL && !https_url_ok(cfg->discovery_url, strlen(cfg->discovery_url))) {
-		seterr(err, errlen, "discovery URL must be https://host[:port][/path], printable, under %d bytes",
+		kx_seterr(err, errlen, "discovery URL must be https://host[:port][/path], printable, under %d bytes",
 		       OIDC_URL_MAX);
 		return OIDC_E_CONFIG;
 	}
 	if (cfg->ca_pem == NULL && cfg->ca_file != NULL && access(cfg->ca_file, R_OK) != 0) {
-		seterr(err, errlen, "CA file %s: %s", cfg->ca_file, strerror(errno));
+		kx_seterr(err, errlen, "CA file %s: %s", cfg->ca_file, strerror(errno));
 		return OIDC_E_CONFIG;
 	}
 	unsigned minr = cfg->min_refresh_s ? cfg->min_refresh_s : DEF_MIN_REFRESH_S;
 	unsigned maxr = cfg->max_refresh_s ? cfg->max_refresh_s : DEF_MAX_REFRESH_S;
 	if (minr > maxr) {
-		seterr(err, errlen, "minimum refresh interval %us is above the maximum %us", minr, maxr);
+		kx_seterr(err, errlen, "minimum refresh interval %us is above the maximum %us", minr, maxr);
 		return OIDC_E_CONFIG;
 	}
 	unsigned rmin = cfg->retry_min_ms ? cfg->retry_min_ms : DEF_RETRY_MIN_MS;
 	unsigned rmax = cfg->retry_max_ms ? cfg->retry_max_ms : DEF_RETRY_MAX_MS;
 	if (rmin > rmax) {
-		seterr(err, errlen, "retry_min_ms %u is above retry_max_ms %u", rmin, rmax);
+		kx_seterr(err, errlen, "retry_min_ms %u is above retry_max_ms %u", rmin, rmax);
 		return OIDC_E_CONFIG;
 	}
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_rc != CURLE_OK) {
-		seterr(err, errlen, "libcurl init: %s", curl_easy_strerror(curl_init_rc));
+		kx_seterr(err, errlen, "libcurl init: %s", curl_easy_strerror(curl_init_rc));
 		return OIDC_E_CONFIG;
 	}
 
@@ -849,11 +839,11 @@ int oidc_provider_start(const oidc_config *cfg, oidc_provider **out, char *err, 
 	return OIDC_OK;
 
 nomem:
-	seterr(err, errlen, "out of memory");
+	kx_seterr(err, errlen, "out of memory");
 	rc = OIDC_E_NOMEM;
 	goto out;
 thread:
-	seterr(err, errlen, "cannot start the provider thread");
+	kx_seterr(err, errlen, "cannot start the provider thread");
 	rc = OIDC_E_THREAD;
 out:
 	if (cv)

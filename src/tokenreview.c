@@ -19,6 +19,7 @@
 
 #include "b64url.h"
 #include "cache.h"
+#include "kx.h"
 #include "log.h"
 
 #define DEF_TIMEOUT_MS 700u
@@ -52,7 +53,7 @@ static bool clean_str(const char *s, size_t cap)
 	size_t i;
 
 	for (i = 0; s[i] != '\0'; i++)
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || i + 1 >= cap)
+		if (kx_is_ctl((uint8_t)s[i]) || i + 1 >= cap)
 			return false;
 	return true;
 }
