@@ -16,10 +16,10 @@
 #include <curl/curl.h>
 
 #include "cache.h"
+#include "https.h"
 #include "jsonstrict.h"
 #include "jwt.h"
 #include "log.h"
-#include "oidc.h"
 
 #define DEF_TIMEOUT_MS 500u
 #define DEF_INFLIGHT 16u
@@ -230,22 +230,15 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_rc;
-static void curl_init(void)
-{
-	curl_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static void *dc_main(void *arg);
 
 int distclaims_create(const distclaims_config *cfg, distclaims **out, char *err, size_t errlen)
 {
 	distclaims *dc;
+	int init_rc = https_global_init();
 
-	pthread_once(&curl_once, curl_init);
-	if (curl_rc != CURLE_OK) {
-		snprintf(err, errlen, "libcurl init: %s", curl_easy_strerror(curl_rc));
+	if (init_rc != CURLE_OK) {
+		snprintf(err, errlen, "libcurl init: %s", curl_easy_strerror((CURLcode)init_rc));
 		return -1;
 	}
 	dc = calloc(1, sizeof(*dc));
@@ -524,7 +517,7 @@ static bool start_fetch(distclaims *dc, fetch *f, int64_t now)
 	if (f->auth != NULL && (f->hdrs = curl_slist_append(NULL, f->auth)) == NULL)
 		return false;
 	/* the issuer's client settings (oidc.h): https only, its CA, verified, no redirects */
-	oidc_https_setup(f->easy, f->url, f->ca_file, f->ca_pem, f->ca_pem_len, (unsigned)left, DISTCLAIMS_MAX_BODY);
+	https_setup(f->easy, f->url, f->ca_file, f->ca_pem, f->ca_pem_len, (unsigned)left, DISTCLAIMS_MAX_BODY);
 	curl_easy_setopt(f->easy, CURLOPT_HTTPGET, 1L);
 	if (f->hdrs != NULL)
 		curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->hdrs);

@@ -7,7 +7,6 @@
  * exchange each and wakes the thread once.
  */
 #include "oidc.h"
-#include "kx.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -23,6 +22,9 @@
 
 #include <cJSON.h>
 #include <curl/curl.h>
+
+#include "https.h"
+#include "kx.h"
 
 #define DEF_MIN_REFRESH_S 60u
 #define DEF_MAX_REFRESH_S 86400u
@@ -417,31 +419,6 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 	return atomic_load(&r->p->stopping) ? 1 : 0;
 }
 
-void oidc_https_setup(void *easy, const char *url, const char *ca_file, const char *ca_pem, size_t ca_pem_len,
-		      unsigned timeout_ms, size_t max)
-{
-	CURL *c = easy;
-
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-	if (ca_pem != NULL) {
-		/* libcurl copies a blob unless told not to; the caller keeps ca_pem alive for the transfer */
-		struct curl_blob blob = {(void *)ca_pem, ca_pem_len ? ca_pem_len : strlen(ca_pem), CURL_BLOB_NOCOPY};
-
-		curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
-	} else if (ca_file != NULL) {
-		curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
-	}
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "kube-oidc-spoa");
-}
-
 /* GET url into r (body capped at max). 0 on a 200 answer, -1 with the reason in err otherwise. */
 static int http_get(oidc_provider *p, const char *url, size_t max, struct http_resp *r, char *err, size_t errlen)
 {
@@ -452,7 +429,7 @@ static int http_get(oidc_provider *p, const char *url, size_t max, struct http_r
 
 	CURL *c = p->curl;
 	curl_easy_reset(c);
-	oidc_https_setup(c, url, p->ca_file, p->ca_pem, p->ca_pem_len, p->timeout_ms, max);
+	https_setup(c, url, p->ca_file, p->ca_pem, p->ca_pem_len, p->timeout_ms, max);
 	/* discovery and JWKS follow redirects (go-oidc's client does), to https only */
 	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
@@ -699,14 +676,6 @@ static void *provider_main(void *arg)
 
 /* ---- provider: public API ----------------------------------------------------------------------------------- */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-static void curl_init(void)
-{
-	/* curl_global_init is not thread-safe: run it once, before any provider thread exists. */
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static void provider_free(oidc_provider *p)
 {
 	if (p == NULL)
@@ -760,9 +729,10 @@ int oidc_provider_start(const oidc_config *cfg, oidc_provider **out, char *err, 
 		kx_seterr(err, errlen, "retry_min_ms %u is above retry_max_ms %u", rmin, rmax);
 		return OIDC_E_CONFIG;
 	}
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_rc != CURLE_OK) {
-		kx_seterr(err, errlen, "libcurl init: %s", curl_easy_strerror(curl_init_rc));
+	/* curl_global_init is not thread-safe: run it once, before any provider thread exists. */
+	int init_rc = https_global_init();
+	if (init_rc != CURLE_OK) {
+		kx_seterr(err, errlen, "libcurl init: %s", curl_easy_strerror((CURLcode)init_rc));
 		return OIDC_E_CONFIG;
 	}
 

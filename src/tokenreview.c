@@ -19,6 +19,7 @@
 
 #include "b64url.h"
 #include "cache.h"
+#include "https.h"
 #include "kx.h"
 #include "log.h"
 
@@ -238,19 +239,13 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_rc;
-static void curl_init(void)
-{
-	curl_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static void *rv_main(void *arg);
 
 int tokenreview_create(const tokenreview_config *cfg, tokenreview **out, char *err, size_t errlen)
 {
 	tokenreview *rv;
 	size_t n;
+	int init_rc;
 
 	if (cfg->url == NULL || strncmp(cfg->url, "https://", 8) != 0 || cfg->sa == NULL ||
 	    cfg->naudiences > TOKENREVIEW_MAX_AUDIENCES || cfg->cache_ttl_s > TOKENREVIEW_MAX_TTL_S) {
@@ -259,9 +254,9 @@ int tokenreview_create(const tokenreview_config *cfg, tokenreview **out, char *e
 			 TOKENREVIEW_MAX_TTL_S);
 		return -1;
 	}
-	pthread_once(&curl_once, curl_init);
-	if (curl_rc != CURLE_OK) {
-		snprintf(err, errlen, "libcurl init: %s", curl_easy_strerror(curl_rc));
+	init_rc = https_global_init();
+	if (init_rc != CURLE_OK) {
+		snprintf(err, errlen, "libcurl init: %s", curl_easy_strerror((CURLcode)init_rc));
 		return -1;
 	}
 	rv = calloc(1, sizeof(*rv));
@@ -569,20 +564,10 @@ static bool start_review(tokenreview *rv, review *r, int64_t now)
 			return false;
 		r->hdrs = h;
 	}
-	curl_easy_setopt(r->easy, CURLOPT_URL, rv->url);
-	curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L);
-	if (rv->ca_file != NULL)
-		curl_easy_setopt(r->easy, CURLOPT_CAINFO, rv->ca_file);
-	curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, left);
-	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, left);
+	https_setup(r->easy, rv->url, rv->ca_file, NULL, 0, (unsigned)left, TOKENREVIEW_MAX_RESPONSE);
 	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->hdrs);
 	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);
 	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(r->body));
-	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "kube-oidc-spoa");
 	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
@@ -684,7 +669,8 @@ static void complete(tokenreview *rv, review *r, CURLcode cc)
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
 	if (cc != CURLE_OK) {
 		result = TOKENREVIEW_E_UNAVAILABLE;
-		log_failure("token review failed", r->resp_over ? "response too large"
+		/* over the cap by its Content-Length (https_setup) or by its bytes (on_body): one reason */
+		log_failure("token review failed", r->resp_over || cc == CURLE_FILESIZE_EXCEEDED ? "response too large"
 					      : r->ebuf[0] ? r->ebuf : curl_easy_strerror(cc), 0);
 	} else if (code != 200 && code != 201) {
 		result = TOKENREVIEW_E_UNAVAILABLE;
