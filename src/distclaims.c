@@ -788,25 +788,16 @@ void distclaims_stats_get(distclaims *dc, distclaims_stats *out)
 	pthread_mutex_unlock(&dc->mu);
 }
 
-int distclaims_metrics(distclaims *dc, char **buf, size_t *len)
+int distclaims_metrics(distclaims *dc, kx_buf *out)
 {
 	static const char *const rnames[DISTCLAIMS_R_COUNT] = {"reference", "fetch", "jwt", "claim_absent", "timeout",
 								"disabled"};
 	static const char *const bnames[6] = {"0.01", "0.05", "0.1", "0.25", "0.5", "1"};
 	distclaims_stats s;
-	char add[4096];
-	size_t cur = *buf ? *len : 0, o = 0;
-	char *nb;
-	int n;
 
 	distclaims_stats_get(dc, &s);
-#define ADD(...)                                                                  \
-	do {                                                                      \
-		n = snprintf(add + o, sizeof(add) - o, __VA_ARGS__);              \
-		if (n < 0 || (size_t)n >= sizeof(add) - o)                        \
-			return -1;                                                \
-		o += (size_t)n;                                                   \
-	} while (0)
+	/* appends are not checked one by one: the buffer's first failure sticks */
+#define ADD(...) kx_buf_addf(out, __VA_ARGS__)
 	ADD("# HELP kos_distributed_claims_fetches_total Distributed-claims sources fetched, by outcome.\n"
 	    "# TYPE kos_distributed_claims_fetches_total counter\n");
 	ADD("kos_distributed_claims_fetches_total{result=\"ok\"} %llu\n", (unsigned long long)s.ok);
@@ -839,11 +830,5 @@ int distclaims_metrics(distclaims *dc, char **buf, size_t *len)
 	    "kos_distributed_claims_fetch_duration_seconds_count %llu\n",
 	    (unsigned long long)s.lat_count, s.lat_sum_s, (unsigned long long)s.lat_count);
 #undef ADD
-	nb = realloc(*buf, cur + o + 1);
-	if (nb == NULL)
-		return -1;
-	memcpy(nb + cur, add, o + 1);
-	*buf = nb;
-	*len = cur + o;
-	return 0;
+	return out->failed ? -1 : 0;
 }

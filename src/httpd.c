@@ -302,7 +302,7 @@ static void route(hconn *c, const httpd_request *r)
 		char *body = NULL;
 		size_t blen = 0;
 
-		if (h->routes.metrics == NULL || h->routes.metrics(h->routes.ud, &body, &blen) != 0) {
+		if (h->routes.metrics == NULL || h->routes.metrics(h->routes.metrics_ud, &body, &blen) != 0) {
 			respond_text(c, 500, "metrics unavailable\n", head);
 			return;
 		}

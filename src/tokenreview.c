@@ -822,13 +822,9 @@ void tokenreview_stats_get(tokenreview *rv, tokenreview_stats *out)
 	pthread_mutex_unlock(&rv->mu);
 }
 
-int tokenreview_metrics(tokenreview *rv, char **buf, size_t *len)
+int tokenreview_metrics(tokenreview *rv, kx_buf *out)
 {
 	tokenreview_stats s;
-	char add[3072];
-	size_t cur = *buf ? *len : 0;
-	int n;
-	char *nb;
 
 	tokenreview_stats_get(rv, &s);
 	/* the same families for both kinds of review, under their own names */
@@ -837,32 +833,24 @@ int tokenreview_metrics(tokenreview *rv, char **buf, size_t *len)
 				   : "TokenReviews sent to the API server for --token-passthrough";
 	const char *ok = rv->sar ? "allowed" : "authenticated";
 
-	n = snprintf(add, sizeof(add),
-		     "# HELP %ss_total %s, by outcome.\n# TYPE %ss_total counter\n"
-		     "%ss_total{result=\"%s\"} %llu\n"
-		     "%ss_total{result=\"denied\"} %llu\n"
-		     "%ss_total{result=\"failed\"} %llu\n"
-		     "# HELP %s_cache_hits_total Verdicts answered from the cache.\n"
-		     "# TYPE %s_cache_hits_total counter\n%s_cache_hits_total %llu\n"
-		     "# HELP %s_joined_total Requests that waited for a review already under way.\n"
-		     "# TYPE %s_joined_total counter\n%s_joined_total %llu\n"
-		     "# HELP %s_rate_limited_total Reviews not made: over the review rate.\n"
-		     "# TYPE %s_rate_limited_total counter\n%s_rate_limited_total %llu\n"
-		     "# HELP %s_busy_total Requests refused: too many waiting for reviews.\n"
-		     "# TYPE %s_busy_total counter\n%s_busy_total %llu\n"
-		     "# HELP %s_waiting Requests waiting for a review now.\n"
-		     "# TYPE %s_waiting gauge\n%s_waiting %u\n",
-		     f, what, f, f, ok, (unsigned long long)s.authenticated, f, (unsigned long long)s.denied, f,
-		     (unsigned long long)s.failed, f, f, f, (unsigned long long)s.cache_hits, f, f, f,
-		     (unsigned long long)s.joined, f, f, f, (unsigned long long)s.rate_limited, f, f, f,
-		     (unsigned long long)s.busy, f, f, f, s.waiting);
-	if (n < 0 || (size_t)n >= sizeof(add))
-		return -1;
-	nb = realloc(*buf, cur + (size_t)n + 1);
-	if (nb == NULL)
-		return -1;
-	memcpy(nb + cur, add, (size_t)n + 1);
-	*buf = nb;
-	*len = cur + (size_t)n;
-	return 0;
+	kx_buf_addf(out,
+		    "# HELP %ss_total %s, by outcome.\n# TYPE %ss_total counter\n"
+		    "%ss_total{result=\"%s\"} %llu\n"
+		    "%ss_total{result=\"denied\"} %llu\n"
+		    "%ss_total{result=\"failed\"} %llu\n"
+		    "# HELP %s_cache_hits_total Verdicts answered from the cache.\n"
+		    "# TYPE %s_cache_hits_total counter\n%s_cache_hits_total %llu\n"
+		    "# HELP %s_joined_total Requests that waited for a review already under way.\n"
+		    "# TYPE %s_joined_total counter\n%s_joined_total %llu\n"
+		    "# HELP %s_rate_limited_total Reviews not made: over the review rate.\n"
+		    "# TYPE %s_rate_limited_total counter\n%s_rate_limited_total %llu\n"
+		    "# HELP %s_busy_total Requests refused: too many waiting for reviews.\n"
+		    "# TYPE %s_busy_total counter\n%s_busy_total %llu\n"
+		    "# HELP %s_waiting Requests waiting for a review now.\n"
+		    "# TYPE %s_waiting gauge\n%s_waiting %u\n",
+		    f, what, f, f, ok, (unsigned long long)s.authenticated, f, (unsigned long long)s.denied, f,
+		    (unsigned long long)s.failed, f, f, f, (unsigned long long)s.cache_hits, f, f, f,
+		    (unsigned long long)s.joined, f, f, f, (unsigned long long)s.rate_limited, f, f, f,
+		    (unsigned long long)s.busy, f, f, f, s.waiting);
+	return out->failed ? -1 : 0;
 }
