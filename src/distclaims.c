@@ -189,8 +189,7 @@ typedef struct fetch {
 	struct curl_slist *hdrs;
 	char *url, *auth, *ca_file, *ca_pem; /* auth: "Authorization: Bearer …" or NULL; wiped when freed */
 	size_t ca_pem_len;
-	uint8_t *resp;
-	size_t resp_len;
+	kx_buf resp;          /* the answer, at most DISTCLAIMS_MAX_BODY */
 	bool resp_over;
 	char ebuf[CURL_ERROR_SIZE];
 } fetch;
@@ -339,7 +338,7 @@ static void free_fetch(distclaims *dc, fetch *f)
 	free(f->url);
 	free(f->ca_file);
 	free(f->ca_pem);
-	free(f->resp);
+	kx_buf_free(&f->resp);
 	free(f);
 }
 
@@ -495,12 +494,12 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 	fetch *f = ud;
 	size_t len = size * n;
 
-	if (len > DISTCLAIMS_MAX_BODY - f->resp_len) {
-		f->resp_over = true;
+	int rc = kx_buf_add(&f->resp, p, len);
+
+	if (rc != 0) {
+		f->resp_over = rc == KX_E_TOO_BIG;
 		return 0; /* aborts the transfer */
 	}
-	memcpy(f->resp + f->resp_len, p, len);
-	f->resp_len += len;
 	return len;
 }
 
@@ -510,13 +509,14 @@ static bool start_fetch(distclaims *dc, fetch *f, int64_t now)
 
 	if (left <= 0)
 		return false;
-	f->resp = malloc(DISTCLAIMS_MAX_BODY);
+	/* the empty append gives the answer its block up front: an empty answer is "", never NULL */
+	kx_buf_init(&f->resp, DISTCLAIMS_MAX_BODY);
 	f->easy = curl_easy_init();
-	if (f->resp == NULL || f->easy == NULL)
+	if (kx_buf_add(&f->resp, "", 0) != 0 || f->easy == NULL)
 		return false;
 	if (f->auth != NULL && (f->hdrs = curl_slist_append(NULL, f->auth)) == NULL)
 		return false;
-	/* the issuer's client settings (oidc.h): https only, its CA, verified, no redirects */
+	/* the issuer's client settings (https.h): https only, its CA, verified, no redirects */
 	https_setup(f->easy, f->url, f->ca_file, f->ca_pem, f->ca_pem_len, (unsigned)left, DISTCLAIMS_MAX_BODY);
 	curl_easy_setopt(f->easy, CURLOPT_HTTPGET, 1L);
 	if (f->hdrs != NULL)
@@ -598,7 +598,7 @@ static void finish(distclaims *dc, fetch *f, bool ok, const char *why, int64_t n
 	int64_t ttl_ms = DISTCLAIMS_FAIL_TTL_MS;
 
 	if (ok) {
-		int64_t exp = body_exp(f->resp, f->resp_len), left = exp - (int64_t)time(NULL);
+		int64_t exp = body_exp((const uint8_t *)f->resp.data, f->resp.len), left = exp - (int64_t)time(NULL);
 
 		ttl_ms = exp == 0 || left <= 0 ? 0 : left > DISTCLAIMS_MAX_TTL_S ? DISTCLAIMS_MAX_TTL_S * 1000 : left * 1000;
 		/* an answer without a usable exp is still handed to the requests waiting for it (the verifier will
@@ -618,9 +618,7 @@ static void finish(distclaims *dc, fetch *f, bool ok, const char *why, int64_t n
 	memcpy(s->key, f->key, CACHE_KEY_LEN);
 	s->ok = ok;
 	if (ok) {
-		s->body = f->resp;
-		s->len = f->resp_len;
-		f->resp = NULL;
+		s->body = (uint8_t *)kx_buf_steal(&f->resp, &s->len);
 	} else {
 		snprintf(s->why, sizeof(s->why), "%.159s", why);
 	}

@@ -69,8 +69,7 @@ struct oidc_provider {
 
 /* One HTTP response body with a hard maximum, plus what the headers told us. */
 struct http_resp {
-	uint8_t *buf;
-	size_t len, cap, max;
+	kx_buf body;  /* capped at the document's maximum; body.failed: over it, or out of memory */
 	bool too_big;
 	int max_age_rc; /* oidc_max_age_parse() result of the last response's Cache-Control, 0 = none */
 	uint32_t max_age;
@@ -367,25 +366,12 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
 	struct http_resp *r = ud;
 	size_t n = size * nmemb;
-	if (n > r->max - r->len) {
+	int rc = kx_buf_add(&r->body, data, n);
+	if (rc != 0) {
 		/* Abort at the cap rather than buffer a hostile 50 MB body: returning less than n fails the transfer. */
-		r->too_big = true;
+		r->too_big = rc == KX_E_TOO_BIG;
 		return 0;
 	}
-	if (r->len + n > r->cap) {
-		size_t nc = r->cap ? r->cap : 16384;
-		while (nc < r->len + n)
-			nc *= 2;
-		if (nc > r->max)
-			nc = r->max;
-		uint8_t *nb = realloc(r->buf, nc);
-		if (nb == NULL)
-			return 0;
-		r->buf = nb;
-		r->cap = nc;
-	}
-	memcpy(r->buf + r->len, data, n);
-	r->len += n;
 	return n;
 }
 
@@ -424,7 +410,7 @@ static int http_get(oidc_provider *p, const char *url, size_t max, struct http_r
 {
 	char ebuf[CURL_ERROR_SIZE] = "";
 	memset(r, 0, sizeof *r);
-	r->max = max;
+	kx_buf_init(&r->body, max);
 	r->p = p;
 
 	CURL *c = p->curl;
@@ -475,7 +461,7 @@ static int discover(oidc_provider *p)
 	int rc = http_get(p, p->discovery_url, OIDC_DISCOVERY_MAX_BYTES, &r, err, sizeof err);
 	if (rc == 0) {
 		char *uri = NULL;
-		if (oidc_discovery_parse(r.buf ? r.buf : (const uint8_t *)"", r.len, p->issuer, &uri, err,
+		if (oidc_discovery_parse(r.body.data ? (const uint8_t *)r.body.data : (const uint8_t *)"", r.body.len, p->issuer, &uri, err,
 					 sizeof err) == 0) {
 			free(p->jwks_uri);
 			p->jwks_uri = uri;
@@ -484,7 +470,7 @@ static int discover(oidc_provider *p)
 			rc = -1;
 		}
 	}
-	free(r.buf);
+	kx_buf_free(&r.body);
 	if (rc != 0) {
 		char reason[160];
 		join2(reason, sizeof reason, "discovery failed: ", err);
@@ -528,7 +514,7 @@ static int64_t fetch_keys(oidc_provider *p, const char *trigger)
 
 	int rc = http_get(p, p->jwks_uri, JWKS_MAX_BYTES, &r, err, sizeof err);
 	if (rc == 0) {
-		int jr = jwks_parse(r.buf ? r.buf : (const uint8_t *)"", r.len, &ks, err, sizeof err);
+		int jr = jwks_parse(r.body.data ? (const uint8_t *)r.body.data : (const uint8_t *)"", r.body.len, &ks, err, sizeof err);
 		if (jr != 0) {
 			char tmp[256], head[64];
 			snprintf(head, sizeof head, "%s: ", jwks_strerror(jr));
@@ -585,7 +571,7 @@ static int64_t fetch_keys(oidc_provider *p, const char *trigger)
 		     kids, trigger, age, age_src, err[0] ? " note=" : "", err);
 	}
 out:
-	free(r.buf);
+	kx_buf_free(&r.body);
 	return next;
 }
 

@@ -193,8 +193,7 @@ typedef struct review {
 	struct curl_slist *hdrs;
 	satoken_val *sa;
 	char *body;         /* request */
-	uint8_t *resp;      /* response, at most TOKENREVIEW_MAX_RESPONSE */
-	size_t resp_len;
+	kx_buf resp;        /* response, at most TOKENREVIEW_MAX_RESPONSE */
 	bool resp_over;
 	char ebuf[CURL_ERROR_SIZE];
 	size_t tlen;
@@ -486,13 +485,12 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
 	review *r = ud;
 	size_t len = size * n;
+	int rc = kx_buf_add(&r->resp, p, len);
 
-	if (len > TOKENREVIEW_MAX_RESPONSE - r->resp_len) {
-		r->resp_over = true;
+	if (rc != 0) {
+		r->resp_over = rc == KX_E_TOO_BIG;
 		return 0; /* aborts the transfer */
 	}
-	memcpy(r->resp + r->resp_len, p, len);
-	r->resp_len += len;
 	return len;
 }
 
@@ -543,9 +541,10 @@ static bool start_review(tokenreview *rv, review *r, int64_t now)
 		return false;
 	r->sa = satoken_acquire(rv->sa);
 	r->body = r->sa ? request_body(rv, r) : NULL;
-	r->resp = malloc(TOKENREVIEW_MAX_RESPONSE);
+	/* the empty append gives the answer its block up front: an empty answer is "", never NULL */
+	kx_buf_init(&r->resp, TOKENREVIEW_MAX_RESPONSE);
 	r->easy = curl_easy_init();
-	if (r->sa == NULL || r->body == NULL || r->resp == NULL || r->easy == NULL)
+	if (r->sa == NULL || r->body == NULL || kx_buf_add(&r->resp, "", 0) != 0 || r->easy == NULL)
 		return false;
 	auth = malloc(sizeof("Authorization: ") + r->sa->len);
 	if (auth == NULL)
@@ -586,7 +585,7 @@ static void free_review(tokenreview *rv, review *r)
 		memset(r->body, 0, strlen(r->body));
 		free(r->body);
 	}
-	free(r->resp);
+	kx_buf_free(&r->resp);
 	satoken_val_release(r->sa);
 	memset(r->tok, 0, r->tlen);
 	free(r);
@@ -662,6 +661,7 @@ static void complete(tokenreview *rv, review *r, CURLcode cc)
 {
 	tokenreview_parsed p;
 	long code = 0;
+	const uint8_t *resp = (const uint8_t *)r->resp.data; /* never NULL: see start_review */
 
 	memset(&p, 0, sizeof(p));
 	int result;
@@ -680,13 +680,13 @@ static void complete(tokenreview *rv, review *r, CURLcode cc)
 	} else if (rv->sar) {
 		tokenreview_sar_parsed sp;
 
-		if ((result = tokenreview_sar_parse(r->resp, r->resp_len, &sp)) != TOKENREVIEW_OK) {
+		if ((result = tokenreview_sar_parse(resp, r->resp.len, &sp)) != TOKENREVIEW_OK) {
 			log_failure("subject access review answer is not a SubjectAccessReview", NULL, code);
 		} else {
 			result = sp.allowed ? TOKENREVIEW_OK : TOKENREVIEW_E_DENIED;
 			snprintf(p.user, sizeof(p.user), "%s", sp.reason);
 		}
-	} else if ((result = tokenreview_parse(r->resp, r->resp_len, (const char *const *)rv->auds, rv->nauds,
+	} else if ((result = tokenreview_parse(resp, r->resp.len, (const char *const *)rv->auds, rv->nauds,
 					       &p)) != TOKENREVIEW_OK) {
 		log_failure("token review answer is not a TokenReview", NULL, code);
 	} else {
