@@ -18,6 +18,7 @@
 #include "cache.h"
 #include "https.h"
 #include "jsonstrict.h"
+#include "kx.h"
 #include "jwt.h"
 #include "log.h"
 
@@ -221,14 +222,6 @@ struct distclaims {
 	void *listen_ud;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void *dc_main(void *arg);
 
 int distclaims_create(const distclaims_config *cfg, distclaims **out, char *err, size_t errlen)
@@ -394,7 +387,7 @@ int distclaims_get(distclaims *dc, const distclaims_src *src, uint8_t **body, si
 {
 	static _Thread_local char whybuf[200];
 	uint8_t key[CACHE_KEY_LEN];
-	int64_t now = mono_ms();
+	int64_t now = kx_mono_ms();
 	slot *s;
 	fetch *f;
 
@@ -665,7 +658,13 @@ static void complete(distclaims *dc, fetch *f, CURLcode cc)
 	pthread_mutex_lock(&dc->mu);
 	(*counter)++;
 	pthread_mutex_unlock(&dc->mu);
-	finish(dc, f, ok, why, mono_ms(), true);
+	finish(dc, f, ok, why, kx_mono_ms(), true);
+}
+
+/* https_multi_turn's callback: a transfer ended */
+static void on_done(void *ud, void *priv, int result)
+{
+	complete(ud, priv, (CURLcode)result);
 }
 
 static void *dc_main(void *arg)
@@ -674,9 +673,7 @@ static void *dc_main(void *arg)
 
 	for (;;) {
 		fetch *start = NULL, *expired = NULL, *f;
-		int64_t now = mono_ms(), next = now + 1000;
-		CURLMsg *msg;
-		int running = 0, left;
+		int64_t now = kx_mono_ms(), next = now + 1000;
 		bool stop;
 
 		pthread_mutex_lock(&dc->mu);
@@ -734,28 +731,13 @@ static void *dc_main(void *arg)
 				f->next = NULL;
 				dc->nactive--;
 				pthread_mutex_unlock(&dc->mu);
-				finish(dc, f, false, "distributed claims: agent shutting down", mono_ms(), false);
+				finish(dc, f, false, "distributed claims: agent shutting down", kx_mono_ms(), false);
 				pthread_mutex_lock(&dc->mu);
 			}
 			pthread_mutex_unlock(&dc->mu);
 			break;
 		}
-		curl_multi_perform(dc->multi, &running);
-		while ((msg = curl_multi_info_read(dc->multi, &left)) != NULL) {
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			f = NULL;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&f);
-			if (f != NULL)
-				complete(dc, f, msg->data.result);
-		}
-		{
-			int64_t wait = next - mono_ms();
-
-			if (wait < 1)
-				wait = 1;
-			curl_multi_poll(dc->multi, NULL, 0, (int)wait, NULL);
-		}
+		https_multi_turn(dc->multi, next, on_done, dc);
 	}
 	return NULL;
 }

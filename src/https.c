@@ -8,6 +8,8 @@
 
 #include <curl/curl.h>
 
+#include "kx.h"
+
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static CURLcode init_rc;
 
@@ -45,4 +47,27 @@ void https_setup(void *easy, const char *url, const char *ca_file, const char *c
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "kube-oidc-spoa");
+}
+
+void https_multi_turn(void *multi, int64_t next_ms, https_done_fn done, void *ud)
+{
+	CURLM *m = multi;
+	CURLMsg *msg;
+	int running = 0, left;
+	int64_t wait;
+
+	curl_multi_perform(m, &running);
+	while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+		void *priv = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&priv);
+		if (priv != NULL)
+			done(ud, priv, (int)msg->data.result);
+	}
+	wait = next_ms - kx_mono_ms();
+	if (wait < 1)
+		wait = 1;
+	curl_multi_poll(m, NULL, 0, (int)wait, NULL);
 }

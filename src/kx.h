@@ -20,6 +20,11 @@ void kx_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((fo
 /* config.c, issuers.c and mapping.c called their private copies seterr(); they keep the name. */
 #define seterr kx_seterr
 
+/* ---- time ---- */
+
+/* CLOCK_MONOTONIC in milliseconds: deadlines and ages that wall-clock steps must not move. */
+int64_t kx_mono_ms(void);
+
 /* ---- text checks ---- */
 
 /* A C0 control byte or DEL: what no identity value, header value or log field may carry as is. */

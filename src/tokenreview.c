@@ -230,14 +230,6 @@ struct tokenreview {
 	tokenreview_stats st;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void *rv_main(void *arg);
 
 int tokenreview_create(const tokenreview_config *cfg, tokenreview **out, char *err, size_t errlen)
@@ -290,7 +282,7 @@ int tokenreview_create(const tokenreview_config *cfg, tokenreview **out, char *e
 	rv->max_inflight = cfg->max_inflight ? cfg->max_inflight : DEF_INFLIGHT;
 	rv->max_waiting = cfg->max_waiting ? cfg->max_waiting : DEF_WAITING;
 	rv->bucket = rv->rate;
-	rv->bucket_ms = mono_ms();
+	rv->bucket_ms = kx_mono_ms();
 	rv->multi = curl_multi_init();
 	if (rv->multi == NULL)
 		goto nomem_free;
@@ -359,7 +351,7 @@ static void cache_store(tokenreview *rv, const uint8_t key[CACHE_KEY_LEN], int r
 	memcpy(s->key, key, CACHE_KEY_LEN);
 	s->result = result;
 	snprintf(s->user, sizeof(s->user), "%s", user);
-	s->expires_ms = mono_ms() + rv->ttl_ms;
+	s->expires_ms = kx_mono_ms() + rv->ttl_ms;
 }
 
 static bool rate_take(tokenreview *rv, int64_t now)
@@ -409,7 +401,7 @@ static int submit(tokenreview *rv, const uint8_t *tok, size_t len, char *user, s
 		  tokenreview_done_fn done, void *ud)
 {
 	uint8_t key[CACHE_KEY_LEN];
-	int64_t now = mono_ms();
+	int64_t now = kx_mono_ms();
 	review *r;
 	waiter *w;
 	int result;
@@ -699,15 +691,19 @@ static void complete(tokenreview *rv, review *r, CURLcode cc)
 	       true);
 }
 
+/* https_multi_turn's callback: a transfer ended */
+static void on_done(void *ud, void *priv, int result)
+{
+	complete(ud, priv, (CURLcode)result);
+}
+
 static void *rv_main(void *arg)
 {
 	tokenreview *rv = arg;
 
 	for (;;) {
 		review *start = NULL, *expired = NULL, *r;
-		int64_t now = mono_ms(), next = now + 1000;
-		CURLMsg *msg;
-		int running = 0, left;
+		int64_t now = kx_mono_ms(), next = now + 1000;
 		bool stop;
 
 		pthread_mutex_lock(&rv->mu);
@@ -763,22 +759,7 @@ static void *rv_main(void *arg)
 			pthread_mutex_unlock(&rv->mu);
 			break;
 		}
-		curl_multi_perform(rv->multi, &running);
-		while ((msg = curl_multi_info_read(rv->multi, &left)) != NULL) {
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			r = NULL;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-			if (r != NULL)
-				complete(rv, r, msg->data.result);
-		}
-		{
-			int64_t wait = next - mono_ms();
-
-			if (wait < 1)
-				wait = 1;
-			curl_multi_poll(rv->multi, NULL, 0, (int)wait, NULL);
-		}
+		https_multi_turn(rv->multi, next, on_done, rv);
 	}
 	return NULL;
 }
