@@ -156,8 +156,9 @@ static int m_handler(void *ud, kx_buf *out)
 {
 	char *body = NULL;
 	size_t len = 0;
+	int rc = handler_metrics(ud, &body, &len); /* before append_body reads body: argument order is unspecified */
 
-	return append_body(handler_metrics(ud, &body, &len), body, len, out);
+	return append_body(rc, body, len, out);
 }
 
 /* the issuer-labelled families and the shared cache (the handler renders none of them then) */
@@ -165,8 +166,9 @@ static int m_issuers(void *ud, kx_buf *out)
 {
 	char *body = NULL;
 	size_t len = 0;
+	int rc = issuers_metrics(ud, &body, &len);
 
-	return append_body(issuers_metrics(ud, &body, &len), body, len, out);
+	return append_body(rc, body, len, out);
 }
 
 static int m_distclaims(void *ud, kx_buf *out)
