@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "kx.h"
 
 enum opt_kind {
 	K_STR,      /* any non-empty string without control bytes */
@@ -261,18 +262,6 @@ static const char *shorthand(char c)
 	case 'v': return "v";
 	default: return NULL;
 	}
-}
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 /* Copies at most n bytes of s for an error line, control bytes as '?', so the line stays one line. */

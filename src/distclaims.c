@@ -16,9 +16,11 @@
 #include <curl/curl.h>
 
 #include "cache.h"
+#include "https.h"
+#include "jsonstrict.h"
+#include "kx.h"
 #include "jwt.h"
 #include "log.h"
-#include "oidc.h"
 
 #define DEF_TIMEOUT_MS 500u
 #define DEF_INFLIGHT 16u
@@ -165,7 +167,7 @@ int distclaims_parse(const uint8_t *p, size_t len, const char *claim, char *ebuf
 		ebuf[0] = '\0';
 	if (tcap > 0)
 		tbuf[0] = '\0';
-	if (jwt_json_parse(p, len, &doc) != 0)
+	if (jsonstrict_parse(p, len, &doc) != 0)
 		return DISTCLAIMS_E_JSON;
 	rc = distclaims_find(doc, claim, &ref, NULL);
 	if (rc == DISTCLAIMS_FETCH) {
@@ -188,8 +190,7 @@ typedef struct fetch {
 	struct curl_slist *hdrs;
 	char *url, *auth, *ca_file, *ca_pem; /* auth: "Authorization: Bearer …" or NULL; wiped when freed */
 	size_t ca_pem_len;
-	uint8_t *resp;
-	size_t resp_len;
+	kx_buf resp;          /* the answer, at most DISTCLAIMS_MAX_BODY */
 	bool resp_over;
 	char ebuf[CURL_ERROR_SIZE];
 } fetch;
@@ -221,30 +222,15 @@ struct distclaims {
 	void *listen_ud;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_rc;
-static void curl_init(void)
-{
-	curl_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static void *dc_main(void *arg);
 
 int distclaims_create(const distclaims_config *cfg, distclaims **out, char *err, size_t errlen)
 {
 	distclaims *dc;
+	int init_rc = https_global_init();
 
-	pthread_once(&curl_once, curl_init);
-	if (curl_rc != CURLE_OK) {
-		snprintf(err, errlen, "libcurl init: %s", curl_easy_strerror(curl_rc));
+	if (init_rc != CURLE_OK) {
+		snprintf(err, errlen, "libcurl init: %s", curl_easy_strerror((CURLcode)init_rc));
 		return -1;
 	}
 	dc = calloc(1, sizeof(*dc));
@@ -345,7 +331,7 @@ static void free_fetch(distclaims *dc, fetch *f)
 	free(f->url);
 	free(f->ca_file);
 	free(f->ca_pem);
-	free(f->resp);
+	kx_buf_free(&f->resp);
 	free(f);
 }
 
@@ -401,7 +387,7 @@ int distclaims_get(distclaims *dc, const distclaims_src *src, uint8_t **body, si
 {
 	static _Thread_local char whybuf[200];
 	uint8_t key[CACHE_KEY_LEN];
-	int64_t now = mono_ms();
+	int64_t now = kx_mono_ms();
 	slot *s;
 	fetch *f;
 
@@ -501,12 +487,12 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 	fetch *f = ud;
 	size_t len = size * n;
 
-	if (len > DISTCLAIMS_MAX_BODY - f->resp_len) {
-		f->resp_over = true;
+	int rc = kx_buf_add(&f->resp, p, len);
+
+	if (rc != 0) {
+		f->resp_over = rc == KX_E_TOO_BIG;
 		return 0; /* aborts the transfer */
 	}
-	memcpy(f->resp + f->resp_len, p, len);
-	f->resp_len += len;
 	return len;
 }
 
@@ -516,14 +502,15 @@ static bool start_fetch(distclaims *dc, fetch *f, int64_t now)
 
 	if (left <= 0)
 		return false;
-	f->resp = malloc(DISTCLAIMS_MAX_BODY);
+	/* the empty append gives the answer its block up front: an empty answer is "", never NULL */
+	kx_buf_init(&f->resp, DISTCLAIMS_MAX_BODY);
 	f->easy = curl_easy_init();
-	if (f->resp == NULL || f->easy == NULL)
+	if (kx_buf_add(&f->resp, "", 0) != 0 || f->easy == NULL)
 		return false;
 	if (f->auth != NULL && (f->hdrs = curl_slist_append(NULL, f->auth)) == NULL)
 		return false;
-	/* the issuer's client settings (oidc.h): https only, its CA, verified, no redirects */
-	oidc_https_setup(f->easy, f->url, f->ca_file, f->ca_pem, f->ca_pem_len, (unsigned)left, DISTCLAIMS_MAX_BODY);
+	/* the issuer's client settings (https.h): https only, its CA, verified, no redirects */
+	https_setup(f->easy, f->url, f->ca_file, f->ca_pem, f->ca_pem_len, (unsigned)left, DISTCLAIMS_MAX_BODY);
 	curl_easy_setopt(f->easy, CURLOPT_HTTPGET, 1L);
 	if (f->hdrs != NULL)
 		curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->hdrs);
@@ -562,7 +549,7 @@ static int64_t body_exp(const uint8_t *p, size_t len)
 		len--;
 	if (jwt_parse(p, len, DISTCLAIMS_MAX_BODY, &t) != 0)
 		return 0;
-	if (jwt_json_parse(t.payload, t.payload_len, &doc) == 0) {
+	if (jsonstrict_parse(t.payload, t.payload_len, &doc) == 0) {
 		exp = cJSON_GetObjectItemCaseSensitive(doc, "exp");
 		if (cJSON_IsNumber(exp) && exp->valuedouble > 0 && exp->valuedouble < 9.2e18)
 			v = (int64_t)exp->valuedouble;
@@ -604,7 +591,7 @@ static void finish(distclaims *dc, fetch *f, bool ok, const char *why, int64_t n
 	int64_t ttl_ms = DISTCLAIMS_FAIL_TTL_MS;
 
 	if (ok) {
-		int64_t exp = body_exp(f->resp, f->resp_len), left = exp - (int64_t)time(NULL);
+		int64_t exp = body_exp((const uint8_t *)f->resp.data, f->resp.len), left = exp - (int64_t)time(NULL);
 
 		ttl_ms = exp == 0 || left <= 0 ? 0 : left > DISTCLAIMS_MAX_TTL_S ? DISTCLAIMS_MAX_TTL_S * 1000 : left * 1000;
 		/* an answer without a usable exp is still handed to the requests waiting for it (the verifier will
@@ -624,9 +611,7 @@ static void finish(distclaims *dc, fetch *f, bool ok, const char *why, int64_t n
 	memcpy(s->key, f->key, CACHE_KEY_LEN);
 	s->ok = ok;
 	if (ok) {
-		s->body = f->resp;
-		s->len = f->resp_len;
-		f->resp = NULL;
+		s->body = (uint8_t *)kx_buf_steal(&f->resp, &s->len);
 	} else {
 		snprintf(s->why, sizeof(s->why), "%.159s", why);
 	}
@@ -673,7 +658,13 @@ static void complete(distclaims *dc, fetch *f, CURLcode cc)
 	pthread_mutex_lock(&dc->mu);
 	(*counter)++;
 	pthread_mutex_unlock(&dc->mu);
-	finish(dc, f, ok, why, mono_ms(), true);
+	finish(dc, f, ok, why, kx_mono_ms(), true);
+}
+
+/* https_multi_turn's callback: a transfer ended */
+static void on_done(void *ud, void *priv, int result)
+{
+	complete(ud, priv, (CURLcode)result);
 }
 
 static void *dc_main(void *arg)
@@ -682,9 +673,7 @@ static void *dc_main(void *arg)
 
 	for (;;) {
 		fetch *start = NULL, *expired = NULL, *f;
-		int64_t now = mono_ms(), next = now + 1000;
-		CURLMsg *msg;
-		int running = 0, left;
+		int64_t now = kx_mono_ms(), next = now + 1000;
 		bool stop;
 
 		pthread_mutex_lock(&dc->mu);
@@ -742,28 +731,13 @@ static void *dc_main(void *arg)
 				f->next = NULL;
 				dc->nactive--;
 				pthread_mutex_unlock(&dc->mu);
-				finish(dc, f, false, "distributed claims: agent shutting down", mono_ms(), false);
+				finish(dc, f, false, "distributed claims: agent shutting down", kx_mono_ms(), false);
 				pthread_mutex_lock(&dc->mu);
 			}
 			pthread_mutex_unlock(&dc->mu);
 			break;
 		}
-		curl_multi_perform(dc->multi, &running);
-		while ((msg = curl_multi_info_read(dc->multi, &left)) != NULL) {
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			f = NULL;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&f);
-			if (f != NULL)
-				complete(dc, f, msg->data.result);
-		}
-		{
-			int64_t wait = next - mono_ms();
-
-			if (wait < 1)
-				wait = 1;
-			curl_multi_poll(dc->multi, NULL, 0, (int)wait, NULL);
-		}
+		https_multi_turn(dc->multi, next, on_done, dc);
 	}
 	return NULL;
 }
@@ -794,25 +768,16 @@ void distclaims_stats_get(distclaims *dc, distclaims_stats *out)
 	pthread_mutex_unlock(&dc->mu);
 }
 
-int distclaims_metrics(distclaims *dc, char **buf, size_t *len)
+int distclaims_metrics(distclaims *dc, kx_buf *out)
 {
 	static const char *const rnames[DISTCLAIMS_R_COUNT] = {"reference", "fetch", "jwt", "claim_absent", "timeout",
 								"disabled"};
 	static const char *const bnames[6] = {"0.01", "0.05", "0.1", "0.25", "0.5", "1"};
 	distclaims_stats s;
-	char add[4096];
-	size_t cur = *buf ? *len : 0, o = 0;
-	char *nb;
-	int n;
 
 	distclaims_stats_get(dc, &s);
-#define ADD(...)                                                                  \
-	do {                                                                      \
-		n = snprintf(add + o, sizeof(add) - o, __VA_ARGS__);              \
-		if (n < 0 || (size_t)n >= sizeof(add) - o)                        \
-			return -1;                                                \
-		o += (size_t)n;                                                   \
-	} while (0)
+	/* appends are not checked one by one: the buffer's first failure sticks */
+#define ADD(...) kx_buf_addf(out, __VA_ARGS__)
 	ADD("# HELP kos_distributed_claims_fetches_total Distributed-claims sources fetched, by outcome.\n"
 	    "# TYPE kos_distributed_claims_fetches_total counter\n");
 	ADD("kos_distributed_claims_fetches_total{result=\"ok\"} %llu\n", (unsigned long long)s.ok);
@@ -845,11 +810,5 @@ int distclaims_metrics(distclaims *dc, char **buf, size_t *len)
 	    "kos_distributed_claims_fetch_duration_seconds_count %llu\n",
 	    (unsigned long long)s.lat_count, s.lat_sum_s, (unsigned long long)s.lat_count);
 #undef ADD
-	nb = realloc(*buf, cur + o + 1);
-	if (nb == NULL)
-		return -1;
-	memcpy(nb + cur, add, o + 1);
-	*buf = nb;
-	*len = cur + o;
-	return 0;
+	return out->failed ? -1 : 0;
 }

@@ -33,6 +33,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "kx.h"
+
 #define DISTCLAIMS_MAX_BODY (64u * 1024)  /* a larger answer is a failure ("answer too large") */
 #define DISTCLAIMS_MAX_TTL_S 600          /* an answer is never cached longer */
 #define DISTCLAIMS_FAIL_TTL_MS 2000       /* a failure is remembered this long */
@@ -135,8 +137,9 @@ typedef struct distclaims_stats {
 	double lat_sum_s;
 } distclaims_stats;
 void distclaims_stats_get(distclaims *dc, distclaims_stats *out);
-/* Appends the kos_distributed_claims_* families (Prometheus text) to *buf (malloc'd or NULL, grown). 0 or -1. */
-int distclaims_metrics(distclaims *dc, char **buf, size_t *len);
+/* Appends the kos_distributed_claims_* families (Prometheus text) to out: 0 or -1. A metrics source
+ * (metrics_register); the loop thread, never blocks. */
+int distclaims_metrics(distclaims *dc, kx_buf *out);
 /* Fails every fetch under way ("shutting down"), joins the thread, frees everything. NULL is a no-op. */
 void distclaims_destroy(distclaims *dc);
 

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "issuers.h"
+#include "kx.h"
 #include "log.h"
 
 #define EXPLAIN_MAX_TOKEN (1u << 20)
@@ -47,40 +48,24 @@ static void line_out(void *ud, const char *text)
 	fprintf(ud, "  %s\n", text);
 }
 
-/* Reads the whole token source (at most EXPLAIN_MAX_TOKEN bytes) into a malloc'd buffer. */
+/* Reads the whole token source (less than EXPLAIN_MAX_TOKEN bytes) into a malloc'd, NUL-terminated buffer;
+ * NULL when it is larger or memory ran out. */
 static char *read_all(FILE *f, size_t *len)
 {
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap + 1);
+	kx_buf b;
+	char chunk[4096];
+	size_t r;
 
-	if (buf == NULL)
+	kx_buf_init(&b, EXPLAIN_MAX_TOKEN - 1);
+	if (kx_buf_add(&b, "", 0) != 0) /* an empty source is "" */
 		return NULL;
-	for (;;) {
-		size_t r;
-
-		if (n == cap) {
-			char *p;
-
-			if (cap >= EXPLAIN_MAX_TOKEN) {
-				free(buf);
-				return NULL;
-			}
-			cap *= 2;
-			p = realloc(buf, cap + 1);
-			if (p == NULL) {
-				free(buf);
-				return NULL;
-			}
-			buf = p;
+	while ((r = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (kx_buf_add(&b, chunk, r) != 0) {
+			kx_buf_free(&b);
+			return NULL;
 		}
-		r = fread(buf + n, 1, cap - n, f);
-		n += r;
-		if (r == 0)
-			break;
 	}
-	buf[n] = '\0';
-	*len = n;
-	return buf;
+	return kx_buf_steal(&b, len);
 }
 
 /* The bare token inside what was read: surrounding blanks and an optional "Bearer " go. */

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "kx.h"
 #include "log.h"
 
 /* ---- parser ------------------------------------------------------------------------------------------------ */
@@ -115,7 +116,7 @@ int httpd_parse(const uint8_t *p, size_t len, httpd_request *out)
 		if (colon == off || colon == eol || p[colon] != ':')
 			return HTTPD_BAD;
 		for (i = colon + 1; i < eol; i++)
-			if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
+			if (kx_is_ctl(p[i]) && p[i] != '\t') /* a field value may hold HT (RFC 9110 §5.5) */
 				return HTTPD_BAD;
 		r.nheaders++;
 		off = next;
@@ -302,7 +303,7 @@ static void route(hconn *c, const httpd_request *r)
 		char *body = NULL;
 		size_t blen = 0;
 
-		if (h->routes.metrics == NULL || h->routes.metrics(h->routes.ud, &body, &blen) != 0) {
+		if (h->routes.metrics == NULL || h->routes.metrics(h->routes.metrics_ud, &body, &blen) != 0) {
 			respond_text(c, 500, "metrics unavailable\n", head);
 			return;
 		}

@@ -53,9 +53,11 @@ typedef struct httpd_routes {
 	 * /ready?verbose (a "verbose" query parameter, any value): the route then describes every part (each issuer
 	 * of --authentication-config), ready or not */
 	bool (*ready)(void *ud, bool verbose, char *why, size_t whylen);
-	/* the /metrics body, malloc'd (httpd frees it); 0 or -1 */
+	/* the /metrics body, malloc'd (httpd frees it); 0 or -1. Called with metrics_ud (main.c: the metrics
+	 * registry, metrics_scrape) */
 	int (*metrics)(void *ud, char **body, size_t *len);
-	void *ud;
+	void *ud;         /* for ready */
+	void *metrics_ud; /* for metrics */
 } httpd_routes;
 
 typedef struct httpd httpd;

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kx.h"
+
 static size_t slen(const char *s)
 {
 	return s ? strlen(s) + 1 : 0;
@@ -89,9 +91,8 @@ const char *identity_value_problem(const char *s)
 	/* the edges first, so " \tx" is named by what Go would do to it (strip), not by the tab inside */
 	if (s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' || s[n - 1] == '\t')
 		return "leading or trailing space or tab";
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-			return "control character";
+	if (kx_ctl_find((const uint8_t *)s, n) < n)
+		return "control character";
 	return NULL;
 }
 

@@ -24,6 +24,7 @@
 #include "b64url.h"
 #include "cache.h"
 #include "jwt.h"
+#include "kx.h"
 
 typedef struct iset {
 	atomic_uint refs;
@@ -57,18 +58,6 @@ struct issuers {
 /* Which authenticator last answered "unknown key id" on this thread (for issuers_refresh_soon). */
 static _Thread_local uint64_t tl_gen;
 static _Thread_local size_t tl_ix = SIZE_MAX;
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static uint64_t salt(size_t i)
 {

@@ -3,7 +3,9 @@
  *
  * Every key is turned into an EVP_PKEY once, here, so that a verification never decodes key material. A key we
  * cannot use (unknown kty or crv, use other than "sig", an alg we do not implement, RSA below 2048 bits, an EC
- * point off the curve…) is skipped with a note; only a set left with no usable key is an error.
+ * point off the curve…) is skipped with a note; only a set left with no usable key is an error. One of the
+ * crypto files (with jws.c and ecverify.c): key import and each key's verify contexts live here; the document
+ * is strict JSON (jsonstrict.h) and algorithm names come from jwa.h, so nothing here reaches up to jwt or jws.
  */
 #include "jwks.h"
 
@@ -20,11 +22,13 @@
 #include <openssl/evp.h>
 #include <openssl/obj_mac.h>
 #include <openssl/param_build.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include "b64url.h"
 #include "ecverify.h"
-#include "jwt.h"
+#include "jsonstrict.h"
+#include "jwa.h"
 
 struct jwks_keyset {
 	atomic_uint refs;
@@ -263,6 +267,40 @@ static const char *fingerprint(jwks_key *k)
 	return NULL;
 }
 
+/* A verify context for key k and alg, initialised once (padding, salt length, digest), that jws_verify()
+ * duplicates per verification; NULL on failure. RSA and EC only: EdDSA is one-shot. */
+static EVP_PKEY_CTX *verify_ctx_new(const jwks_key *k, int alg)
+{
+	const EVP_MD *md;
+	EVP_PKEY_CTX *c;
+	bool pss = jwa_is_pss(alg);
+
+	switch (jwa_digest_bits(alg)) {
+	case 256: md = EVP_sha256(); break;
+	case 384: md = EVP_sha384(); break;
+	case 512: md = EVP_sha512(); break;
+	default: return NULL;
+	}
+	c = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
+	if (!c || EVP_PKEY_verify_init(c) != 1)
+		goto fail;
+	if (k->kty == JWKS_KTY_RSA) {
+		if (EVP_PKEY_CTX_set_rsa_padding(c, pss ? RSA_PKCS1_PSS_PADDING : RSA_PKCS1_PADDING) != 1)
+			goto fail;
+		/* go-jose verifies PSS with PSSSaltLengthAuto; do the same so every token the API server accepts
+		 * verifies here (RFC 7518 issuers use the hash length, which AUTO accepts). */
+		if (pss && (EVP_PKEY_CTX_set_rsa_pss_saltlen(c, RSA_PSS_SALTLEN_AUTO) != 1 ||
+			    EVP_PKEY_CTX_set_rsa_mgf1_md(c, md) != 1))
+			goto fail;
+	}
+	if (EVP_PKEY_CTX_set_signature_md(c, md) != 1)
+		goto fail;
+	return c;
+fail:
+	EVP_PKEY_CTX_free(c);
+	return NULL;
+}
+
 static void key_clear(jwks_key *k)
 {
 	for (size_t i = 0; i < sizeof(k->vctx) / sizeof(k->vctx[0]); i++)
@@ -289,9 +327,9 @@ static const char *build_key(const cJSON *o, jwks_key *k)
 		return "key without kty";
 	/* cJSON reads the first of two same-named members, Go's encoding/json (go-jose, the API server) the last,
 	 * matching names case-insensitively: such a key would be different key material there */
-	switch (jwt_json_check_duplicates(o)) {
+	switch (jsonstrict_check_duplicates(o)) {
 	case 0: break;
-	case JWT_E_NOMEM: return "out of memory";
+	case JSONSTRICT_E_NOMEM: return "out of memory";
 	default: return "key with a duplicated member";
 	}
 	if (use && (!cJSON_IsString(use) || strcmp(use->valuestring, "sig") != 0))
@@ -311,7 +349,7 @@ static const char *build_key(const cJSON *o, jwks_key *k)
 			return "key_ops without verification";
 	}
 	if (alg) {
-		if (!cJSON_IsString(alg) || (k->alg = jwt_alg_parse(alg->valuestring, strlen(alg->valuestring))) < 0) {
+		if (!cJSON_IsString(alg) || (k->alg = jwa_parse(alg->valuestring, strlen(alg->valuestring))) < 0) {
 			k->alg = 0;
 			return "key alg not supported";
 		}
@@ -338,8 +376,8 @@ static const char *build_key(const cJSON *o, jwks_key *k)
 		why = "key alg does not match its type";
 	if (!why)
 		why = fingerprint(k);
-	for (int a = 1; !why && a <= JWT_ALG_MAX; a++)
-		if (a != JWT_ALG_EDDSA && jwks_key_fits(k, a) && !(k->vctx[a] = jwt_key_ctx_new(k, a)))
+	for (int a = 1; !why && a <= JWA_MAX; a++)
+		if (a != JWA_EDDSA && jwks_key_fits(k, a) && !(k->vctx[a] = verify_ctx_new(k, a)))
 			why = "cannot prepare a verify context";
 	if (why)
 		key_clear(k);
@@ -384,9 +422,9 @@ int jwks_parse(const uint8_t *p, size_t len, jwks_keyset **out, char *err, size_
 			snprintf(err, errlen, "key set larger than %u bytes", JWKS_MAX_BYTES);
 		goto out;
 	}
-	rc = jwt_json_parse(p, len, &doc);
+	rc = jsonstrict_parse(p, len, &doc);
 	if (rc) {
-		rc = rc == JWT_E_NOMEM ? JWKS_E_NOMEM : JWKS_E_JSON;
+		rc = rc == JSONSTRICT_E_NOMEM ? JWKS_E_NOMEM : JWKS_E_JSON;
 		if (err && errlen)
 			snprintf(err, errlen, "%s", rc == JWKS_E_NOMEM ? "out of memory" : "key set is not strict JSON");
 		goto out;
@@ -479,14 +517,14 @@ int jwks_key_fits(const jwks_key *k, int alg)
 	bool type_ok;
 
 	switch (alg) {
-	case JWT_ALG_RS256: case JWT_ALG_RS384: case JWT_ALG_RS512:
-	case JWT_ALG_PS256: case JWT_ALG_PS384: case JWT_ALG_PS512:
+	case JWA_RS256: case JWA_RS384: case JWA_RS512:
+	case JWA_PS256: case JWA_PS384: case JWA_PS512:
 		type_ok = k->kty == JWKS_KTY_RSA;
 		break;
-	case JWT_ALG_ES256: type_ok = k->kty == JWKS_KTY_EC && k->crv == JWKS_CRV_P256; break;
-	case JWT_ALG_ES384: type_ok = k->kty == JWKS_KTY_EC && k->crv == JWKS_CRV_P384; break;
-	case JWT_ALG_ES512: type_ok = k->kty == JWKS_KTY_EC && k->crv == JWKS_CRV_P521; break;
-	case JWT_ALG_EDDSA: type_ok = k->kty == JWKS_KTY_OKP && k->crv == JWKS_CRV_ED25519; break;
+	case JWA_ES256: type_ok = k->kty == JWKS_KTY_EC && k->crv == JWKS_CRV_P256; break;
+	case JWA_ES384: type_ok = k->kty == JWKS_KTY_EC && k->crv == JWKS_CRV_P384; break;
+	case JWA_ES512: type_ok = k->kty == JWKS_KTY_EC && k->crv == JWKS_CRV_P521; break;
+	case JWA_EDDSA: type_ok = k->kty == JWKS_KTY_OKP && k->crv == JWKS_CRV_ED25519; break;
 	default: type_ok = false;
 	}
 	return type_ok && (k->alg == 0 || k->alg == alg);

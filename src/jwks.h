@@ -61,7 +61,7 @@ struct ecverify_key;
 typedef struct jwks_key {
 	int kty;                  /* enum jwks_kty */
 	int crv;                  /* enum jwks_crv; NONE for RSA */
-	int alg;                  /* enum jwt_alg from the JWK's "alg", or 0 when the JWK names none */
+	int alg;                  /* enum jwa_alg from the JWK's "alg", or 0 when the JWK names none */
 	unsigned bits;            /* RSA modulus or EC field size in bits */
 	const char *kid;          /* NUL-terminated copy, NULL when the JWK has no kid */
 	size_t kid_len;
@@ -70,12 +70,12 @@ typedef struct jwks_key {
 	unsigned work;            /* cost of one verification with this key, in work units (>= 1, see above) */
 	uint8_t ec_order[66];     /* EC: the group order, big-endian, ec_order_len bytes (r and s must be below it) */
 	size_t ec_order_len;
-	/* RSA and EC: per jwt alg, a verify context initialised once (padding, digest) that each verification
+	/* RSA and EC: per alg (enum jwa_alg), a verify context initialised once (padding, digest) that each verification
 	 * duplicates, so no per-call provider initialisation; NULL where the key does not fit the alg. */
 	struct evp_pkey_ctx_st *vctx[16];
 	/* EC: the precomputed verifier (about twice as fast as EVP), NULL beyond JWKS_EC_FAST_MAX keys, when
 	 * building it failed, or in fuzzing builds (its ~26 ms per key would starve the JWKS fuzzer); owned, freed
-	 * with the set. jwt_verify() uses it when present and EVP otherwise. */
+	 * with the set. jws_verify() uses it when present and EVP otherwise. */
 	const struct ecverify_key *ecv;
 } jwks_key;
 
@@ -89,7 +89,7 @@ const char *jwks_strerror(int err);
 
 /* i-th usable key, i < jwks_keyset_count(); stable for the life of the set. */
 const jwks_key *jwks_keyset_key(const jwks_keyset *ks, size_t i);
-/* True when a key of this type may verify a token of jwt alg `alg`: RS and PS need RSA, ESnnn the matching
+/* True when a key of this type may verify a token of alg `alg` (enum jwa_alg): RS and PS need RSA, ESnnn the matching
  * curve, EdDSA Ed25519; and a JWK "alg", when present, must equal the token's. */
 int jwks_key_fits(const jwks_key *k, int alg);
 /* The first key whose kid equals kid[0..kid_len) and that fits alg. Returns 0 and sets *out;

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kx.h"
+
 static atomic_int log_fd = 2;
 static atomic_int log_lvl = LOG_LEVEL_INFO;
 
@@ -54,40 +56,6 @@ const char *log_level_name(enum log_level level)
 	return level_names[level];
 }
 
-/* Length of a valid UTF-8 sequence at p (1..4), or 0 if the bytes there are not one. Overlongs and surrogates
- * are refused so that what we print is valid UTF-8 a log pipeline will not choke on. */
-static size_t utf8_seq(const uint8_t *p, size_t len)
-{
-	uint8_t c = p[0];
-	size_t n;
-	uint32_t cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (len < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 size_t log_json_escape(char *dst, size_t cap, const uint8_t *p, size_t len, bool *cut)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -114,7 +82,7 @@ size_t log_json_escape(char *dst, size_t cap, const uint8_t *p, size_t len, bool
 			esc[0] = '\\';
 			esc[1] = 'r';
 			elen = 2;
-		} else if (c < 0x20 || c == 0x7f || (c >= 0x80 && (seq = utf8_seq(p + i, len - i)) == 0)) {
+		} else if (kx_is_ctl(c) || (c >= 0x80 && (seq = kx_utf8_seq(p + i, len - i)) == 0)) {
 			memcpy(esc, "\\u00", 4);
 			esc[4] = hex[c >> 4];
 			esc[5] = hex[c & 15];

@@ -115,24 +115,25 @@ static bool is_foreign(void *ctx, int rc, const char *iss)
 	return rc == VERIFY_E_ISSUER;
 }
 
-static app *the_app; /* for the probe routes, which get the handler as their user data */
+/* ---- probe routes (their user data is the app) and metrics sources ---------------------------------------- */
 
 static bool r_ready(void *ud, bool verbose, char *why, size_t whylen)
 {
-	bool ok = handler_ready(ud, why, whylen);
+	app *a = ud;
+	bool ok = handler_ready(a->h, why, whylen);
 	size_t n, nready, total;
 
-	if (the_app == NULL || the_app->is == NULL || whylen == 0)
+	if (a->is == NULL || whylen == 0)
 		return ok;
 	if (ok)
 		why[0] = '\0';
 	n = strlen(why);
-	issuers_ready_count(the_app->is, &nready, &total);
+	issuers_ready_count(a->is, &nready, &total);
 	if (verbose || !ok) {
 		/* each issuer's state, ready or not */
 		if (n + 12 < whylen) {
 			n += (size_t)snprintf(why + n, whylen - n, "%sissuers: ", n ? "; " : "");
-			issuers_describe(the_app->is, why + n, whylen - n);
+			issuers_describe(a->is, why + n, whylen - n);
 		}
 	} else if (nready < total) {
 		/* ready, but some issuer is down: say so briefly (its users get 503; the others are served) */
@@ -142,32 +143,42 @@ static bool r_ready(void *ud, bool verbose, char *why, size_t whylen)
 	return ok;
 }
 
-static int r_metrics(void *ud, char **body, size_t *len)
+/* handler_metrics and issuers_metrics hand back a malloc'd body: copied into the scrape */
+static int append_body(int rc, char *body, size_t len, kx_buf *out)
 {
-	if (handler_metrics(ud, body, len) != 0)
-		return -1;
-	/* the issuer-labelled families and the shared cache (the handler renders none of them here) */
-	if (the_app != NULL && the_app->is != NULL && issuers_metrics(the_app->is, body, len) != 0) {
-		free(*body);
-		*body = NULL;
-		return -1;
-	}
-	if (the_app != NULL && the_app->dc != NULL && distclaims_metrics(the_app->dc, body, len) != 0) {
-		free(*body);
-		*body = NULL;
-		return -1;
-	}
-	if (the_app != NULL && the_app->rv != NULL && tokenreview_metrics(the_app->rv, body, len) != 0) {
-		free(*body);
-		*body = NULL;
-		return -1;
-	}
-	if (the_app != NULL && the_app->az != NULL && tokenreview_metrics(the_app->az, body, len) != 0) {
-		free(*body);
-		*body = NULL;
-		return -1;
-	}
-	return 0;
+	if (rc == 0)
+		rc = kx_buf_add(out, body, len);
+	free(body);
+	return rc == 0 ? 0 : -1;
+}
+
+static int m_handler(void *ud, kx_buf *out)
+{
+	char *body = NULL;
+	size_t len = 0;
+	int rc = handler_metrics(ud, &body, &len); /* before append_body reads body: argument order is unspecified */
+
+	return append_body(rc, body, len, out);
+}
+
+/* the issuer-labelled families and the shared cache (the handler renders none of them then) */
+static int m_issuers(void *ud, kx_buf *out)
+{
+	char *body = NULL;
+	size_t len = 0;
+	int rc = issuers_metrics(ud, &body, &len);
+
+	return append_body(rc, body, len, out);
+}
+
+static int m_distclaims(void *ud, kx_buf *out)
+{
+	return distclaims_metrics(ud, out);
+}
+
+static int m_review(void *ud, kx_buf *out)
+{
+	return tokenreview_metrics(ud, out);
 }
 
 static void oidc_log(void *ud, int level, const char *event, const char *msg)
@@ -369,7 +380,7 @@ static int start(app *a)
 	if (a->is != NULL) {
 		hc.vops.verify = is_verify;
 		hc.vops.ready = is_ready;
-		hc.vops.stats = NULL; /* r_metrics appends the issuer-labelled families instead */
+		hc.vops.stats = NULL; /* m_issuers renders the issuer-labelled families instead */
 		hc.vops.set_listener = is_set_listener;
 		hc.vops.refresh_soon = is_refresh_soon;
 		hc.vops.foreign = is_foreign;
@@ -458,10 +469,20 @@ static int start(app *a)
 	}
 	handler_set_server(a->h, a->srv);
 
+	/* /metrics: the handler's families first, then each module's (the order the body has always had) */
+	if (metrics_register(a->m, m_handler, a->h) != 0 ||
+	    (a->is != NULL && metrics_register(a->m, m_issuers, a->is) != 0) ||
+	    (a->dc != NULL && metrics_register(a->m, m_distclaims, a->dc) != 0) ||
+	    (a->rv != NULL && metrics_register(a->m, m_review, a->rv) != 0) ||
+	    (a->az != NULL && metrics_register(a->m, m_review, a->az) != 0)) {
+		log_msg(LOG_LEVEL_ERROR, "start", "too many metrics sources");
+		return -1;
+	}
 	if (a->cfg.probe_port != 0) {
 		routes.ready = r_ready;
-		routes.metrics = r_metrics;
-		routes.ud = a->h;
+		routes.ud = a;
+		routes.metrics = metrics_scrape;
+		routes.metrics_ud = a->m;
 		if (httpd_start(a->loop, a->cfg.probe_address, a->cfg.probe_port, &routes, &a->http, err,
 				sizeof(err)) != 0) {
 			log_begin(&l, LOG_LEVEL_ERROR, "start");
@@ -554,7 +575,6 @@ int main(int argc, char **argv)
 		signal(SIGPIPE, SIG_IGN);
 		return explain_main(argc - 1, argv + 1, environ, stdout, stderr);
 	}
-	the_app = &a;
 	rc = config_parse(argc, argv, environ, &a.cfg, err, sizeof(err));
 	if (rc == CONFIG_HELP) {
 		config_usage(stdout);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cel.h"
+#include "kx.h"
 
 typedef struct map_expr {
 	char *text;       /* NULL = not set */
@@ -60,18 +61,6 @@ const char *mapping_strerror(int err)
 	case MAPPING_E_INTERNAL: return "expression evaluation limit";
 	}
 	return "unknown mapping error";
-}
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 static char *dup_opt(const char *s, bool *fail)

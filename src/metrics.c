@@ -25,6 +25,11 @@ struct metrics {
 	atomic_uint_fast64_t bucket[METRICS_NBUCKETS + 1]; /* last = +Inf only */
 	atomic_uint_fast64_t lat_count;
 	atomic_uint_fast64_t lat_sum_ns;
+	struct {
+		metrics_source_fn fn;
+		void *ud;
+	} sources[METRICS_MAX_SOURCES]; /* metrics_scrape() order; written before serving starts */
+	size_t nsources;
 };
 
 int metrics_create(const char *const *reasons, size_t nreasons, metrics **out)
@@ -78,94 +83,60 @@ uint64_t metrics_latency_count(metrics *m)
 	return atomic_load(&m->lat_count);
 }
 
-/* A growable text buffer with a hard cap; the first failure sticks. */
-typedef struct mbuf {
-	char *p;
-	size_t len, cap;
-	bool err;
-} mbuf;
+#define MBUF_MAX (1u << 20) /* metrics_render()'s body */
 
-#define MBUF_MAX (1u << 20)
-
-static void mb_printf(mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void mb_printf(mbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (b->err)
-		return;
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->err = true;
-			return;
-		}
-		if ((size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		{
-			size_t ncap = b->cap * 2;
-			char *np;
-
-			while (ncap - b->len <= (size_t)n)
-				ncap *= 2;
-			if (ncap > MBUF_MAX) {
-				b->err = true;
-				return;
-			}
-			np = realloc(b->p, ncap);
-			if (np == NULL) {
-				b->err = true;
-				return;
-			}
-			b->p = np;
-			b->cap = ncap;
-		}
-	}
-}
+/* The families below are written without checking each append: a kx_buf's first failure sticks, so only
+ * the end checks. */
 
 /* Prometheus label values escape backslash, double quote and newline. */
-static void mb_label(mbuf *b, const char *s)
+static void mb_label(kx_buf *b, const char *s)
 {
 	for (; *s; s++) {
 		if (*s == '\\' || *s == '"')
-			mb_printf(b, "\\%c", *s);
+			kx_buf_addf(b, "\\%c", *s);
 		else if (*s == '\n')
-			mb_printf(b, "\\n");
+			kx_buf_addf(b, "\\n");
 		else
-			mb_printf(b, "%c", *s);
+			kx_buf_add(b, s, 1);
 	}
 }
 
-static void help(mbuf *b, const char *name, const char *type, const char *text)
+static void help(kx_buf *b, const char *name, const char *type, const char *text)
 {
-	mb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+	kx_buf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
 }
 
-static void gauge(mbuf *b, const char *name, const char *text, double v)
+static void gauge(kx_buf *b, const char *name, const char *text, double v)
 {
 	help(b, name, "gauge", text);
-	mb_printf(b, "%s %.17g\n", name, v);
+	kx_buf_addf(b, "%s %.17g\n", name, v);
 }
 
-static void counter(mbuf *b, const char *name, const char *text, uint64_t v)
+static void counter(kx_buf *b, const char *name, const char *text, uint64_t v)
 {
 	help(b, name, "counter", text);
-	mb_printf(b, "%s %llu\n", name, (unsigned long long)v);
+	kx_buf_addf(b, "%s %llu\n", name, (unsigned long long)v);
 }
 
 int metrics_render(metrics *m, const metrics_ext *ext, char **out, size_t *len)
 {
-	mbuf b = {malloc(8192), 0, 8192, false};
+	kx_buf b;
+
+	kx_buf_init(&b, MBUF_MAX);
+	if (metrics_render_to(m, ext, &b) != 0) {
+		kx_buf_free(&b);
+		return -1;
+	}
+	*out = kx_buf_steal(&b, len);
+	return 0;
+}
+
+int metrics_render_to(metrics *m, const metrics_ext *ext, kx_buf *out)
+{
+	kx_buf *b = out;
 	uint64_t cum = 0;
 
-	if (b.p == NULL)
-		return -1;
-	help(&b, "kos_requests_total", "counter", "Authentication decisions by verdict and reason.");
+	help(b, "kos_requests_total", "counter", "Authentication decisions by verdict and reason.");
 	for (unsigned v = 0; v < METRICS_NVERDICTS; v++) {
 		for (size_t r = 0; r < m->nreasons; r++) {
 			uint64_t n = atomic_load_explicit(&m->req[v][r], memory_order_relaxed);
@@ -174,72 +145,94 @@ int metrics_render(metrics *m, const metrics_ext *ext, char **out, size_t *len)
 			 * scrape stays small yet rate() works from the first event on */
 			if (n == 0 && !(v == METRICS_ALLOW && r == 0))
 				continue;
-			mb_printf(&b, "kos_requests_total{verdict=\"%s\",reason=\"", verdict_names[v]);
-			mb_label(&b, m->reasons[r]);
-			mb_printf(&b, "\"} %llu\n", (unsigned long long)n);
+			kx_buf_addf(b, "kos_requests_total{verdict=\"%s\",reason=\"", verdict_names[v]);
+			mb_label(b, m->reasons[r]);
+			kx_buf_addf(b, "\"} %llu\n", (unsigned long long)n);
 		}
 	}
-	help(&b, "kos_verify_duration_seconds", "histogram", "Time spent verifying a bearer token.");
+	help(b, "kos_verify_duration_seconds", "histogram", "Time spent verifying a bearer token.");
 	for (size_t i = 0; i <= METRICS_NBUCKETS; i++) {
 		cum += atomic_load_explicit(&m->bucket[i], memory_order_relaxed);
 		if (i < METRICS_NBUCKETS)
-			mb_printf(&b, "kos_verify_duration_seconds_bucket{le=\"%g\"} %llu\n", bucket_s[i],
+			kx_buf_addf(b, "kos_verify_duration_seconds_bucket{le=\"%g\"} %llu\n", bucket_s[i],
 				  (unsigned long long)cum);
 		else
-			mb_printf(&b, "kos_verify_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+			kx_buf_addf(b, "kos_verify_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
 	}
 	/* count is the +Inf bucket by definition; reading it separately could disagree under load */
-	mb_printf(&b, "kos_verify_duration_seconds_sum %.9f\n",
+	kx_buf_addf(b, "kos_verify_duration_seconds_sum %.9f\n",
 		  (double)atomic_load_explicit(&m->lat_sum_ns, memory_order_relaxed) / 1e9);
-	mb_printf(&b, "kos_verify_duration_seconds_count %llu\n", (unsigned long long)cum);
+	kx_buf_addf(b, "kos_verify_duration_seconds_count %llu\n", (unsigned long long)cum);
 
-	gauge(&b, "kos_ready", "1 when the agent can verify tokens and has a service-account token.",
+	gauge(b, "kos_ready", "1 when the agent can verify tokens and has a service-account token.",
 	      ext->ready ? 1 : 0);
-	gauge(&b, "kos_service_account_token_loaded", "1 when a service-account token is loaded.",
+	gauge(b, "kos_service_account_token_loaded", "1 when a service-account token is loaded.",
 	      ext->satoken_loaded ? 1 : 0);
-	counter(&b, "kos_service_account_token_loads_total", "Service-account token loads (first load and rotations).",
+	counter(b, "kos_service_account_token_loads_total", "Service-account token loads (first load and rotations).",
 		ext->satoken_loads);
-	counter(&b, "kos_service_account_token_failures_total", "Failed attempts to read the service-account token.",
+	counter(b, "kos_service_account_token_failures_total", "Failed attempts to read the service-account token.",
 		ext->satoken_failures);
 	if (ext->have_verifier) {
-		gauge(&b, "kos_issuer_ready", "1 when the issuer's keys are loaded.", ext->oidc.ready ? 1 : 0);
-		counter(&b, "kos_jwks_refreshes_total", "Successful JWKS loads.", ext->oidc.refreshes);
-		counter(&b, "kos_jwks_failures_total", "Failed discovery or JWKS fetches.", ext->oidc.failures);
-		gauge(&b, "kos_jwks_keys", "Keys in the current key set.", (double)ext->oidc.nkeys);
-		gauge(&b, "kos_jwks_last_success_timestamp_seconds", "Time of the last successful JWKS load.",
+		gauge(b, "kos_issuer_ready", "1 when the issuer's keys are loaded.", ext->oidc.ready ? 1 : 0);
+		counter(b, "kos_jwks_refreshes_total", "Successful JWKS loads.", ext->oidc.refreshes);
+		counter(b, "kos_jwks_failures_total", "Failed discovery or JWKS fetches.", ext->oidc.failures);
+		gauge(b, "kos_jwks_keys", "Keys in the current key set.", (double)ext->oidc.nkeys);
+		gauge(b, "kos_jwks_last_success_timestamp_seconds", "Time of the last successful JWKS load.",
 		      (double)ext->oidc.last_success);
-		counter(&b, "kos_cache_hits_total", "Token cache hits.", ext->cache.hits);
-		counter(&b, "kos_cache_misses_total", "Token cache misses.", ext->cache.misses);
-		counter(&b, "kos_cache_evictions_total", "Token cache evictions.", ext->cache.evictions);
-		gauge(&b, "kos_cache_entries", "Tokens in the cache.", (double)ext->cache.size);
-		gauge(&b, "kos_cache_bytes", "Memory the token cache holds (table and identities; --cache-max-bytes).",
+		counter(b, "kos_cache_hits_total", "Token cache hits.", ext->cache.hits);
+		counter(b, "kos_cache_misses_total", "Token cache misses.", ext->cache.misses);
+		counter(b, "kos_cache_evictions_total", "Token cache evictions.", ext->cache.evictions);
+		gauge(b, "kos_cache_entries", "Tokens in the cache.", (double)ext->cache.size);
+		gauge(b, "kos_cache_bytes", "Memory the token cache holds (table and identities; --cache-max-bytes).",
 		      (double)ext->cache.bytes);
-		counter(&b, "kos_negative_cache_hits_total",
+		counter(b, "kos_negative_cache_hits_total",
 			"Refusals repeated from the memory of recently refused tokens.", ext->cache.negative_hits);
-		counter(&b, "kos_verify_work_refusals_total",
+		counter(b, "kos_verify_work_refusals_total",
 			"Tokens refused because checking them would take more signature work than the per-token cap.",
 			ext->cache.work_refusals);
 	}
 	if (ext->have_spoa) {
-		counter(&b, "kos_spop_connections_accepted_total", "SPOP connections accepted.",
+		counter(b, "kos_spop_connections_accepted_total", "SPOP connections accepted.",
 			ext->spoa.conns_accepted);
-		gauge(&b, "kos_spop_connections_open", "SPOP connections open.", (double)ext->spoa.conns_open);
-		counter(&b, "kos_spop_connections_rejected_total", "SPOP connections refused or failed at accept.",
+		gauge(b, "kos_spop_connections_open", "SPOP connections open.", (double)ext->spoa.conns_open);
+		counter(b, "kos_spop_connections_rejected_total", "SPOP connections refused or failed at accept.",
 			ext->spoa.conns_rejected);
-		counter(&b, "kos_spop_frames_received_total", "SPOP frames received.", ext->spoa.frames_in);
-		counter(&b, "kos_spop_frames_sent_total", "SPOP frames sent.", ext->spoa.frames_out);
-		counter(&b, "kos_spop_bytes_sent_total", "Bytes of SPOP frames sent (length prefixes included).",
+		counter(b, "kos_spop_frames_received_total", "SPOP frames received.", ext->spoa.frames_in);
+		counter(b, "kos_spop_frames_sent_total", "SPOP frames sent.", ext->spoa.frames_out);
+		counter(b, "kos_spop_bytes_sent_total", "Bytes of SPOP frames sent (length prefixes included).",
 			ext->spoa.bytes_out);
-		counter(&b, "kos_spop_notify_total", "SPOP NOTIFY frames.", ext->spoa.notify);
-		counter(&b, "kos_spop_healthchecks_total", "SPOP health-check connections.", ext->spoa.healthchecks);
-		counter(&b, "kos_spop_protocol_errors_total", "SPOP connections closed for a protocol error.",
+		counter(b, "kos_spop_notify_total", "SPOP NOTIFY frames.", ext->spoa.notify);
+		counter(b, "kos_spop_healthchecks_total", "SPOP health-check connections.", ext->spoa.healthchecks);
+		counter(b, "kos_spop_protocol_errors_total", "SPOP connections closed for a protocol error.",
 			ext->spoa.protocol_errors);
 	}
-	if (b.err) {
-		free(b.p);
+	return b->failed ? -1 : 0;
+}
+
+int metrics_register(metrics *m, metrics_source_fn fn, void *ud)
+{
+	if (m->nsources == METRICS_MAX_SOURCES)
 		return -1;
-	}
-	*out = b.p;
-	*len = b.len;
+	m->sources[m->nsources].fn = fn;
+	m->sources[m->nsources].ud = ud;
+	m->nsources++;
 	return 0;
+}
+
+int metrics_scrape(void *ud, char **body, size_t *len)
+{
+	metrics *m = ud;
+	kx_buf b;
+
+	kx_buf_init(&b, METRICS_SCRAPE_MAX);
+	if (kx_buf_add(&b, "", 0) != 0) /* an empty registry still answers with a (empty) body */
+		goto fail;
+	for (size_t i = 0; i < m->nsources; i++)
+		if (m->sources[i].fn(m->sources[i].ud, &b) != 0 || b.failed)
+			goto fail;
+	*body = kx_buf_steal(&b, len);
+	return 0;
+fail:
+	kx_buf_free(&b);
+	return -1;
 }

@@ -5,6 +5,10 @@
  * that any worker thread bumps without a lock or an allocation. Gauges owned by other modules (SPOP server,
  * verifier cache, OIDC provider, service-account token) are passed in a metrics_ext snapshot at render time, so
  * this module depends on no one's internals. metrics_render() returns a malloc'd body the caller frees.
+ *
+ * It is also the one metrics writer of the process: every module that exposes families registers a source
+ * (a render callback and its user data) with metrics_register(); /metrics (httpd) calls metrics_scrape(), which
+ * runs the sources in registration order into one capped buffer (kx_buf). main.c only wires the sources up.
  */
 #ifndef KOS_METRICS_H
 #define KOS_METRICS_H
@@ -13,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kx.h"
 #include "spoa.h"
 #include "verifier.h"
 
@@ -56,6 +61,25 @@ void metrics_destroy(metrics *m);
 void metrics_request(metrics *m, enum metrics_verdict v, unsigned reason, int64_t latency_ns);
 /* Renders everything; *out (malloc'd, NUL-terminated) and *len on success; 0 or -1 (no memory). */
 int metrics_render(metrics *m, const metrics_ext *ext, char **out, size_t *len);
+/* ---- the registry ---- */
+
+/* Appends the source's families (Prometheus text) to out; 0, or -1 when it could not (the scrape fails). Runs
+ * on the thread that serves /metrics (the libev loop): it must not block. */
+typedef int (*metrics_source_fn)(void *ud, kx_buf *out);
+
+#define METRICS_MAX_SOURCES 8
+#define METRICS_SCRAPE_MAX (4u << 20) /* a larger /metrics body fails the scrape (500) */
+
+/* Adds a source; the scrape runs sources in the order they were registered. Call before serving starts (not
+ * thread-safe against a concurrent scrape). 0, or -1 when METRICS_MAX_SOURCES are registered already. */
+int metrics_register(metrics *m, metrics_source_fn fn, void *ud);
+/* The /metrics body: every source's families in order. ud is the metrics * (the shape of httpd's route).
+ * *body (malloc'd, NUL-terminated; the caller frees) and *len on success; 0 or -1. */
+int metrics_scrape(void *ud, char **body, size_t *len);
+/* This module's own families (requests, latency histogram, the ext snapshot) appended to out: 0 or -1.
+ * metrics_render() is the same into a new body. */
+int metrics_render_to(metrics *m, const metrics_ext *ext, kx_buf *out);
+
 /* Test helpers: the count for one verdict/reason pair, and the histogram's total count. */
 uint64_t metrics_count(metrics *m, enum metrics_verdict v, unsigned reason);
 uint64_t metrics_latency_count(metrics *m);

@@ -23,6 +23,9 @@
 #include <cJSON.h>
 #include <curl/curl.h>
 
+#include "https.h"
+#include "kx.h"
+
 #define DEF_MIN_REFRESH_S 60u
 #define DEF_MAX_REFRESH_S 86400u
 #define DEF_UNKNOWN_KID_S 10u
@@ -66,8 +69,7 @@ struct oidc_provider {
 
 /* One HTTP response body with a hard maximum, plus what the headers told us. */
 struct http_resp {
-	uint8_t *buf;
-	size_t len, cap, max;
+	kx_buf body;  /* capped at the document's maximum; body.failed: over it, or out of memory */
 	bool too_big;
 	int max_age_rc; /* oidc_max_age_parse() result of the last response's Cache-Control, 0 = none */
 	uint32_t max_age;
@@ -86,17 +88,6 @@ const char *oidc_strerror(int err)
 	case OIDC_E_THREAD: return "cannot start provider thread";
 	default: return "unknown error";
 	}
-}
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 /* dst = a + b, cut to fit: reasons are built from pieces whose total length the compiler cannot bound. */
@@ -176,15 +167,15 @@ int oidc_discovery_parse(const uint8_t *p, size_t len, const char *expected_issu
 	char shown[96];
 
 	if (p == NULL || expected_issuer == NULL || jwks_uri == NULL) {
-		seterr(err, errlen, "invalid arguments");
+		kx_seterr(err, errlen, "invalid arguments");
 		return OIDC_E_CONFIG;
 	}
 	if (len > OIDC_DISCOVERY_MAX_BYTES) {
-		seterr(err, errlen, "discovery document larger than %u bytes", OIDC_DISCOVERY_MAX_BYTES);
+		kx_seterr(err, errlen, "discovery document larger than %u bytes", OIDC_DISCOVERY_MAX_BYTES);
 		return OIDC_E_JSON;
 	}
 	if (has_nul_escape(p, len)) {
-		seterr(err, errlen, "discovery document contains a \\u0000 escape");
+		kx_seterr(err, errlen, "discovery document contains a \\u0000 escape");
 		return OIDC_E_JSON;
 	}
 	/* Not cJSON's require_null_terminated: with an explicit length it refuses a buffer without a NUL after
@@ -196,55 +187,55 @@ int oidc_discovery_parse(const uint8_t *p, size_t len, const char *expected_issu
 		while (off < len && (p[off] == ' ' || p[off] == '\t' || p[off] == '\r' || p[off] == '\n'))
 			off++;
 		if (off != len) {
-			seterr(err, errlen, "discovery document has trailing data");
+			kx_seterr(err, errlen, "discovery document has trailing data");
 			rc = OIDC_E_JSON;
 			goto out;
 		}
 	}
 	if (doc == NULL || !cJSON_IsObject(doc)) {
-		seterr(err, errlen, "discovery document is not a JSON object");
+		kx_seterr(err, errlen, "discovery document is not a JSON object");
 		rc = OIDC_E_JSON;
 		goto out;
 	}
 	bool dup = false;
 	const cJSON *iss = unique_member(doc, "issuer", &dup);
 	if (dup) {
-		seterr(err, errlen, "discovery document has \"issuer\" twice");
+		kx_seterr(err, errlen, "discovery document has \"issuer\" twice");
 		rc = OIDC_E_ISSUER;
 		goto out;
 	}
 	if (!cJSON_IsString(iss) || iss->valuestring == NULL) {
-		seterr(err, errlen, "discovery document has no \"issuer\" string");
+		kx_seterr(err, errlen, "discovery document has no \"issuer\" string");
 		rc = OIDC_E_ISSUER;
 		goto out;
 	}
 	if (strcmp(iss->valuestring, expected_issuer) != 0) {
 		sanitize(shown, sizeof shown, iss->valuestring, strlen(iss->valuestring));
-		seterr(err, errlen, "discovery issuer \"%s\" is not the configured issuer URL", shown);
+		kx_seterr(err, errlen, "discovery issuer \"%s\" is not the configured issuer URL", shown);
 		rc = OIDC_E_ISSUER;
 		goto out;
 	}
 	const cJSON *ju = unique_member(doc, "jwks_uri", &dup);
 	if (dup) {
-		seterr(err, errlen, "discovery document has \"jwks_uri\" twice");
+		kx_seterr(err, errlen, "discovery document has \"jwks_uri\" twice");
 		rc = OIDC_E_JWKS_URI;
 		goto out;
 	}
 	if (!cJSON_IsString(ju) || ju->valuestring == NULL) {
-		seterr(err, errlen, "discovery document has no \"jwks_uri\" string");
+		kx_seterr(err, errlen, "discovery document has no \"jwks_uri\" string");
 		rc = OIDC_E_JWKS_URI;
 		goto out;
 	}
 	size_t n = strlen(ju->valuestring);
 	if (!https_url_ok(ju->valuestring, n)) {
 		sanitize(shown, sizeof shown, ju->valuestring, n);
-		seterr(err, errlen, "jwks_uri \"%s\" is not an https URL", shown);
+		kx_seterr(err, errlen, "jwks_uri \"%s\" is not an https URL", shown);
 		rc = OIDC_E_JWKS_URI;
 		goto out;
 	}
 	char *copy = strdup(ju->valuestring);
 	if (copy == NULL) {
-		seterr(err, errlen, "out of memory");
+		kx_seterr(err, errlen, "out of memory");
 		rc = OIDC_E_NOMEM;
 		goto out;
 	}
@@ -375,25 +366,12 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
 	struct http_resp *r = ud;
 	size_t n = size * nmemb;
-	if (n > r->max - r->len) {
+	int rc = kx_buf_add(&r->body, data, n);
+	if (rc != 0) {
 		/* Abort at the cap rather than buffer a hostile 50 MB body: returning less than n fails the transfer. */
-		r->too_big = true;
+		r->too_big = rc == KX_E_TOO_BIG;
 		return 0;
 	}
-	if (r->len + n > r->cap) {
-		size_t nc = r->cap ? r->cap : 16384;
-		while (nc < r->len + n)
-			nc *= 2;
-		if (nc > r->max)
-			nc = r->max;
-		uint8_t *nb = realloc(r->buf, nc);
-		if (nb == NULL)
-			return 0;
-		r->buf = nb;
-		r->cap = nc;
-	}
-	memcpy(r->buf + r->len, data, n);
-	r->len += n;
 	return n;
 }
 
@@ -427,42 +405,17 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 	return atomic_load(&r->p->stopping) ? 1 : 0;
 }
 
-void oidc_https_setup(void *easy, const char *url, const char *ca_file, const char *ca_pem, size_t ca_pem_len,
-		      unsigned timeout_ms, size_t max)
-{
-	CURL *c = easy;
-
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-	if (ca_pem != NULL) {
-		/* libcurl copies a blob unless told not to; the caller keeps ca_pem alive for the transfer */
-		struct curl_blob blob = {(void *)ca_pem, ca_pem_len ? ca_pem_len : strlen(ca_pem), CURL_BLOB_NOCOPY};
-
-		curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
-	} else if (ca_file != NULL) {
-		curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
-	}
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "kube-oidc-spoa");
-}
-
 /* GET url into r (body capped at max). 0 on a 200 answer, -1 with the reason in err otherwise. */
 static int http_get(oidc_provider *p, const char *url, size_t max, struct http_resp *r, char *err, size_t errlen)
 {
 	char ebuf[CURL_ERROR_SIZE] = "";
 	memset(r, 0, sizeof *r);
-	r->max = max;
+	kx_buf_init(&r->body, max);
 	r->p = p;
 
 	CURL *c = p->curl;
 	curl_easy_reset(c);
-	oidc_https_setup(c, url, p->ca_file, p->ca_pem, p->ca_pem_len, p->timeout_ms, max);
+	https_setup(c, url, p->ca_file, p->ca_pem, p->ca_pem_len, p->timeout_ms, max);
 	/* discovery and JWKS follow redirects (go-oidc's client does), to https only */
 	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
@@ -479,11 +432,11 @@ static int http_get(oidc_provider *p, const char *url, size_t max, struct http_r
 	CURLcode cc = curl_easy_perform(c);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
 	if (r->too_big || cc == CURLE_FILESIZE_EXCEEDED) {
-		seterr(err, errlen, "response larger than %zu bytes", max);
+		kx_seterr(err, errlen, "response larger than %zu bytes", max);
 		return -1;
 	}
 	if (cc != CURLE_OK) {
-		seterr(err, errlen, "%s", ebuf[0] ? ebuf : curl_easy_strerror(cc));
+		kx_seterr(err, errlen, "%s", ebuf[0] ? ebuf : curl_easy_strerror(cc));
 		/* curl quotes names with '"'; our lines put the reason in "…" already. */
 		for (char *q = err; errlen && *q; q++)
 			if (*q == '"')
@@ -493,7 +446,7 @@ static int http_get(oidc_provider *p, const char *url, size_t max, struct http_r
 	long code = 0;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
 	if (code != 200) {
-		seterr(err, errlen, "HTTP status %ld", code);
+		kx_seterr(err, errlen, "HTTP status %ld", code);
 		return -1;
 	}
 	return 0;
@@ -508,7 +461,7 @@ static int discover(oidc_provider *p)
 	int rc = http_get(p, p->discovery_url, OIDC_DISCOVERY_MAX_BYTES, &r, err, sizeof err);
 	if (rc == 0) {
 		char *uri = NULL;
-		if (oidc_discovery_parse(r.buf ? r.buf : (const uint8_t *)"", r.len, p->issuer, &uri, err,
+		if (oidc_discovery_parse(r.body.data ? (const uint8_t *)r.body.data : (const uint8_t *)"", r.body.len, p->issuer, &uri, err,
 					 sizeof err) == 0) {
 			free(p->jwks_uri);
 			p->jwks_uri = uri;
@@ -517,7 +470,7 @@ static int discover(oidc_provider *p)
 			rc = -1;
 		}
 	}
-	free(r.buf);
+	kx_buf_free(&r.body);
 	if (rc != 0) {
 		char reason[160];
 		join2(reason, sizeof reason, "discovery failed: ", err);
@@ -561,7 +514,7 @@ static int64_t fetch_keys(oidc_provider *p, const char *trigger)
 
 	int rc = http_get(p, p->jwks_uri, JWKS_MAX_BYTES, &r, err, sizeof err);
 	if (rc == 0) {
-		int jr = jwks_parse(r.buf ? r.buf : (const uint8_t *)"", r.len, &ks, err, sizeof err);
+		int jr = jwks_parse(r.body.data ? (const uint8_t *)r.body.data : (const uint8_t *)"", r.body.len, &ks, err, sizeof err);
 		if (jr != 0) {
 			char tmp[256], head[64];
 			snprintf(head, sizeof head, "%s: ", jwks_strerror(jr));
@@ -618,7 +571,7 @@ static int64_t fetch_keys(oidc_provider *p, const char *trigger)
 		     kids, trigger, age, age_src, err[0] ? " note=" : "", err);
 	}
 out:
-	free(r.buf);
+	kx_buf_free(&r.body);
 	return next;
 }
 
@@ -709,14 +662,6 @@ static void *provider_main(void *arg)
 
 /* ---- provider: public API ----------------------------------------------------------------------------------- */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-static void curl_init(void)
-{
-	/* curl_global_init is not thread-safe: run it once, before any provider thread exists. */
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static void provider_free(oidc_provider *p)
 {
 	if (p == NULL)
@@ -740,39 +685,40 @@ int oidc_provider_start(const oidc_config *cfg, oidc_provider **out, char *err, 
 	pthread_condattr_t ca;
 
 	if (cfg == NULL || out == NULL || cfg->issuer_url == NULL) {
-		seterr(err, errlen, "issuer URL is required");
+		kx_seterr(err, errlen, "issuer URL is required");
 		return OIDC_E_CONFIG;
 	}
 	size_t ilen = strlen(cfg->issuer_url);
 	if (!https_url_ok(cfg->issuer_url, ilen)) {
-		seterr(err, errlen, "issuer URL must be https://host[:port][/path], printable, under %d bytes",
+		kx_seterr(err, errlen, "issuer URL must be https://host[:port][/path], printable, under %d bytes",
 		       OIDC_URL_MAX);
 		return OIDC_E_CONFIG;
 	}
 	if (cfg->discovery_url != NULL && !https_url_ok(cfg->discovery_url, strlen(cfg->discovery_url))) {
-		seterr(err, errlen, "discovery URL must be https://host[:port][/path], printable, under %d bytes",
+		kx_seterr(err, errlen, "discovery URL must be https://host[:port][/path], printable, under %d bytes",
 		       OIDC_URL_MAX);
 		return OIDC_E_CONFIG;
 	}
 	if (cfg->ca_pem == NULL && cfg->ca_file != NULL && access(cfg->ca_file, R_OK) != 0) {
-		seterr(err, errlen, "CA file %s: %s", cfg->ca_file, strerror(errno));
+		kx_seterr(err, errlen, "CA file %s: %s", cfg->ca_file, strerror(errno));
 		return OIDC_E_CONFIG;
 	}
 	unsigned minr = cfg->min_refresh_s ? cfg->min_refresh_s : DEF_MIN_REFRESH_S;
 	unsigned maxr = cfg->max_refresh_s ? cfg->max_refresh_s : DEF_MAX_REFRESH_S;
 	if (minr > maxr) {
-		seterr(err, errlen, "minimum refresh interval %us is above the maximum %us", minr, maxr);
+		kx_seterr(err, errlen, "minimum refresh interval %us is above the maximum %us", minr, maxr);
 		return OIDC_E_CONFIG;
 	}
 	unsigned rmin = cfg->retry_min_ms ? cfg->retry_min_ms : DEF_RETRY_MIN_MS;
 	unsigned rmax = cfg->retry_max_ms ? cfg->retry_max_ms : DEF_RETRY_MAX_MS;
 	if (rmin > rmax) {
-		seterr(err, errlen, "retry_min_ms %u is above retry_max_ms %u", rmin, rmax);
+		kx_seterr(err, errlen, "retry_min_ms %u is above retry_max_ms %u", rmin, rmax);
 		return OIDC_E_CONFIG;
 	}
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_rc != CURLE_OK) {
-		seterr(err, errlen, "libcurl init: %s", curl_easy_strerror(curl_init_rc));
+	/* curl_global_init is not thread-safe: run it once, before any provider thread exists. */
+	int init_rc = https_global_init();
+	if (init_rc != CURLE_OK) {
+		kx_seterr(err, errlen, "libcurl init: %s", curl_easy_strerror((CURLcode)init_rc));
 		return OIDC_E_CONFIG;
 	}
 
@@ -849,11 +795,11 @@ int oidc_provider_start(const oidc_config *cfg, oidc_provider **out, char *err, 
 	return OIDC_OK;
 
 nomem:
-	seterr(err, errlen, "out of memory");
+	kx_seterr(err, errlen, "out of memory");
 	rc = OIDC_E_NOMEM;
 	goto out;
 thread:
-	seterr(err, errlen, "cannot start the provider thread");
+	kx_seterr(err, errlen, "cannot start the provider thread");
 	rc = OIDC_E_THREAD;
 out:
 	if (cv)

@@ -78,14 +78,6 @@ typedef struct oidc_status {
 
 typedef struct oidc_provider oidc_provider;
 
-/* The HTTPS client settings every outgoing GET of an issuer's shares (discovery, JWKS, distributed claims):
- * url, https only, no redirects (a caller that follows them turns that on itself), the CA (ca_pem inline, else
- * ca_file, else the system roots; ca_pem must outlive the transfer), peer and host verified, timeout_ms for
- * connect and whole transfer, bodies over max refused by their Content-Length. easy is a CURL *. Any thread
- * that owns easy. */
-void oidc_https_setup(void *easy, const char *url, const char *ca_file, const char *ca_pem, size_t ca_pem_len,
-		      unsigned timeout_ms, size_t max);
-
 /* Parses a discovery document p[0..len) (at most OIDC_DISCOVERY_MAX_BYTES): it must be a JSON object whose
  * "issuer" equals expected_issuer byte for byte and whose "jwks_uri" is an https URL; either key appearing twice
  * is refused. Returns 0 and *jwks_uri (malloc'd, caller frees), or a negative oidc_err with a one-line reason

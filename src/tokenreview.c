@@ -19,6 +19,8 @@
 
 #include "b64url.h"
 #include "cache.h"
+#include "https.h"
+#include "kx.h"
 #include "log.h"
 
 #define DEF_TIMEOUT_MS 700u
@@ -52,7 +54,7 @@ static bool clean_str(const char *s, size_t cap)
 	size_t i;
 
 	for (i = 0; s[i] != '\0'; i++)
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || i + 1 >= cap)
+		if (kx_is_ctl((uint8_t)s[i]) || i + 1 >= cap)
 			return false;
 	return true;
 }
@@ -191,8 +193,7 @@ typedef struct review {
 	struct curl_slist *hdrs;
 	satoken_val *sa;
 	char *body;         /* request */
-	uint8_t *resp;      /* response, at most TOKENREVIEW_MAX_RESPONSE */
-	size_t resp_len;
+	kx_buf resp;        /* response, at most TOKENREVIEW_MAX_RESPONSE */
 	bool resp_over;
 	char ebuf[CURL_ERROR_SIZE];
 	size_t tlen;
@@ -229,27 +230,13 @@ struct tokenreview {
 	tokenreview_stats st;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_rc;
-static void curl_init(void)
-{
-	curl_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static void *rv_main(void *arg);
 
 int tokenreview_create(const tokenreview_config *cfg, tokenreview **out, char *err, size_t errlen)
 {
 	tokenreview *rv;
 	size_t n;
+	int init_rc;
 
 	if (cfg->url == NULL || strncmp(cfg->url, "https://", 8) != 0 || cfg->sa == NULL ||
 	    cfg->naudiences > TOKENREVIEW_MAX_AUDIENCES || cfg->cache_ttl_s > TOKENREVIEW_MAX_TTL_S) {
@@ -258,9 +245,9 @@ int tokenreview_create(const tokenreview_config *cfg, tokenreview **out, char *e
 			 TOKENREVIEW_MAX_TTL_S);
 		return -1;
 	}
-	pthread_once(&curl_once, curl_init);
-	if (curl_rc != CURLE_OK) {
-		snprintf(err, errlen, "libcurl init: %s", curl_easy_strerror(curl_rc));
+	init_rc = https_global_init();
+	if (init_rc != CURLE_OK) {
+		snprintf(err, errlen, "libcurl init: %s", curl_easy_strerror((CURLcode)init_rc));
 		return -1;
 	}
 	rv = calloc(1, sizeof(*rv));
@@ -295,7 +282,7 @@ int tokenreview_create(const tokenreview_config *cfg, tokenreview **out, char *e
 	rv->max_inflight = cfg->max_inflight ? cfg->max_inflight : DEF_INFLIGHT;
 	rv->max_waiting = cfg->max_waiting ? cfg->max_waiting : DEF_WAITING;
 	rv->bucket = rv->rate;
-	rv->bucket_ms = mono_ms();
+	rv->bucket_ms = kx_mono_ms();
 	rv->multi = curl_multi_init();
 	if (rv->multi == NULL)
 		goto nomem_free;
@@ -364,7 +351,7 @@ static void cache_store(tokenreview *rv, const uint8_t key[CACHE_KEY_LEN], int r
 	memcpy(s->key, key, CACHE_KEY_LEN);
 	s->result = result;
 	snprintf(s->user, sizeof(s->user), "%s", user);
-	s->expires_ms = mono_ms() + rv->ttl_ms;
+	s->expires_ms = kx_mono_ms() + rv->ttl_ms;
 }
 
 static bool rate_take(tokenreview *rv, int64_t now)
@@ -414,7 +401,7 @@ static int submit(tokenreview *rv, const uint8_t *tok, size_t len, char *user, s
 		  tokenreview_done_fn done, void *ud)
 {
 	uint8_t key[CACHE_KEY_LEN];
-	int64_t now = mono_ms();
+	int64_t now = kx_mono_ms();
 	review *r;
 	waiter *w;
 	int result;
@@ -490,13 +477,12 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
 	review *r = ud;
 	size_t len = size * n;
+	int rc = kx_buf_add(&r->resp, p, len);
 
-	if (len > TOKENREVIEW_MAX_RESPONSE - r->resp_len) {
-		r->resp_over = true;
+	if (rc != 0) {
+		r->resp_over = rc == KX_E_TOO_BIG;
 		return 0; /* aborts the transfer */
 	}
-	memcpy(r->resp + r->resp_len, p, len);
-	r->resp_len += len;
 	return len;
 }
 
@@ -547,9 +533,10 @@ static bool start_review(tokenreview *rv, review *r, int64_t now)
 		return false;
 	r->sa = satoken_acquire(rv->sa);
 	r->body = r->sa ? request_body(rv, r) : NULL;
-	r->resp = malloc(TOKENREVIEW_MAX_RESPONSE);
+	/* the empty append gives the answer its block up front: an empty answer is "", never NULL */
+	kx_buf_init(&r->resp, TOKENREVIEW_MAX_RESPONSE);
 	r->easy = curl_easy_init();
-	if (r->sa == NULL || r->body == NULL || r->resp == NULL || r->easy == NULL)
+	if (r->sa == NULL || r->body == NULL || kx_buf_add(&r->resp, "", 0) != 0 || r->easy == NULL)
 		return false;
 	auth = malloc(sizeof("Authorization: ") + r->sa->len);
 	if (auth == NULL)
@@ -568,20 +555,10 @@ static bool start_review(tokenreview *rv, review *r, int64_t now)
 			return false;
 		r->hdrs = h;
 	}
-	curl_easy_setopt(r->easy, CURLOPT_URL, rv->url);
-	curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L);
-	if (rv->ca_file != NULL)
-		curl_easy_setopt(r->easy, CURLOPT_CAINFO, rv->ca_file);
-	curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, left);
-	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, left);
+	https_setup(r->easy, rv->url, rv->ca_file, NULL, 0, (unsigned)left, TOKENREVIEW_MAX_RESPONSE);
 	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->hdrs);
 	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);
 	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(r->body));
-	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "kube-oidc-spoa");
 	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
@@ -600,7 +577,7 @@ static void free_review(tokenreview *rv, review *r)
 		memset(r->body, 0, strlen(r->body));
 		free(r->body);
 	}
-	free(r->resp);
+	kx_buf_free(&r->resp);
 	satoken_val_release(r->sa);
 	memset(r->tok, 0, r->tlen);
 	free(r);
@@ -676,6 +653,7 @@ static void complete(tokenreview *rv, review *r, CURLcode cc)
 {
 	tokenreview_parsed p;
 	long code = 0;
+	const uint8_t *resp = (const uint8_t *)r->resp.data; /* never NULL: see start_review */
 
 	memset(&p, 0, sizeof(p));
 	int result;
@@ -683,7 +661,8 @@ static void complete(tokenreview *rv, review *r, CURLcode cc)
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
 	if (cc != CURLE_OK) {
 		result = TOKENREVIEW_E_UNAVAILABLE;
-		log_failure("token review failed", r->resp_over ? "response too large"
+		/* over the cap by its Content-Length (https_setup) or by its bytes (on_body): one reason */
+		log_failure("token review failed", r->resp_over || cc == CURLE_FILESIZE_EXCEEDED ? "response too large"
 					      : r->ebuf[0] ? r->ebuf : curl_easy_strerror(cc), 0);
 	} else if (code != 200 && code != 201) {
 		result = TOKENREVIEW_E_UNAVAILABLE;
@@ -693,13 +672,13 @@ static void complete(tokenreview *rv, review *r, CURLcode cc)
 	} else if (rv->sar) {
 		tokenreview_sar_parsed sp;
 
-		if ((result = tokenreview_sar_parse(r->resp, r->resp_len, &sp)) != TOKENREVIEW_OK) {
+		if ((result = tokenreview_sar_parse(resp, r->resp.len, &sp)) != TOKENREVIEW_OK) {
 			log_failure("subject access review answer is not a SubjectAccessReview", NULL, code);
 		} else {
 			result = sp.allowed ? TOKENREVIEW_OK : TOKENREVIEW_E_DENIED;
 			snprintf(p.user, sizeof(p.user), "%s", sp.reason);
 		}
-	} else if ((result = tokenreview_parse(r->resp, r->resp_len, (const char *const *)rv->auds, rv->nauds,
+	} else if ((result = tokenreview_parse(resp, r->resp.len, (const char *const *)rv->auds, rv->nauds,
 					       &p)) != TOKENREVIEW_OK) {
 		log_failure("token review answer is not a TokenReview", NULL, code);
 	} else {
@@ -712,15 +691,19 @@ static void complete(tokenreview *rv, review *r, CURLcode cc)
 	       true);
 }
 
+/* https_multi_turn's callback: a transfer ended */
+static void on_done(void *ud, void *priv, int result)
+{
+	complete(ud, priv, (CURLcode)result);
+}
+
 static void *rv_main(void *arg)
 {
 	tokenreview *rv = arg;
 
 	for (;;) {
 		review *start = NULL, *expired = NULL, *r;
-		int64_t now = mono_ms(), next = now + 1000;
-		CURLMsg *msg;
-		int running = 0, left;
+		int64_t now = kx_mono_ms(), next = now + 1000;
 		bool stop;
 
 		pthread_mutex_lock(&rv->mu);
@@ -776,22 +759,7 @@ static void *rv_main(void *arg)
 			pthread_mutex_unlock(&rv->mu);
 			break;
 		}
-		curl_multi_perform(rv->multi, &running);
-		while ((msg = curl_multi_info_read(rv->multi, &left)) != NULL) {
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			r = NULL;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-			if (r != NULL)
-				complete(rv, r, msg->data.result);
-		}
-		{
-			int64_t wait = next - mono_ms();
-
-			if (wait < 1)
-				wait = 1;
-			curl_multi_poll(rv->multi, NULL, 0, (int)wait, NULL);
-		}
+		https_multi_turn(rv->multi, next, on_done, rv);
 	}
 	return NULL;
 }
@@ -835,13 +803,9 @@ void tokenreview_stats_get(tokenreview *rv, tokenreview_stats *out)
 	pthread_mutex_unlock(&rv->mu);
 }
 
-int tokenreview_metrics(tokenreview *rv, char **buf, size_t *len)
+int tokenreview_metrics(tokenreview *rv, kx_buf *out)
 {
 	tokenreview_stats s;
-	char add[3072];
-	size_t cur = *buf ? *len : 0;
-	int n;
-	char *nb;
 
 	tokenreview_stats_get(rv, &s);
 	/* the same families for both kinds of review, under their own names */
@@ -850,32 +814,24 @@ int tokenreview_metrics(tokenreview *rv, char **buf, size_t *len)
 				   : "TokenReviews sent to the API server for --token-passthrough";
 	const char *ok = rv->sar ? "allowed" : "authenticated";
 
-	n = snprintf(add, sizeof(add),
-		     "# HELP %ss_total %s, by outcome.\n# TYPE %ss_total counter\n"
-		     "%ss_total{result=\"%s\"} %llu\n"
-		     "%ss_total{result=\"denied\"} %llu\n"
-		     "%ss_total{result=\"failed\"} %llu\n"
-		     "# HELP %s_cache_hits_total Verdicts answered from the cache.\n"
-		     "# TYPE %s_cache_hits_total counter\n%s_cache_hits_total %llu\n"
-		     "# HELP %s_joined_total Requests that waited for a review already under way.\n"
-		     "# TYPE %s_joined_total counter\n%s_joined_total %llu\n"
-		     "# HELP %s_rate_limited_total Reviews not made: over the review rate.\n"
-		     "# TYPE %s_rate_limited_total counter\n%s_rate_limited_total %llu\n"
-		     "# HELP %s_busy_total Requests refused: too many waiting for reviews.\n"
-		     "# TYPE %s_busy_total counter\n%s_busy_total %llu\n"
-		     "# HELP %s_waiting Requests waiting for a review now.\n"
-		     "# TYPE %s_waiting gauge\n%s_waiting %u\n",
-		     f, what, f, f, ok, (unsigned long long)s.authenticated, f, (unsigned long long)s.denied, f,
-		     (unsigned long long)s.failed, f, f, f, (unsigned long long)s.cache_hits, f, f, f,
-		     (unsigned long long)s.joined, f, f, f, (unsigned long long)s.rate_limited, f, f, f,
-		     (unsigned long long)s.busy, f, f, f, s.waiting);
-	if (n < 0 || (size_t)n >= sizeof(add))
-		return -1;
-	nb = realloc(*buf, cur + (size_t)n + 1);
-	if (nb == NULL)
-		return -1;
-	memcpy(nb + cur, add, (size_t)n + 1);
-	*buf = nb;
-	*len = cur + (size_t)n;
-	return 0;
+	kx_buf_addf(out,
+		    "# HELP %ss_total %s, by outcome.\n# TYPE %ss_total counter\n"
+		    "%ss_total{result=\"%s\"} %llu\n"
+		    "%ss_total{result=\"denied\"} %llu\n"
+		    "%ss_total{result=\"failed\"} %llu\n"
+		    "# HELP %s_cache_hits_total Verdicts answered from the cache.\n"
+		    "# TYPE %s_cache_hits_total counter\n%s_cache_hits_total %llu\n"
+		    "# HELP %s_joined_total Requests that waited for a review already under way.\n"
+		    "# TYPE %s_joined_total counter\n%s_joined_total %llu\n"
+		    "# HELP %s_rate_limited_total Reviews not made: over the review rate.\n"
+		    "# TYPE %s_rate_limited_total counter\n%s_rate_limited_total %llu\n"
+		    "# HELP %s_busy_total Requests refused: too many waiting for reviews.\n"
+		    "# TYPE %s_busy_total counter\n%s_busy_total %llu\n"
+		    "# HELP %s_waiting Requests waiting for a review now.\n"
+		    "# TYPE %s_waiting gauge\n%s_waiting %u\n",
+		    f, what, f, f, ok, (unsigned long long)s.authenticated, f, (unsigned long long)s.denied, f,
+		    (unsigned long long)s.failed, f, f, f, (unsigned long long)s.cache_hits, f, f, f,
+		    (unsigned long long)s.joined, f, f, f, (unsigned long long)s.rate_limited, f, f, f,
+		    (unsigned long long)s.busy, f, f, f, s.waiting);
+	return out->failed ? -1 : 0;
 }

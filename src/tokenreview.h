@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kx.h"
 #include "satoken.h"
 
 #define TOKENREVIEW_PENDING 1
@@ -96,8 +97,9 @@ typedef struct tokenreview_stats {
 	unsigned waiting;     /* requests waiting right now */
 } tokenreview_stats;
 void tokenreview_stats_get(tokenreview *rv, tokenreview_stats *out);
-/* Appends the kos_tokenreview_* families (Prometheus text) to *buf (malloc'd or NULL, grown). 0 or -1. */
-int tokenreview_metrics(tokenreview *rv, char **buf, size_t *len);
+/* Appends the kos_tokenreview_* (or kos_subjectaccessreview_*) families (Prometheus text) to out: 0 or -1.
+ * A metrics source (metrics_register); the loop thread, never blocks. */
+int tokenreview_metrics(tokenreview *rv, kx_buf *out);
 
 /* ---- the response parser (exposed for tests and the fuzzer) ----------------------------------------------- */
 

@@ -32,7 +32,7 @@ cat <<'TXT'
              (Ed25519: EVP_DigestVerify on a reused context) — OpenSSL's own best (src/ecverify.c beats it
              for ES256 with a table for the issuer's key)
   evpinit/s  same, the way a naive verifier does it: EVP_DigestVerifyInit + EVP_DigestVerify per token
-  verify/s   our jwt_verify alone (digest + signature)
+  verify/s   our jws_verify alone (digest + signature)
   uncached/s our whole uncached path: parse + key lookup + verify + payload JSON + claim rules + identity
 TXT
 echo "sha256 of a 1 KiB token:     $(get sha256_1k) ns"

@@ -1,6 +1,6 @@
 /*
  * jwt_bench.c — identity-core figures (never pass/fail): signature verifications per second on one core for
- * RS256, PS256, ES256, EdDSA, ES384, ES512 (raw jwt_verify, and the whole uncached path: parse + verify + payload JSON +
+ * RS256, PS256, ES256, EdDSA, ES384, ES512 (raw jws_verify, and the whole uncached path: parse + verify + payload JSON +
  * claim rules), the bare OpenSSL verification of the same token with the same key in the same process
  * (EVP_DigestVerifyInit + EVP_DigestVerify: what any verifier must pay, the "physical limit"), and the cost of
  * a cache hit next to one SHA-256 over the same 1 KiB token, in one run.
@@ -20,6 +20,7 @@
 #include "cache.h"
 #include "claims.h"
 #include "jwks.h"
+#include "jws.h"
 #include "jwt.h"
 #include "verifier.h"
 
@@ -54,7 +55,7 @@ static int more(unsigned long n, double t0, double secs, double *el)
 /* The JWS digest of an alg (the fixture tokens are RS256, PS256, ES256/384/512 and EdDSA). */
 static const char *md_name(int alg)
 {
-	return alg == JWT_ALG_ES384 ? "SHA384" : alg == JWT_ALG_ES512 ? "SHA512" : "SHA256";
+	return alg == JWA_ES384 ? "SHA384" : alg == JWA_ES512 ? "SHA512" : "SHA256";
 }
 
 /* The same token verified by OpenSSL alone: digest + verify through EVP_DigestVerify, a fresh context per
@@ -64,12 +65,12 @@ static int evp_verify_once(const jwt_token *t, const jwks_key *k, const uint8_t 
 {
 	EVP_MD_CTX *m = EVP_MD_CTX_new();
 	EVP_PKEY_CTX *pc = NULL;
-	const char *md = t->alg == JWT_ALG_EDDSA ? NULL : md_name(t->alg);
+	const char *md = t->alg == JWA_EDDSA ? NULL : md_name(t->alg);
 	int ok = 0;
 
 	if (!m || EVP_DigestVerifyInit_ex(m, &pc, md, NULL, NULL, k->pkey, NULL) != 1)
 		goto out;
-	if (t->alg == JWT_ALG_PS256 && (EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) != 1 ||
+	if (t->alg == JWA_PS256 && (EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) != 1 ||
 					EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_AUTO) != 1))
 		goto out;
 	ok = EVP_DigestVerify(m, sig, sig_len, t->signing_input, t->signing_input_len) == 1;
@@ -96,7 +97,7 @@ static size_t es_der(const jwt_token *t, uint8_t *der, size_t cap)
 int main(int argc, char **argv)
 {
 	double secs = argc > 1 ? atof(argv[1]) : 1.5;
-	/* ES384/ES512 last: bench_jwt.sh reads the first four; jwt_verify uses the precomputed ECDSA verifier
+	/* ES384/ES512 last: bench_jwt.sh reads the first four; jws_verify uses the precomputed ECDSA verifier
 	 * (ecverify.h) for all three curves, and bare_ is OpenSSL's EVP path on the same key */
 	static const char *const algs[] = { "RS256", "PS256", "ES256", "EdDSA", "ES384", "ES512" };
 	jwks_keyset *ks = NULL;
@@ -123,7 +124,7 @@ int main(int argc, char **argv)
 		t0 = now_s();
 		do {
 			for (int i = 0; i < 50; i++)
-				if (jwt_verify(&jt, k) != 0)
+				if (jws_verify(&jt, k) != 0)
 					return 1;
 			n += 50;
 		} while (more(n, t0, secs, &el));
@@ -135,7 +136,7 @@ int main(int argc, char **argv)
 			const uint8_t *sig = jt.sig;
 			size_t sig_len = jt.sig_len;
 
-			if (jt.alg == JWT_ALG_ES256 || jt.alg == JWT_ALG_ES384 || jt.alg == JWT_ALG_ES512) {
+			if (jt.alg == JWA_ES256 || jt.alg == JWA_ES384 || jt.alg == JWA_ES512) {
 				sig_len = es_der(&jt, der, sizeof(der));
 				sig = der;
 			}
@@ -152,7 +153,7 @@ int main(int argc, char **argv)
 			/* what `openssl speed` times: the bare public-key operation on a context prepared once, the
 			 * digest already computed (RSA/ECDSA), or a one-shot Ed25519 context reused */
 			n = 0;
-			if (jt.alg == JWT_ALG_EDDSA) {
+			if (jt.alg == JWA_EDDSA) {
 				EVP_MD_CTX *m = EVP_MD_CTX_new();
 
 				if (!m || EVP_DigestVerifyInit_ex(m, NULL, NULL, NULL, NULL, k->pkey, NULL) != 1)
@@ -195,8 +196,8 @@ int main(int argc, char **argv)
 				const char *d;
 
 				if (jwt_parse((const uint8_t *)t, strlen(t), 0, &jt) != 0 ||
-				    jwks_find(ks, jt.kid, jt.kid_len, jt.alg, &k) != 0 || jwt_verify(&jt, k) != 0 ||
-				    jwt_json_parse(jt.payload, jt.payload_len, &p) != 0 ||
+				    jwks_find(ks, jt.kid, jt.kid_len, jt.alg, &k) != 0 || jws_verify(&jt, k) != 0 ||
+				    jsonstrict_parse(jt.payload, jt.payload_len, &p) != 0 ||
 				    claims_map(&rules, p, FIX_NOW, k->fp, &id, &d) != 0)
 					return 1;
 				identity_release(id);

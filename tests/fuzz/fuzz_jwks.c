@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			/* the verifier's work cap sums these: a usable key always costs something (issue 14) */
 			if (k->work == 0 || k->work > 1000)
 				abort();
-			for (int a = 1; a <= JWT_ALG_MAX; a++) {
+			for (int a = 1; a <= JWA_MAX; a++) {
 				int reached = 0;
 
 				if (!k->kid || !jwks_key_fits(k, a))

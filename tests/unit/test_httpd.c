@@ -192,7 +192,7 @@ static void roundtrip(struct ev_loop *loop, int port, const char *req, size_t re
 static void test_server(void **state)
 {
 	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-	httpd_routes routes = {t_ready, t_metrics, NULL};
+	httpd_routes routes = {t_ready, t_metrics, NULL, NULL};
 	httpd *h;
 	char err[128], out[8192];
 	char big[HTTPD_MAX_REQUEST]; /* exactly the buffer: no unread bytes, so no RST races the 431 */
@@ -285,7 +285,7 @@ static void spin(struct ev_loop *loop)
 static void test_flood_keeps_probe(void **state)
 {
 	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-	httpd_routes routes = {t_ready, t_metrics, NULL};
+	httpd_routes routes = {t_ready, t_metrics, NULL, NULL};
 	httpd *h;
 	char err[128], out[4096];
 	int probe, flood[100], port;

@@ -302,11 +302,11 @@ static void test_key_fields(void **state)
 	k = jwks_keyset_key(ks, 0);
 	assert_int_equal(k->kty, JWKS_KTY_RSA);
 	assert_int_equal(k->bits, 2048);
-	assert_int_equal(k->alg, JWT_ALG_PS256);
+	assert_int_equal(k->alg, JWA_PS256);
 	assert_string_equal(k->kid, "r");
 	assert_int_equal(k->kid_len, 1);
-	assert_non_null(k->vctx[JWT_ALG_PS256]);
-	assert_null(k->vctx[JWT_ALG_RS256]); /* its alg is PS256 only */
+	assert_non_null(k->vctx[JWA_PS256]);
+	assert_null(k->vctx[JWA_RS256]); /* its alg is PS256 only */
 	k = jwks_keyset_key(ks, 1);
 	assert_int_equal(k->kty, JWKS_KTY_EC);
 	assert_int_equal(k->crv, JWKS_CRV_P256);
@@ -444,20 +444,20 @@ static void test_duplicate_kids(void **state)
 	assert_int_equal(parse_str(doc, &ks, err, sizeof(err)), 0);
 	assert_int_equal(jwks_keyset_count(ks), 3);
 	assert_string_equal(err, "");
-	assert_int_equal(jwks_find(ks, "a", 1, JWT_ALG_RS256, &k), 0);
+	assert_int_equal(jwks_find(ks, "a", 1, JWA_RS256, &k), 0);
 	assert_ptr_equal(k, jwks_keyset_key(ks, 0));
-	assert_int_equal(jwks_find_next(ks, k, JWT_ALG_RS256, &k), 0);
+	assert_int_equal(jwks_find_next(ks, k, JWA_RS256, &k), 0);
 	assert_ptr_equal(k, jwks_keyset_key(ks, 1));
 	assert_true(k->fp != jwks_keyset_key(ks, 0)->fp);
-	assert_int_equal(jwks_find_next(ks, k, JWT_ALG_RS256, &k), JWKS_E_NO_KID); /* "b" is another kid */
-	assert_int_equal(jwks_find_next(ks, jwks_keyset_key(ks, 0), JWT_ALG_ES256, &k), JWKS_E_NO_KID);
-	assert_int_equal(jwks_find_next(ks, NULL, JWT_ALG_RS256, &k), JWKS_E_NO_KID);
-	assert_int_equal(jwks_find_next(NULL, jwks_keyset_key(ks, 0), JWT_ALG_RS256, &k), JWKS_E_NO_KID);
+	assert_int_equal(jwks_find_next(ks, k, JWA_RS256, &k), JWKS_E_NO_KID); /* "b" is another kid */
+	assert_int_equal(jwks_find_next(ks, jwks_keyset_key(ks, 0), JWA_ES256, &k), JWKS_E_NO_KID);
+	assert_int_equal(jwks_find_next(ks, NULL, JWA_RS256, &k), JWKS_E_NO_KID);
+	assert_int_equal(jwks_find_next(NULL, jwks_keyset_key(ks, 0), JWA_RS256, &k), JWKS_E_NO_KID);
 	other = ks;
 	doc2 = expand("{\"keys\":[{" RSA_NE ",\"kid\":\"a\"}]}");
 	assert_int_equal(parse_str(doc2, &ks, NULL, 0), 0);
 	/* a key of another set is not a position in this one */
-	assert_int_equal(jwks_find_next(ks, jwks_keyset_key(other, 0), JWT_ALG_RS256, &k), JWKS_E_NO_KID);
+	assert_int_equal(jwks_find_next(ks, jwks_keyset_key(other, 0), JWA_RS256, &k), JWKS_E_NO_KID);
 	jwks_keyset_release(ks);
 	jwks_keyset_release(other);
 	free(doc2);
@@ -468,13 +468,13 @@ static void test_duplicate_kids(void **state)
 	assert_int_equal(parse_str(doc, &ks, err, sizeof(err)), 0);
 	assert_int_equal(jwks_keyset_count(ks), 3);
 	assert_string_equal(err, "");
-	assert_int_equal(jwks_find(ks, "a", 1, JWT_ALG_PS384, &k), 0);
+	assert_int_equal(jwks_find(ks, "a", 1, JWA_PS384, &k), 0);
 	assert_int_equal(k->kty, JWKS_KTY_RSA);
-	assert_int_equal(jwks_find(ks, "a", 1, JWT_ALG_ES256, &k), 0);
+	assert_int_equal(jwks_find(ks, "a", 1, JWA_ES256, &k), 0);
 	assert_int_equal(k->kty, JWKS_KTY_EC);
-	assert_int_equal(jwks_find(ks, "a", 1, JWT_ALG_EDDSA, &k), 0);
+	assert_int_equal(jwks_find(ks, "a", 1, JWA_EDDSA, &k), 0);
 	assert_int_equal(k->kty, JWKS_KTY_OKP);
-	assert_int_equal(jwks_find(ks, "a", 1, JWT_ALG_ES384, &k), JWKS_E_MISMATCH);
+	assert_int_equal(jwks_find(ks, "a", 1, JWA_ES384, &k), JWKS_E_MISMATCH);
 	jwks_keyset_release(ks);
 	free(doc);
 
@@ -483,9 +483,9 @@ static void test_duplicate_kids(void **state)
 		     "{\"kty\":\"RSA\",\"n\":\"$N2\",\"e\":\"$E\",\"kid\":\"a\",\"alg\":\"RS256\"}]}");
 	assert_int_equal(parse_str(doc, &ks, NULL, 0), 0);
 	assert_int_equal(jwks_keyset_count(ks), 2);
-	assert_int_equal(jwks_find(ks, "a", 1, JWT_ALG_RS256, &k), 0);
+	assert_int_equal(jwks_find(ks, "a", 1, JWA_RS256, &k), 0);
 	assert_ptr_equal(k, jwks_keyset_key(ks, 1));
-	assert_int_equal(jwks_find(ks, "a", 1, JWT_ALG_RS512, &k), 0);
+	assert_int_equal(jwks_find(ks, "a", 1, JWA_RS512, &k), 0);
 	assert_ptr_equal(k, jwks_keyset_key(ks, 0));
 	jwks_keyset_release(ks);
 	free(doc);
@@ -495,11 +495,11 @@ static void test_duplicate_kids(void **state)
 		     "{\"kty\":\"RSA\",\"n\":\"$N2\",\"e\":\"$E\",\"kid\":\"a\"}]}");
 	assert_int_equal(parse_str(doc, &ks, err, sizeof(err)), 0);
 	assert_int_equal(jwks_keyset_count(ks), 2);
-	assert_int_equal(jwks_find(ks, "a", 1, JWT_ALG_RS512, &k), 0);
+	assert_int_equal(jwks_find(ks, "a", 1, JWA_RS512, &k), 0);
 	assert_ptr_equal(k, jwks_keyset_key(ks, 0));
-	assert_int_equal(jwks_find_next(ks, k, JWT_ALG_RS512, &k), 0);
+	assert_int_equal(jwks_find_next(ks, k, JWA_RS512, &k), 0);
 	assert_ptr_equal(k, jwks_keyset_key(ks, 1));
-	assert_int_equal(jwks_find(ks, "a", 1, JWT_ALG_RS256, &k), 0);
+	assert_int_equal(jwks_find(ks, "a", 1, JWA_RS256, &k), 0);
 	assert_ptr_equal(k, jwks_keyset_key(ks, 1));
 	jwks_keyset_release(ks);
 	free(doc);
@@ -532,37 +532,37 @@ static void test_lookup(void **state)
 	(void)state;
 	assert_int_equal(parse_str(doc, &ks, NULL, 0), 0);
 	assert_int_equal(jwks_keyset_count(ks), 5);
-	assert_int_equal(jwks_find(ks, "rsa", 3, JWT_ALG_RS256, &k), 0);
+	assert_int_equal(jwks_find(ks, "rsa", 3, JWA_RS256, &k), 0);
 	assert_ptr_equal(k, jwks_keyset_key(ks, 0));
-	assert_int_equal(jwks_find(ks, "rsa", 3, JWT_ALG_PS512, &k), 0);
-	assert_int_equal(jwks_find(ks, "ec", 2, JWT_ALG_ES256, &k), 0);
-	assert_int_equal(jwks_find(ks, "ed", 2, JWT_ALG_EDDSA, &k), 0);
-	assert_int_equal(jwks_find(ks, "ps", 2, JWT_ALG_PS256, &k), 0);
+	assert_int_equal(jwks_find(ks, "rsa", 3, JWA_PS512, &k), 0);
+	assert_int_equal(jwks_find(ks, "ec", 2, JWA_ES256, &k), 0);
+	assert_int_equal(jwks_find(ks, "ed", 2, JWA_EDDSA, &k), 0);
+	assert_int_equal(jwks_find(ks, "ps", 2, JWA_PS256, &k), 0);
 	k = sentinel;
 	/* kid of another type or alg: MISMATCH (no refresh); unknown: NO_KID; out-param untouched */
-	assert_int_equal(jwks_find(ks, "rsa", 3, JWT_ALG_ES256, &k), JWKS_E_MISMATCH);
-	assert_int_equal(jwks_find(ks, "ec", 2, JWT_ALG_RS256, &k), JWKS_E_MISMATCH);
-	assert_int_equal(jwks_find(ks, "ec", 2, JWT_ALG_ES384, &k), JWKS_E_MISMATCH);
-	assert_int_equal(jwks_find(ks, "ps", 2, JWT_ALG_RS256, &k), JWKS_E_MISMATCH);
-	assert_int_equal(jwks_find(ks, "ps", 2, JWT_ALG_PS384, &k), JWKS_E_MISMATCH);
-	assert_int_equal(jwks_find(ks, "nope", 4, JWT_ALG_RS256, &k), JWKS_E_NO_KID);
+	assert_int_equal(jwks_find(ks, "rsa", 3, JWA_ES256, &k), JWKS_E_MISMATCH);
+	assert_int_equal(jwks_find(ks, "ec", 2, JWA_RS256, &k), JWKS_E_MISMATCH);
+	assert_int_equal(jwks_find(ks, "ec", 2, JWA_ES384, &k), JWKS_E_MISMATCH);
+	assert_int_equal(jwks_find(ks, "ps", 2, JWA_RS256, &k), JWKS_E_MISMATCH);
+	assert_int_equal(jwks_find(ks, "ps", 2, JWA_PS384, &k), JWKS_E_MISMATCH);
+	assert_int_equal(jwks_find(ks, "nope", 4, JWA_RS256, &k), JWKS_E_NO_KID);
 	/* kids compare by length, not as C strings */
-	assert_int_equal(jwks_find(ks, "rs", 2, JWT_ALG_RS256, &k), JWKS_E_NO_KID);
-	assert_int_equal(jwks_find(ks, "rsa\0", 4, JWT_ALG_RS256, &k), JWKS_E_NO_KID);
-	assert_int_equal(jwks_find(ks, "RSA", 3, JWT_ALG_RS256, &k), JWKS_E_NO_KID);
-	assert_int_equal(jwks_find(ks, "", 0, JWT_ALG_RS256, &k), JWKS_E_NO_KID); /* keys without kid: not "" */
-	assert_int_equal(jwks_find(NULL, "rsa", 3, JWT_ALG_RS256, &k), JWKS_E_NO_KID);
+	assert_int_equal(jwks_find(ks, "rs", 2, JWA_RS256, &k), JWKS_E_NO_KID);
+	assert_int_equal(jwks_find(ks, "rsa\0", 4, JWA_RS256, &k), JWKS_E_NO_KID);
+	assert_int_equal(jwks_find(ks, "RSA", 3, JWA_RS256, &k), JWKS_E_NO_KID);
+	assert_int_equal(jwks_find(ks, "", 0, JWA_RS256, &k), JWKS_E_NO_KID); /* keys without kid: not "" */
+	assert_int_equal(jwks_find(NULL, "rsa", 3, JWA_RS256, &k), JWKS_E_NO_KID);
 	assert_ptr_equal(k, sentinel);
 	/* no kid: the keys fitting RS256 are the two unrestricted RSA keys */
 	for (size_t i = 0; i < jwks_keyset_count(ks); i++)
-		fits += (size_t)jwks_key_fits(jwks_keyset_key(ks, i), JWT_ALG_RS256);
+		fits += (size_t)jwks_key_fits(jwks_keyset_key(ks, i), JWA_RS256);
 	assert_int_equal(fits, 2);
 	fits = 0;
 	for (size_t i = 0; i < jwks_keyset_count(ks); i++)
-		fits += (size_t)jwks_key_fits(jwks_keyset_key(ks, i), JWT_ALG_PS256);
+		fits += (size_t)jwks_key_fits(jwks_keyset_key(ks, i), JWA_PS256);
 	assert_int_equal(fits, 3);
-	for (int a = 0; a <= JWT_ALG_MAX + 1; a++) /* 0 and out-of-range algs fit nothing */
-		if (a == 0 || a > JWT_ALG_MAX)
+	for (int a = 0; a <= JWA_MAX + 1; a++) /* 0 and out-of-range algs fit nothing */
+		if (a == 0 || a > JWA_MAX)
 			for (size_t i = 0; i < jwks_keyset_count(ks); i++)
 				assert_false(jwks_key_fits(jwks_keyset_key(ks, i), a));
 	/* fingerprints: every key's is found, each differs except the shared material (keys 1 and 4) */

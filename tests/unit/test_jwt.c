@@ -1,5 +1,5 @@
 /*
- * test_jwt.c — the JWS layer alone (jwt_parse, jwt_verify, jwt_json_parse, the alg list), below the verifier.
+ * test_jwt.c — the JWS layer alone (jwt_parse, jws_verify, jsonstrict_parse, the jwa alg list), below the verifier.
  *
  * Parse cases are one table, each naming the jwt_err it expects. Signature cases run on keys generated with
  * OpenSSL at start-up and signed through OpenSSL directly (tests/unit/jose_test.h), so they can reach shapes
@@ -20,6 +20,7 @@
 
 #include "jose_test.h"
 #include "jwks.h"
+#include "jws.h"
 #include "jwt.h"
 #include "verifier.h"
 
@@ -78,7 +79,7 @@ static int parse_str(const char *tok, jwt_token *t)
 	return jwt_parse((const uint8_t *)tok, strlen(tok), 0, t);
 }
 
-/* jwt_parse, then jwt_verify with the issuer key named kid: the first error of the two, or 0 */
+/* jwt_parse, then jws_verify with the issuer key named kid: the first error of the two, or 0 */
 static int pv(const char *tok, const char *kid)
 {
 	jwt_token t;
@@ -86,7 +87,7 @@ static int pv(const char *tok, const char *kid)
 
 	if (rc)
 		return rc;
-	rc = jwt_verify(&t, key_by_kid(kid));
+	rc = jws_verify(&t, key_by_kid(kid));
 	jwt_token_free(&t);
 	return rc;
 }
@@ -232,7 +233,7 @@ static void test_parse_fields(void **state)
 
 	(void)state;
 	assert_int_equal(parse_str(tok, &t), 0);
-	assert_int_equal(t.alg, JWT_ALG_ES256);
+	assert_int_equal(t.alg, JWA_ES256);
 	assert_int_equal(t.kid_len, 2);
 	assert_memory_equal(t.kid, "k1", 2);
 	assert_ptr_equal(t.signing_input, tok); /* borrowed, not copied */
@@ -520,7 +521,7 @@ static void test_ecdsa_ranges(void **state)
 			}
 			bad = tj_with_sig(tok, mod, sl);
 			assert_int_equal(parse_str(bad, &t), 0);
-			if (jwt_verify(&t, k) != cases[c].expect)
+			if (jws_verify(&t, k) != cases[c].expect)
 				fail_msg("%s %s: want %d", es[i], cases[c].what, cases[c].expect);
 			jwt_token_free(&t);
 			free(bad);
@@ -719,7 +720,7 @@ static void test_embedded_keys_ignored(void **state)
 			for (size_t n = 0; n < jwks_keyset_count(ks); n++) {
 				const jwks_key *k = jwks_keyset_key(ks, n);
 
-				assert_int_not_equal(jwt_verify(&t, k), 0);
+				assert_int_not_equal(jws_verify(&t, k), 0);
 			}
 			jwt_token_free(&t);
 			free(tok);
@@ -751,11 +752,11 @@ static void test_fixtures_parse(void **state)
 			} else {
 				for (size_t n = 0; n < jwks_keyset_count(fks) && !k; n++)
 					if (jwks_key_fits(jwks_keyset_key(fks, n), t.alg) &&
-					    jwt_verify(&t, jwks_keyset_key(fks, n)) == 0)
+					    jws_verify(&t, jwks_keyset_key(fks, n)) == 0)
 						k = jwks_keyset_key(fks, n);
 				assert_non_null(k);
 			}
-			if (jwt_verify(&t, k) != 0)
+			if (jws_verify(&t, k) != 0)
 				fail_msg("%s: jwcrypto token does not verify", f->name);
 			jwt_token_free(&t);
 		} else if (f->expect == VERIFY_E_MALFORMED && strncmp(f->name, "duplicate_", 10) != 0 &&
@@ -779,20 +780,20 @@ static void test_json_parse(void **state)
 		int expect;
 	} cases[] = {
 		{ "{}", 0 }, { " {\"a\":[1,2.5e3,-0,true,null]} \n", 0 }, { "{\"a\":\"\\u00e9\\n\"}", 0 },
-		{ "", JWT_E_JSON }, { "[]", JWT_E_JSON }, { "1", JWT_E_JSON }, { "{", JWT_E_JSON },
-		{ "{}}", JWT_E_JSON }, { "{\"a\":01}", JWT_E_JSON }, { "{\"a\":1.}", JWT_E_JSON },
-		{ "{\"a\":+1}", JWT_E_JSON }, { "{\"a\":NaN}", JWT_E_JSON }, { "{\"a\":'x'}", JWT_E_JSON },
-		{ "{\"a\":\"\\x41\"}", JWT_E_JSON }, { "{\"a\":\"\\u0000\"}", JWT_E_JSON },
-		{ "{\"a\":\"\xed\xa0\x80\"}", JWT_E_JSON }, /* UTF-8 encoded surrogate */
-		{ "{\"a\":\"\xc0\xaf\"}", JWT_E_JSON },     /* overlong */
-		{ "{\"a\":1,\"a\":2}", JWT_E_JSON }, { "{\"sub\":1,\"SUB\":2}", JWT_E_JSON },
-		{ "{\"kid\":1,\"\xe2\x84\xaaid\":2}", JWT_E_JSON }, /* Kelvin sign folds onto k in Go */
+		{ "", JSONSTRICT_E_SYNTAX }, { "[]", JSONSTRICT_E_SYNTAX }, { "1", JSONSTRICT_E_SYNTAX }, { "{", JSONSTRICT_E_SYNTAX },
+		{ "{}}", JSONSTRICT_E_SYNTAX }, { "{\"a\":01}", JSONSTRICT_E_SYNTAX }, { "{\"a\":1.}", JSONSTRICT_E_SYNTAX },
+		{ "{\"a\":+1}", JSONSTRICT_E_SYNTAX }, { "{\"a\":NaN}", JSONSTRICT_E_SYNTAX }, { "{\"a\":'x'}", JSONSTRICT_E_SYNTAX },
+		{ "{\"a\":\"\\x41\"}", JSONSTRICT_E_SYNTAX }, { "{\"a\":\"\\u0000\"}", JSONSTRICT_E_SYNTAX },
+		{ "{\"a\":\"\xed\xa0\x80\"}", JSONSTRICT_E_SYNTAX }, /* UTF-8 encoded surrogate */
+		{ "{\"a\":\"\xc0\xaf\"}", JSONSTRICT_E_SYNTAX },     /* overlong */
+		{ "{\"a\":1,\"a\":2}", JSONSTRICT_E_SYNTAX }, { "{\"sub\":1,\"SUB\":2}", JSONSTRICT_E_SYNTAX },
+		{ "{\"kid\":1,\"\xe2\x84\xaaid\":2}", JSONSTRICT_E_SYNTAX }, /* Kelvin sign folds onto k in Go */
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		cJSON *j = NULL;
-		int rc = jwt_json_parse((const uint8_t *)cases[i].j, strlen(cases[i].j), &j);
+		int rc = jsonstrict_parse((const uint8_t *)cases[i].j, strlen(cases[i].j), &j);
 
 		if (rc != cases[i].expect)
 			fail_msg("case %zu %s: got %d", i, cases[i].j, rc);
@@ -812,8 +813,8 @@ static void test_json_parse(void **state)
 				o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s\"k%zu\":%zu", m ? "," : "",
 						      dup && m == n - 1 ? (size_t)0 : m, m);
 			buf[o++] = '}';
-			rc = jwt_json_parse((const uint8_t *)buf, o, &j);
-			if (rc != (dup ? JWT_E_JSON : 0))
+			rc = jsonstrict_parse((const uint8_t *)buf, o, &j);
+			if (rc != (dup ? JSONSTRICT_E_SYNTAX : 0))
 				fail_msg("%zu members, duplicate %d: got %d", n, dup, rc);
 			cJSON_Delete(j);
 		}
@@ -821,8 +822,8 @@ static void test_json_parse(void **state)
 	{
 		cJSON *j = NULL;
 
-		assert_int_equal(jwt_json_parse((const uint8_t *)"{\"a\":1}\0", 8, &j), JWT_E_JSON); /* NUL after */
-		assert_int_equal(jwt_json_parse((const uint8_t *)"{\"a\":\"\0\"}", 8, &j), JWT_E_JSON);
+		assert_int_equal(jsonstrict_parse((const uint8_t *)"{\"a\":1}\0", 8, &j), JSONSTRICT_E_SYNTAX); /* NUL after */
+		assert_int_equal(jsonstrict_parse((const uint8_t *)"{\"a\":\"\0\"}", 8, &j), JSONSTRICT_E_SYNTAX);
 		assert_null(j);
 	}
 }
@@ -832,21 +833,21 @@ static void test_alg_list(void **state)
 	unsigned m = 12345;
 
 	(void)state;
-	assert_int_equal(jwt_alg_list_parse(NULL, &m), 0);
-	assert_int_equal(m, JWT_ALG_BIT(JWT_ALG_RS256));
-	assert_int_equal(jwt_alg_list_parse(" ES256 , EdDSA,PS512 ", &m), 0);
-	assert_int_equal(m, JWT_ALG_BIT(JWT_ALG_ES256) | JWT_ALG_BIT(JWT_ALG_EDDSA) | JWT_ALG_BIT(JWT_ALG_PS512));
+	assert_int_equal(jwa_list_parse(NULL, &m), 0);
+	assert_int_equal(m, JWA_BIT(JWA_RS256));
+	assert_int_equal(jwa_list_parse(" ES256 , EdDSA,PS512 ", &m), 0);
+	assert_int_equal(m, JWA_BIT(JWA_ES256) | JWA_BIT(JWA_EDDSA) | JWA_BIT(JWA_PS512));
 	m = 7;
-	assert_int_equal(jwt_alg_list_parse("RS256,", &m), JWT_E_ALG);
-	assert_int_equal(jwt_alg_list_parse("RS256,HS256", &m), JWT_E_ALG);
-	assert_int_equal(jwt_alg_list_parse("none", &m), JWT_E_ALG);
+	assert_int_equal(jwa_list_parse("RS256,", &m), JWA_E_UNKNOWN);
+	assert_int_equal(jwa_list_parse("RS256,HS256", &m), JWA_E_UNKNOWN);
+	assert_int_equal(jwa_list_parse("none", &m), JWA_E_UNKNOWN);
 	assert_int_equal(m, 7);
-	for (int a = 1; a <= JWT_ALG_MAX; a++) {
-		const char *n = jwt_alg_name(a);
+	for (int a = 1; a <= JWA_MAX; a++) {
+		const char *n = jwa_name(a);
 
-		assert_int_equal(jwt_alg_parse(n, strlen(n)), a);
+		assert_int_equal(jwa_parse(n, strlen(n)), a);
 	}
-	assert_string_equal(jwt_alg_name(0), "?");
+	assert_string_equal(jwa_name(0), "?");
 	for (int e = JWT_E_NOMEM; e <= 0; e++)
 		assert_true(strlen(jwt_strerror(e)) > 0);
 }

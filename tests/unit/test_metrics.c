@@ -111,11 +111,67 @@ static void test_create_limits(void **state)
 	assert_null(m);
 }
 
+static int src_text(void *ud, kx_buf *out)
+{
+	return kx_buf_addf(out, "%s\n", (const char *)ud) == 0 ? 0 : -1;
+}
+
+static int src_fail(void *ud, kx_buf *out)
+{
+	(void)ud;
+	(void)out;
+	return -1;
+}
+
+static int src_huge(void *ud, kx_buf *out)
+{
+	(void)ud;
+	for (unsigned i = 0; i <= METRICS_SCRAPE_MAX / 64; i++)
+		kx_buf_addf(out, "%064u", i); /* one line past the cap: the buffer refuses, the source ignores it */
+	return 0;
+}
+
+/* The registry: sources in registration order, a failing or oversized source fails the whole scrape, at most
+ * METRICS_MAX_SOURCES. */
+static void test_registry(void **state)
+{
+	metrics *m = NULL;
+	char *body = NULL;
+	size_t len = 0;
+
+	(void)state;
+	assert_int_equal(metrics_create(reasons, 3, &m), 0);
+	assert_int_equal(metrics_scrape(m, &body, &len), 0); /* nothing registered: an empty body */
+	assert_non_null(body);
+	assert_int_equal(len, 0);
+	free(body);
+	assert_int_equal(metrics_register(m, src_text, "first"), 0);
+	assert_int_equal(metrics_register(m, src_text, "second"), 0);
+	assert_int_equal(metrics_scrape(m, &body, &len), 0);
+	assert_string_equal(body, "first\nsecond\n");
+	assert_int_equal(len, strlen("first\nsecond\n"));
+	free(body);
+	for (int i = 2; i < METRICS_MAX_SOURCES - 1; i++)
+		assert_int_equal(metrics_register(m, src_text, "x"), 0);
+	assert_int_equal(metrics_register(m, src_fail, NULL), 0);
+	assert_int_equal(metrics_register(m, src_text, "one too many"), -1);
+	body = (char *)"untouched";
+	assert_int_equal(metrics_scrape(m, &body, &len), -1);
+	assert_string_equal(body, "untouched");
+	metrics_destroy(m);
+
+	assert_int_equal(metrics_create(reasons, 3, &m), 0);
+	assert_int_equal(metrics_register(m, src_huge, NULL), 0);
+	assert_int_equal(metrics_scrape(m, &body, &len), -1);
+	metrics_destroy(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_render),
 		cmocka_unit_test(test_create_limits),
+		cmocka_unit_test(test_registry),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

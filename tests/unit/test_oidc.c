@@ -587,7 +587,7 @@ static void test_rotation_on_demand_rate_limited(void **state)
 	cJSON *r = ctl("/_test/rotate", "{\"keep_old\":false}");
 	const char *newkid = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "kids"), 0)->valuestring;
 	assert_non_null(strstr(newkid, "rs256-"));
-	assert_false(has_kid(p, newkid, JWT_ALG_RS256));
+	assert_false(has_kid(p, newkid, JWA_RS256));
 	cJSON_Delete(ctl("/_test/stats/reset", ""));
 
 	/* A flood of unknown-kid requests for 2.5 s: with a 1 s window, at most one download per window started
@@ -609,7 +609,7 @@ static void test_rotation_on_demand_rate_limited(void **state)
 	assert_true(fetched >= 1);
 	assert_true(fetched <= bound);
 	assert_int_equal(stat_count("/.well-known/openid-configuration"), 0); /* discovery is not repeated */
-	assert_true(has_kid(p, newkid, JWT_ALG_RS256));
+	assert_true(has_kid(p, newkid, JWA_RS256));
 	oidc_provider_status(p, &st);
 	assert_int_equal(st.nkeys, 7); /* old keys dropped by the issuer are gone here too */
 	assert_true(log_has("trigger=unknown-kid"));
@@ -626,12 +626,12 @@ static void test_rotation_keep_old(void **state)
 	const cJSON *olds = cJSON_GetObjectItemCaseSensitive(r, "old_kids");
 	const char *oldkid = cJSON_GetArrayItem(olds, 3)->valuestring; /* es256 */
 	const char *newkid = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "kids"), 3)->valuestring;
-	assert_true(has_kid(p, oldkid, JWT_ALG_ES256));
+	assert_true(has_kid(p, oldkid, JWA_ES256));
 	oidc_provider_request_refresh(p);
 	oidc_status st = wait_for(p, W_REFRESHES, 2);
 	assert_int_equal(st.nkeys, 14);
-	assert_true(has_kid(p, oldkid, JWT_ALG_ES256));
-	assert_true(has_kid(p, newkid, JWT_ALG_ES256));
+	assert_true(has_kid(p, oldkid, JWA_ES256));
+	assert_true(has_kid(p, newkid, JWA_ES256));
 	cJSON_Delete(r);
 	oidc_provider_stop(p);
 }
