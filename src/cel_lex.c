@@ -27,35 +27,6 @@ int cel_lex_fail(struct cel_lex *s, int code, size_t pos, const char *fmt, ...)
 	return code;
 }
 
-/* Length of the valid UTF-8 sequence at p[0..n), or 0 (overlongs, surrogates and > U+10FFFF refused). */
-size_t cel_lex_utf8_seq(const uint8_t *p, size_t n)
-{
-	uint8_t c = p[0];
-	size_t need;
-	uint32_t cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		need = 2, cp = c & 0x1f;
-	else if (c >= 0xe0 && c <= 0xef)
-		need = 3, cp = c & 0x0f;
-	else if (c >= 0xf0 && c <= 0xf4)
-		need = 4, cp = c & 0x07;
-	else
-		return 0;
-	if (n < need)
-		return 0;
-	for (size_t i = 1; i < need; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((need == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (need == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return need;
-}
-
 int cel_lex_pool_put(struct cel_lex *s, uint8_t c)
 {
 	cel_program *g = s->prog;

@@ -44,8 +44,6 @@ struct cel_lex {
 void cel_lex_next(struct cel_lex *s);
 /* Records the first failure (see above) and returns the code that stands, so callers can `return cel_lex_fail()`. */
 int cel_lex_fail(struct cel_lex *s, int code, size_t pos, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-/* Length of the valid UTF-8 sequence at p[0..n), n >= 1, or 0 (overlongs, surrogates and > U+10FFFF refused). */
-size_t cel_lex_utf8_seq(const uint8_t *p, size_t n);
 /* Appends one byte to prog->pool; CEL_E_LIMIT (and a failure) if the pool is full. */
 int cel_lex_pool_put(struct cel_lex *s, uint8_t c);
 /* Whether p[0..n) is exactly the word w. */

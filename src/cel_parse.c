@@ -13,6 +13,7 @@
 
 #include "cel_lex.h"
 #include "cel_parse.h"
+#include "kx.h"
 #include "cel_program.h"
 
 struct scope {
@@ -920,7 +921,7 @@ int cel_compile_vars(const uint8_t *p, size_t len, unsigned vars, cel_program **
 	if (len > CEL_MAX_EXPR_LEN)
 		return cel_lex_fail(&s.lx, CEL_E_LIMIT, CEL_MAX_EXPR_LEN, "expression longer than %d bytes", CEL_MAX_EXPR_LEN);
 	for (size_t i = 0; i < len;) {
-		size_t n = cel_lex_utf8_seq(p + i, len - i);
+		size_t n = kx_utf8_seq(p + i, len - i);
 
 		if (n == 0)
 			return cel_lex_fail(&s.lx, CEL_E_SYNTAX, i, "invalid UTF-8");

@@ -12,6 +12,7 @@
 #include "hold.h"
 #include "impersonate.h"
 #include "kosack.h"
+#include "kx.h"
 #include "kosmsg.h"
 #include "log.h"
 
@@ -196,14 +197,6 @@ int handler_bearer(const uint8_t *p, size_t len, size_t *off, size_t *tlen)
 	return 0;
 }
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void log_decision(const handler_input *in, int status, enum handler_reason why, const char *detail,
 			 const identity *id)
 {
@@ -306,7 +299,7 @@ static int pt_verdict(handler *h, const handler_input *in, const handler_sink *k
 	case TOKENREVIEW_E_SHUTDOWN: status = HANDLER_UNAVAILABLE; why = HR_SHUTDOWN; break;
 	default: status = HANDLER_UNAVAILABLE; why = HR_TR_UNAVAILABLE; break;
 	}
-	return conclude(h, in, k, status, why, NULL, NULL, NULL, mono_ns() - t0);
+	return conclude(h, in, k, status, why, NULL, NULL, NULL, kx_mono_ns() - t0);
 }
 
 /* tokenreview_done_fn, on the reviewer thread */
@@ -413,13 +406,13 @@ static int imp_finish(impreq *r)
 		if (r->v[i].result == TOKENREVIEW_E_DENIED) {
 			imp_forbidden(who, &rq->items[i], r->v[i].reason, msg, sizeof(msg));
 			return imp_conclude_msg(h, &r->in, k, HANDLER_IMP_DENIED, HR_IMP_DENIED, msg, who,
-						mono_ns() - r->t0_ns);
+						kx_mono_ns() - r->t0_ns);
 		}
 		/* the authorizer could not say: fail closed, as a 503 the client may retry */
 		snprintf(msg, sizeof(msg), "SubjectAccessReview: %s", tokenreview_strerror(r->v[i].result));
 		return conclude(h, &r->in, k, HANDLER_UNAVAILABLE,
 				r->v[i].result == TOKENREVIEW_E_SHUTDOWN ? HR_SHUTDOWN : HR_IMP_UNAVAILABLE, msg, who,
-				NULL, mono_ns() - r->t0_ns);
+				NULL, kx_mono_ns() - r->t0_ns);
 	}
 	/* every item allowed: the identity as asked, plus who acted */
 	groups = malloc((who->ngroups + 1) * sizeof(*groups));
@@ -461,7 +454,7 @@ static int imp_finish(impreq *r)
 out:
 	free(groups);
 	free(extra);
-	status = conclude(h, &r->in, k, status, why, detail, as, sa, mono_ns() - r->t0_ns);
+	status = conclude(h, &r->in, k, status, why, detail, as, sa, kx_mono_ns() - r->t0_ns);
 	identity_release(who);
 	return status;
 }
@@ -497,31 +490,31 @@ static int imp_start(handler *h, const handler_input *in, const identity *id, co
 		/* handler_process() cannot wait; a conf/ older than this agent sends no header lines */
 		return conclude(h, in, k, HANDLER_UNAVAILABLE, HR_IMP_UNAVAILABLE, done == NULL ? "cannot wait for a "
 				"SubjectAccessReview here" : "HAProxy sent no imh argument (conf/ older than the agent)",
-				id, NULL, mono_ns() - t0);
+				id, NULL, kx_mono_ns() - t0);
 	}
 	if (in->imh == NULL) {
 		snprintf(err, sizeof(err), "the request's headers are too large for impersonation (more than %d bytes)",
 			 IMP_MAX_HEADERS_BYTES);
-		return imp_conclude_msg(h, in, k, HANDLER_IMP_BAD, HR_IMP_BAD, err, id, mono_ns() - t0);
+		return imp_conclude_msg(h, in, k, HANDLER_IMP_BAD, HR_IMP_BAD, err, id, kx_mono_ns() - t0);
 	}
 	rc = imp_parse(in->imh, in->imh_len, &rq, err, sizeof(err));
 	if (rc == IMP_E_NOMEM)
-		return conclude(h, in, k, HANDLER_UNAVAILABLE, HR_V_INTERNAL, NULL, id, NULL, mono_ns() - t0);
+		return conclude(h, in, k, HANDLER_UNAVAILABLE, HR_V_INTERNAL, NULL, id, NULL, kx_mono_ns() - t0);
 	if (rc != IMP_OK)
-		return imp_conclude_msg(h, in, k, HANDLER_IMP_BAD, HR_IMP_BAD, err, id, mono_ns() - t0);
+		return imp_conclude_msg(h, in, k, HANDLER_IMP_BAD, HR_IMP_BAD, err, id, kx_mono_ns() - t0);
 	for (size_t i = 0; i < rq->nextra; i++) {
 		if (strncmp(rq->extra[i].key, "originaluser.jetstack.io-", 25) == 0) {
 			imp_free(rq);
 			return imp_conclude_msg(h, in, k, HANDLER_IMP_BAD, HR_IMP_BAD, "the extras originaluser.jetstack.io-* "
 						"are set by this proxy (they record who impersonates)", id,
-						mono_ns() - t0);
+						kx_mono_ns() - t0);
 		}
 	}
 	if (rq->ngroups > h->cfg.max_groups) {
 		snprintf(err, sizeof(err), "%zu groups requested, at most %u allowed (--max-groups)", rq->ngroups,
 			 h->cfg.max_groups);
 		imp_free(rq);
-		return conclude(h, in, k, HANDLER_TOO_MANY_GROUPS, HR_TOO_MANY_GROUPS, err, id, NULL, mono_ns() - t0);
+		return conclude(h, in, k, HANDLER_TOO_MANY_GROUPS, HR_TOO_MANY_GROUPS, err, id, NULL, kx_mono_ns() - t0);
 	}
 	n = rq->nitems;
 	r = calloc(1, sizeof(*r));
@@ -536,7 +529,7 @@ static int imp_start(handler *h, const handler_input *in, const identity *id, co
 			free(r);
 		}
 		imp_free(rq);
-		return conclude(h, in, k, HANDLER_UNAVAILABLE, HR_V_INTERNAL, NULL, id, NULL, mono_ns() - t0);
+		return conclude(h, in, k, HANDLER_UNAVAILABLE, HR_V_INTERNAL, NULL, id, NULL, kx_mono_ns() - t0);
 	}
 	r->h = h;
 	r->in = *in;
@@ -592,7 +585,7 @@ static int judge(handler *h, const handler_input *in, const uint8_t *tok, size_t
 	int status, rc;
 
 	rc = h->cfg.vops.verify(h->cfg.vops.ctx, tok, tlen, now, &id, &detail);
-	lat = mono_ns() - t0;
+	lat = kx_mono_ns() - t0;
 	if (rc != VERIFY_OK && !token_clean(tok, tlen)) {
 		/* what handler_bearer() would have said before verification (see token_clean) */
 		id = NULL;
@@ -721,7 +714,7 @@ int handler_process(handler *h, const handler_input *in, int64_t now, const hand
 
 	if (!front(h, in, k, &off, &tlen, &status))
 		return status;
-	return judge(h, in, in->auth + off, tlen, now, k, mono_ns(), 0, NULL, NULL, &held_why);
+	return judge(h, in, in->auth + off, tlen, now, k, kx_mono_ns(), 0, NULL, NULL, &held_why);
 }
 
 /* ---- held requests (hold.h keeps them and decides when; the verdicts are here) ------------------------------ */
@@ -756,13 +749,13 @@ static void held_expire(void *ud, hold_req *r, bool shutdown)
 		why = HR_V_CLAIMS;
 		detail = "distributed claims: the claims source did not answer in time";
 	}
-	conclude(h, &r->in, &r->sink, status, why, detail, NULL, NULL, mono_ns() - r->t0_ns);
+	conclude(h, &r->in, &r->sink, status, why, detail, NULL, NULL, kx_mono_ns() - r->t0_ns);
 }
 
 int handler_submit(handler *h, const handler_input *in, int64_t now, const handler_sink *k, handler_done_fn done)
 {
 	size_t off = 0, tlen = 0;
-	int64_t t0 = mono_ns();
+	int64_t t0 = kx_mono_ns();
 	handler_input local;
 	uint64_t gen = 0;
 	int rc, held_why = VERIFY_E_UNKNOWN_KID;
@@ -786,18 +779,18 @@ int handler_submit(handler *h, const handler_input *in, int64_t now, const handl
 	case HOLD_E_NOMEM:
 		return held_why == VERIFY_E_PENDING
 		       ? conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_CLAIMS, "distributed claims: cannot wait for "
-				  "the claims source", NULL, NULL, mono_ns() - t0)
+				  "the claims source", NULL, NULL, kx_mono_ns() - t0)
 		       : conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_UNKNOWN_KID, "unknown key id (cannot wait)",
-				  NULL, NULL, mono_ns() - t0);
+				  NULL, NULL, kx_mono_ns() - t0);
 	case HOLD_E_STOPPING:
-		return conclude(h, in, k, HANDLER_UNAVAILABLE, HR_SHUTDOWN, NULL, NULL, NULL, mono_ns() - t0);
+		return conclude(h, in, k, HANDLER_UNAVAILABLE, HR_SHUTDOWN, NULL, NULL, NULL, kx_mono_ns() - t0);
 	default: /* HOLD_E_FULL */
 		if (held_why == VERIFY_E_PENDING)
 			return conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_CLAIMS, "distributed claims: too many "
-					"requests already waiting", NULL, NULL, mono_ns() - t0);
+					"requests already waiting", NULL, NULL, kx_mono_ns() - t0);
 		return conclude(h, in, k, HANDLER_UNAUTHENTICATED, HR_V_UNKNOWN_KID,
 				"unknown key id (too many requests already waiting for the JWKS refresh)", NULL, NULL,
-				mono_ns() - t0);
+				kx_mono_ns() - t0);
 	}
 }
 

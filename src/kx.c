@@ -22,12 +22,17 @@ void kx_seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-int64_t kx_mono_ms(void)
+int64_t kx_mono_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t kx_mono_ms(void)
+{
+	return kx_mono_ns() / 1000000;
 }
 
 size_t kx_ctl_find(const uint8_t *p, size_t len)

@@ -24,6 +24,8 @@ void kx_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((fo
 
 /* CLOCK_MONOTONIC in milliseconds: deadlines and ages that wall-clock steps must not move. */
 int64_t kx_mono_ms(void);
+/* The same clock in nanoseconds (latencies). */
+int64_t kx_mono_ns(void);
 
 /* ---- text checks ---- */
 
