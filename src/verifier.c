@@ -20,17 +20,16 @@
 
 #include "cache.h"
 #include "claims.h"
+#include "flagcfg.h"
 #include "distclaims.h"
 #include "jwt.h"
 #include "negcache.h"
 
 struct verifier {
-	char *issuer, *client_id, *username_claim, *username_prefix, *groups_claim, *groups_prefix;
-	char *req_keys[VERIFIER_MAX_REQUIRED_CLAIMS], *req_values[VERIFIER_MAX_REQUIRED_CLAIMS];
-	claims_rules rules;
-	char **auds;                  /* AuthenticationConfiguration audiences (MatchAny); NULL on the flags path */
+	char *issuer;
+	char **auds;                  /* the authenticator's audiences (MatchAny; the flags' client ID is one) */
 	size_t nauds;
-	mapping *map;                 /* AuthenticationConfiguration mappings and rules; NULL on the flags path */
+	mapping *map;                 /* its claim mappings and rules (the flags' too: flagcfg.h) */
 	bool allow_reserved;
 	bool credential_id;           /* --credential-id-extra */
 	char *dist_claim;             /* the groups claim resolved from distributed claims; NULL = none */
@@ -97,24 +96,14 @@ static void verifier_free(verifier *v)
 	cache_destroy(v->cache);
 	negcache_destroy(v->neg);
 	jwks_keyset_release(v->keys);
-	claims_rules_free(&v->rules);
 	mapping_free(v->map);
 	for (size_t i = 0; i < v->nauds; i++)
 		free(v->auds[i]);
 	free(v->auds);
 	free(v->issuer);
-	free(v->client_id);
-	free(v->username_claim);
-	free(v->username_prefix);
-	free(v->groups_claim);
-	free(v->groups_prefix);
 	free(v->dist_claim);
 	free(v->ca_file);
 	free(v->ca_pem);
-	for (size_t i = 0; i < VERIFIER_MAX_REQUIRED_CLAIMS; i++) {
-		free(v->req_keys[i]);
-		free(v->req_values[i]);
-	}
 	pthread_mutex_destroy(&v->keys_mu);
 	pthread_mutex_destroy(&v->listen_mu);
 	free(v);
@@ -127,9 +116,37 @@ static void verifier_free(verifier *v)
 		goto out;                                   \
 	} while (0)
 
+/* The flags' authenticator (flagcfg.h) for a cfg without one: 0 and *out, or -1 with err set. */
+static int flags_authn(const verifier_config *cfg, authcfg_config **out, char *err, size_t errlen)
+{
+	const char *req[VERIFIER_MAX_REQUIRED_CLAIMS][2];
+	flagcfg f;
+
+	for (size_t i = 0; i < cfg->nrequired_claims; i++) {
+		if (!cfg->required_claims[i][0] || !*cfg->required_claims[i][0] || !cfg->required_claims[i][1]) {
+			snprintf(err, errlen, "required claim %zu has no key or value", i);
+			return -1;
+		}
+		req[i][0] = cfg->required_claims[i][0];
+		req[i][1] = cfg->required_claims[i][1];
+	}
+	memset(&f, 0, sizeof(f));
+	f.issuer_url = cfg->oidc.issuer_url;
+	f.client_id = cfg->client_id;
+	f.username_claim = cfg->username_claim;
+	f.username_prefix = cfg->username_prefix;
+	f.groups_claim = cfg->groups_claim;
+	f.groups_prefix = cfg->groups_prefix;
+	f.required = (const char *const (*)[2])req;
+	f.nrequired = cfg->nrequired_claims;
+	return flagcfg_build(&f, out, err, errlen) == 0 ? 0 : -1;
+}
+
 static int create_common(const verifier_config *cfg, verifier **out, char *err, size_t errlen)
 {
 	verifier *v = NULL;
+	authcfg_config *flags = NULL;
+	const authcfg_issuer *authn;
 	bool nomem = false;
 	size_t i;
 
@@ -143,6 +160,9 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 		FAIL("authenticator without audiences, or issuer URL not its url");
 	if (cfg->nrequired_claims > VERIFIER_MAX_REQUIRED_CLAIMS)
 		FAIL("too many required claims (max %d)", VERIFIER_MAX_REQUIRED_CLAIMS);
+	if (cfg->authn == NULL && flags_authn(cfg, &flags, err, errlen) != 0)
+		goto out;
+	authn = cfg->authn != NULL ? cfg->authn : &flags->jwt[0];
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		FAIL("out of memory");
@@ -154,24 +174,13 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 		FAIL("unsupported signing algorithm in \"%s\" (allowed: RS256 RS384 RS512 PS256 PS384 PS512 ES256 "
 		     "ES384 ES512 EdDSA)", cfg->signing_algs);
 	v->issuer = dup_or_null(cfg->oidc.issuer_url, &nomem);
-	v->client_id = dup_or_null(cfg->client_id, &nomem);
-	v->username_claim = dup_or_null(cfg->username_claim, &nomem);
-	v->username_prefix = dup_or_null(cfg->username_prefix, &nomem);
-	v->groups_claim = dup_or_null(cfg->groups_claim, &nomem);
-	v->groups_prefix = dup_or_null(cfg->groups_prefix, &nomem);
-	for (i = 0; i < cfg->nrequired_claims; i++) {
-		if (!cfg->required_claims[i][0] || !*cfg->required_claims[i][0] || !cfg->required_claims[i][1])
-			FAIL("required claim %zu has no key or value", i);
-		v->req_keys[i] = dup_or_null(cfg->required_claims[i][0], &nomem);
-		v->req_values[i] = dup_or_null(cfg->required_claims[i][1], &nomem);
-	}
 	if (nomem)
 		FAIL("out of memory");
 	v->allow_reserved = cfg->allow_reserved;
 	v->credential_id = cfg->credential_id;
 	{
 		/* the API server resolves distributed claims for the groups claim mapped by name only */
-		const char *dc = cfg->authn != NULL ? cfg->authn->groups.claim : cfg->groups_claim;
+		const char *dc = authn->groups.claim;
 
 		v->dist_claim = dup_or_null(dc != NULL && *dc ? dc : NULL, &nomem);
 	}
@@ -189,25 +198,14 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 	}
 	if (nomem)
 		FAIL("out of memory");
-	if (cfg->authn != NULL) {
-		v->auds = calloc(cfg->authn->naudiences, sizeof(*v->auds));
-		if (v->auds == NULL)
+	v->auds = calloc(authn->naudiences, sizeof(*v->auds));
+	if (v->auds == NULL)
+		FAIL("out of memory");
+	for (i = 0; i < authn->naudiences; i++, v->nauds++)
+		if ((v->auds[i] = strdup(authn->audiences[i])) == NULL)
 			FAIL("out of memory");
-		for (i = 0; i < cfg->authn->naudiences; i++, v->nauds++)
-			if ((v->auds[i] = strdup(cfg->authn->audiences[i])) == NULL)
-				FAIL("out of memory");
-		if (mapping_compile(cfg->authn, &v->map, err, errlen) != 0)
-			goto out;
-	}
-	/* the flags' rules are initialised on both paths (a placeholder client ID on the config path) so that
-	 * the rest of the verifier needs no second layout */
-	if (claims_rules_init(&v->rules, v->issuer, v->client_id ? v->client_id : "-", v->username_claim,
-			      v->username_prefix, v->groups_claim, v->groups_prefix) != 0)
-		FAIL("bad claim configuration");
-	v->rules.req_keys = (const char *const *)v->req_keys;
-	v->rules.req_values = (const char *const *)v->req_values;
-	v->rules.nrequired = cfg->nrequired_claims;
-	v->rules.allow_reserved = cfg->allow_reserved;
+	if (mapping_compile(authn, &v->map, err, errlen) != 0)
+		goto out;
 	v->max_token = cfg->max_token_bytes ? cfg->max_token_bytes : JWT_DEFAULT_MAX_BYTES;
 	if (!cfg->no_cache) {
 		size_t entries = cfg->cache_entries ? cfg->cache_entries : 65536;
@@ -221,9 +219,11 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 	}
 	if (negcache_create(&v->neg) != 0)
 		FAIL("out of memory");
+	authcfg_free(flags);
 	*out = v;
 	return 0;
 out:
+	authcfg_free(flags);
 	verifier_free(v);
 	return -1;
 }
@@ -344,8 +344,6 @@ static int from_claims(int rc)
 	case CLAIMS_E_EXPIRED: return VERIFY_E_EXPIRED;
 	case CLAIMS_E_NOT_YET: return VERIFY_E_NOT_YET;
 	case CLAIMS_E_CLAIM: return VERIFY_E_CLAIMS;
-	case CLAIMS_E_RESERVED: return VERIFY_E_RESERVED;
-	case CLAIMS_E_IDENTITY: return VERIFY_E_IDENTITY;
 	}
 	return VERIFY_E_INTERNAL;
 }
@@ -547,8 +545,6 @@ static int resolve_distributed(verifier *v, jwks_keyset *ks, cJSON *payload, int
 	uint8_t *body = NULL;
 	size_t blen = 0, a = 0;
 	const char *why = NULL, *sd = NULL;
-	const char *const *auds = v->map != NULL ? (const char *const *)v->auds : (const char *const *)&v->client_id;
-	size_t nauds = v->map != NULL ? v->nauds : 1;
 	bool parsed = false;
 	int64_t exp;
 	int rc, r;
@@ -619,7 +615,7 @@ static int resolve_distributed(verifier *v, jwks_keyset *ks, cJSON *payload, int
 		goto out;
 	}
 	/* its own issuer, this authenticator's audiences (the API server's claimResolver keeps them) */
-	rc = claims_check_std(peer->issuer, auds, nauds, cp, now, &exp, &sd);
+	rc = claims_check_std(peer->issuer, (const char *const *)v->auds, v->nauds, cp, now, &exp, &sd);
 	if (rc) {
 		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: claims JWT: %s", sd);
 		goto out;
@@ -712,29 +708,8 @@ static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_
 	rc = check_signature(v, ks, &t, &key, detail, tr, "");
 	if (rc)
 		goto out;
-	if (v->map == NULL) {
-		/* the API server checks iss, aud, exp and nbf before it resolves distributed claims: an expired
-		 * token never makes a fetch */
-		if (maybe_distributed(v, payload)) {
-			rc = claims_check_std(v->issuer, (const char *const *)&v->client_id, 1, payload, now, &exp, detail);
-			if (rc) {
-				mapping_tracef(tr, "claims: FAIL (%s)", *detail);
-				rc = from_claims(rc);
-				goto out;
-			}
-			rc = resolve_distributed(v, ks, payload, now, &claim_exp, transient, detail, tr);
-			if (rc)
-				goto out;
-		}
-		rc = claims_map(&v->rules, payload, now, key->fp, out, detail);
-		if (rc) {
-			mapping_tracef(tr, "claims: FAIL (%s)", *detail);
-			rc = from_claims(rc);
-		} else {
-			mapping_tracef(tr, "claims (iss, aud, exp, nbf, username, groups, required claims): ok");
-		}
-		goto out;
-	}
+	/* the API server checks iss, aud, exp and nbf before it resolves distributed claims: an expired token
+	 * never makes a fetch */
 	rc = claims_check_std(v->issuer, (const char *const *)v->auds, v->nauds, payload, now, &exp, detail);
 	if (rc) {
 		mapping_tracef(tr, "standard claims: FAIL (%s)", *detail);
