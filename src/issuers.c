@@ -37,7 +37,7 @@ typedef struct iset {
 } iset;
 
 struct issuers {
-	char *path;
+	char *path;                 /* NULL: the --oidc-* flags' one authenticator (issuers_create_flags) */
 	verifier_config tmpl;
 	char *algs;                 /* tmpl.signing_algs copy */
 	pthread_mutex_t mu;         /* cur, retired, listener */
@@ -115,7 +115,7 @@ static int set_build(issuers *h, iset **out, char *err, size_t errlen)
 		return -1;
 	}
 	atomic_init(&s->refs, 1);
-	rc = authcfg_load_file(h->path, &s->cfg, e, sizeof(e));
+	rc = h->path != NULL ? authcfg_load_file(h->path, &s->cfg, e, sizeof(e)) : 0;
 	if (rc != 0) {
 		seterr(err, errlen, "--authentication-config %s: %s", h->path, e[0] ? e : authcfg_strerror(rc));
 		goto fail;
@@ -135,11 +135,23 @@ static int set_build(issuers *h, iset **out, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	if (s->cfg->njwt > 0 && (s->v = calloc(s->cfg->njwt, sizeof(*s->v))) == NULL) {
+	if ((s->v = calloc(s->cfg != NULL && s->cfg->njwt > 0 ? s->cfg->njwt : 1, sizeof(*s->v))) == NULL) {
 		seterr(err, errlen, "out of memory");
 		goto fail;
 	}
-	for (size_t i = 0; i < s->cfg->njwt; i++) {
+	if (s->cfg == NULL) {
+		/* the flags: the verifier turns them into their one authenticator itself (flagcfg.h) */
+		verifier_config vc = h->tmpl;
+
+		vc.authn = NULL;
+		vc.no_cache = true;
+		vc.claims_peer = set_peer;
+		vc.claims_peer_ud = s;
+		if (verifier_create(&vc, &s->v[0], err, errlen) != 0)
+			goto fail;
+		s->n = 1;
+	}
+	for (size_t i = 0; s->cfg != NULL && i < s->cfg->njwt; i++) {
 		const authcfg_issuer *is = &s->cfg->jwt[i];
 		verifier_config vc = h->tmpl;
 
@@ -168,11 +180,11 @@ fail:
 	return -1;
 }
 
-int issuers_create(const char *path, const verifier_config *tmpl, issuers **out, char *err, size_t errlen)
+static int create(const char *path, const verifier_config *tmpl, issuers **out, char *err, size_t errlen)
 {
 	issuers *h = calloc(1, sizeof(*h));
 
-	if (h == NULL || (h->path = strdup(path)) == NULL ||
+	if (h == NULL || (path != NULL && (h->path = strdup(path)) == NULL) ||
 	    (tmpl->signing_algs != NULL && (h->algs = strdup(tmpl->signing_algs)) == NULL)) {
 		seterr(err, errlen, "out of memory");
 		if (h != NULL)
@@ -197,6 +209,16 @@ int issuers_create(const char *path, const verifier_config *tmpl, issuers **out,
 	h->cur->gen = ++h->next_gen;
 	*out = h;
 	return 0;
+}
+
+int issuers_create(const char *path, const verifier_config *tmpl, issuers **out, char *err, size_t errlen)
+{
+	return create(path, tmpl, out, err, errlen);
+}
+
+int issuers_create_flags(const verifier_config *tmpl, issuers **out, char *err, size_t errlen)
+{
+	return create(NULL, tmpl, out, err, errlen);
 }
 
 /* Appends ", "-separated url to buf (truncated with "..." when full). */
@@ -239,6 +261,10 @@ int issuers_reload(issuers *h, char *err, size_t errlen)
 {
 	iset *s;
 
+	if (h->path == NULL) {
+		seterr(err, errlen, "the --oidc-* flags have no reload; restart to change them");
+		return -1;
+	}
 	if (set_build(h, &s, err, errlen) != 0) {
 		reload_outcome(h, false);
 		return -1;
@@ -619,6 +645,17 @@ void issuers_cache_stats(issuers *h, verifier_cache_stats *out)
 		out->negative_hits += vs.negative_hits;
 		out->work_refusals += vs.work_refusals;
 	}
+	release(s);
+}
+
+void issuers_status(issuers *h, size_t i, oidc_status *out)
+{
+	iset *s = acquire(h);
+
+	if (i < s->n)
+		verifier_status(s->v[i], out);
+	else
+		memset(out, 0, sizeof(*out));
 	release(s);
 }
 

@@ -33,8 +33,7 @@ extern char **environ;
 typedef struct app {
 	struct ev_loop *loop;
 	config cfg;
-	verifier *v;
-	issuers *is;     /* --authentication-config instead of v */
+	issuers *is;     /* the authenticators: --authentication-config's, or the --oidc-* flags' one */
 	satoken *sa;
 	metrics *m;
 	handler *h;
@@ -48,42 +47,8 @@ typedef struct app {
 	ev_signal sig_term, sig_int, sig_hup;
 } app;
 
-/* ---- adapters: the handler sees the verifier through handler_verify_ops ------------------------------------ */
+/* ---- adapters: the handler sees the issuers through handler_verify_ops ------------------------------------ */
 
-static int v_verify(void *ctx, const uint8_t *tok, size_t len, int64_t now, const identity **id, const char **detail)
-{
-	return verifier_verify(ctx, tok, len, now, id, detail);
-}
-
-static bool v_ready(void *ctx)
-{
-	return verifier_ready(ctx);
-}
-
-static void v_stats(void *ctx, verifier_cache_stats *cache, oidc_status *st)
-{
-	verifier_cache_stats_get(ctx, cache);
-	verifier_status(ctx, st);
-}
-
-static void v_set_listener(void *ctx, void (*fn)(void *ud), void *ud)
-{
-	verifier_set_refresh_listener(ctx, fn, ud);
-}
-
-static bool v_refresh_soon(void *ctx, unsigned within_ms)
-{
-	return verifier_refresh_soon(ctx, within_ms);
-}
-
-/* Token passthrough: with one issuer, a token is ours exactly when its unverified iss is that issuer. */
-static bool v_foreign(void *ctx, int rc, const char *iss)
-{
-	(void)rc;
-	return strcmp(verifier_issuer(ctx), iss) != 0;
-}
-
-/* the same for --authentication-config: several issuers behind one verifier-like interface */
 static int is_verify(void *ctx, const uint8_t *tok, size_t len, int64_t now, const identity **id,
 		     const char **detail)
 {
@@ -116,12 +81,27 @@ static bool is_foreign(void *ctx, int rc, const char *iss)
 
 static app *the_app; /* for the probe routes, which get the handler as their user data */
 
+/* The flags' unlabelled kos_issuer_ready, kos_jwks_* and cache families, rendered by the handler. */
+static void fl_stats(void *ctx, verifier_cache_stats *cache, oidc_status *st)
+{
+	issuers_cache_stats(ctx, cache);
+	issuers_status(ctx, 0, st);
+}
+
+/* Token passthrough with the flags: a token is ours exactly when its unverified iss is the one issuer. */
+static bool fl_foreign(void *ctx, int rc, const char *iss)
+{
+	(void)ctx;
+	(void)rc;
+	return strcmp(the_app->cfg.issuer_url, iss) != 0;
+}
+
 static bool r_ready(void *ud, bool verbose, char *why, size_t whylen)
 {
 	bool ok = handler_ready(ud, why, whylen);
 	size_t n, nready, total;
 
-	if (the_app == NULL || the_app->is == NULL || whylen == 0)
+	if (the_app == NULL || the_app->cfg.authn_config == NULL || whylen == 0)
 		return ok;
 	if (ok)
 		why[0] = '\0';
@@ -146,7 +126,7 @@ static int r_metrics(void *ud, char **body, size_t *len)
 	if (handler_metrics(ud, body, len) != 0)
 		return -1;
 	/* the issuer-labelled families and the shared cache (the handler renders none of them here) */
-	if (the_app != NULL && the_app->is != NULL && issuers_metrics(the_app->is, body, len) != 0) {
+	if (the_app != NULL && the_app->cfg.authn_config != NULL && issuers_metrics(the_app->is, body, len) != 0) {
 		free(*body);
 		*body = NULL;
 		return -1;
@@ -253,7 +233,7 @@ static void sa_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	/* a stat() per second on each small local file; the SPOP workers never wait on it */
 	satoken_reload(a->sa, NULL);
-	if (a->is != NULL) {
+	if (a->cfg.authn_config != NULL) {
 		/* kubelet's ConfigMap update (a "..data" symlink swap) or an edit: the content decides, not the event */
 		if (a->watch != NULL && cfgwatch_poll(a->watch) == 1)
 			reload(a, "file changed");
@@ -285,7 +265,7 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (a->is == NULL) {
+	if (a->cfg.authn_config == NULL) {
 		log_msg(LOG_LEVEL_INFO, "signal", "SIGHUP ignored (flags have no reload; restart to change them)");
 		return;
 	}
@@ -342,7 +322,7 @@ static int start(app *a)
 		log_str(&l, "file", a->cfg.authn_config);
 		log_uint(&l, "issuers", issuers_count(a->is));
 		log_end(&l);
-	} else if (verifier_create(&vc, &a->v, err, sizeof(err)) != 0) {
+	} else if (issuers_create_flags(&vc, &a->is, err, sizeof(err)) != 0) {
 		log_begin(&l, LOG_LEVEL_ERROR, "start");
 		log_str(&l, "msg", "cannot create the verifier");
 		log_str(&l, "error", err);
@@ -359,22 +339,17 @@ static int start(app *a)
 	satoken_reload(a->sa, NULL);
 
 	memset(&hc, 0, sizeof(hc));
-	if (a->is != NULL) {
-		hc.vops.verify = is_verify;
-		hc.vops.ready = is_ready;
+	hc.vops.verify = is_verify;
+	hc.vops.ready = is_ready;
+	hc.vops.set_listener = is_set_listener;
+	hc.vops.refresh_soon = is_refresh_soon;
+	hc.vops.ctx = a->is;
+	if (a->cfg.authn_config != NULL) {
 		hc.vops.stats = NULL; /* r_metrics appends the issuer-labelled families instead */
-		hc.vops.set_listener = is_set_listener;
-		hc.vops.refresh_soon = is_refresh_soon;
 		hc.vops.foreign = is_foreign;
-		hc.vops.ctx = a->is;
 	} else {
-		hc.vops.verify = v_verify;
-		hc.vops.ready = v_ready;
-		hc.vops.stats = v_stats;
-		hc.vops.set_listener = v_set_listener;
-		hc.vops.refresh_soon = v_refresh_soon;
-		hc.vops.foreign = v_foreign;
-		hc.vops.ctx = a->v;
+		hc.vops.stats = fl_stats;
+		hc.vops.foreign = fl_foreign;
 	}
 	hc.sa = a->sa;
 	hc.metrics = a->m;
@@ -485,8 +460,6 @@ static void finish(app *a)
 	tokenreview_destroy(a->rv);
 	metrics_destroy(a->m);
 	satoken_destroy(a->sa);
-	if (a->v != NULL)
-		verifier_destroy(a->v);
 	issuers_destroy(a->is);
 	distclaims_destroy(a->dc); /* after every verifier that borrowed it */
 	cfgwatch_destroy(a->watch);
