@@ -21,7 +21,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "b64url.h"
 #include "cache.h"
 #include "jwt.h"
 
@@ -414,60 +413,31 @@ void issuers_destroy(issuers *h)
 
 /* ---- verification --------------------------------------------------------------------------------------- */
 
-/* The authenticator whose url equals the token's unverified "iss", or -1 (detail set). Reads the payload only
- * for that; everything in it is checked again after the signature. */
-static long pick(const iset *s, const uint8_t *tok, size_t len, const char **detail, char *issbuf, size_t isscap)
+/* The authenticator whose url equals the token's unverified "iss" (t parsed by verifier_token_parse), or -1
+ * (detail set); -2 malformed, -3 out of memory. Everything in the payload is checked again after the
+ * signature. */
+static long pick(const iset *s, const verifier_token *t, const char **detail, char *issbuf, size_t isscap)
 {
-	const uint8_t *d1, *d2;
-	uint8_t *buf = NULL;
-	size_t plen = 0;
-	cJSON *payload = NULL;
-	const cJSON *iss;
-	long ix = -1;
-
-	*detail = "malformed token";
-	d1 = memchr(tok, '.', len);
-	if (d1 == NULL)
-		return -2;
-	d2 = memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok));
-	if (d2 == NULL)
-		return -2;
-	buf = malloc(b64url_decoded_max((size_t)(d2 - d1 - 1)) + 1);
-	if (buf == NULL) {
-		*detail = "out of memory";
-		return -3;
+	if (t->payload == NULL) {
+		*detail = t->payload_rc == JWT_E_NOMEM ? "out of memory" : "malformed token";
+		return t->payload_rc == JWT_E_NOMEM ? -3 : -2;
 	}
-	if (b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), buf, b64url_decoded_max((size_t)(d2 - d1 - 1)) + 1,
-			  &plen) != 0 ||
-	    jwt_json_parse(buf, plen, &payload) != 0) {
-		free(buf);
-		return -2;
-	}
-	free(buf);
-	iss = cJSON_GetObjectItemCaseSensitive(payload, "iss");
-	if (!cJSON_IsString(iss)) {
+	if (t->iss == NULL) {
 		*detail = "unknown issuer (no iss claim)";
-		cJSON_Delete(payload);
 		return -1;
 	}
 	if (issbuf != NULL && isscap > 0) {
 		size_t i;
 
-		for (i = 0; iss->valuestring[i] && i + 1 < isscap && i < 200; i++)
-			issbuf[i] = (iss->valuestring[i] >= 0x20 && iss->valuestring[i] < 0x7f) ? iss->valuestring[i]
-												 : '?';
+		for (i = 0; t->iss[i] && i + 1 < isscap && i < 200; i++)
+			issbuf[i] = (t->iss[i] >= 0x20 && t->iss[i] < 0x7f) ? t->iss[i] : '?';
 		issbuf[i] = 0;
 	}
-	for (size_t i = 0; i < s->n; i++) {
-		if (strcmp(verifier_issuer(s->v[i]), iss->valuestring) == 0) {
-			ix = (long)i;
-			break;
-		}
-	}
-	if (ix < 0)
-		*detail = "unknown issuer";
-	cJSON_Delete(payload);
-	return ix;
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(verifier_issuer(s->v[i]), t->iss) == 0)
+			return (long)i;
+	*detail = "unknown issuer";
+	return -1;
 }
 
 static int set_verify(iset *s, const uint8_t *tok, size_t len, int64_t now, const identity **id,
@@ -475,6 +445,7 @@ static int set_verify(iset *s, const uint8_t *tok, size_t len, int64_t now, cons
 {
 	uint8_t key[CACHE_KEY_LEN];
 	const identity *hit, *fresh = NULL;
+	verifier_token vt;
 	const char *d = NULL;
 	char iss[208] = "";
 	long ix;
@@ -504,8 +475,11 @@ static int set_verify(iset *s, const uint8_t *tok, size_t len, int64_t now, cons
 			identity_release(hit);
 		}
 	}
-	ix = pick(s, tok, len, &d, iss, sizeof(iss));
+	/* parsed once: the pick reads its iss, the verifier the rest */
+	verifier_token_parse(tok, len, s->max_token, &vt);
+	ix = pick(s, &vt, &d, iss, sizeof(iss));
 	if (ix < 0) {
+		verifier_token_free(&vt);
 		if (ix == -1)
 			mapping_tracef(tr, "issuer: FAIL (iss \"%s\" is none of the %zu configured issuers)", iss, s->n);
 		else
@@ -514,10 +488,8 @@ static int set_verify(iset *s, const uint8_t *tok, size_t len, int64_t now, cons
 		return ix == -1 ? VERIFY_E_ISSUER : ix == -3 ? VERIFY_E_INTERNAL : VERIFY_E_MALFORMED;
 	}
 	mapping_tracef(tr, "issuer: jwt[%ld] %s", ix, verifier_issuer(s->v[ix]));
-	if (tr != NULL)
-		rc = verifier_explain(s->v[ix], tok, len, now, tr, &fresh, &d);
-	else
-		rc = verifier_verify_uncached_key(s->v[ix], tok, len, key, now, &fresh, &d);
+	rc = verifier_verify_token(s->v[ix], &vt, tr != NULL ? NULL : key, now, tr, &fresh, &d);
+	verifier_token_free(&vt);
 	if (rc == VERIFY_OK) {
 		/* only this thread holds fresh yet: salting the fingerprint ties the cache entry to its issuer */
 		((identity *)fresh)->key_fp ^= salt((size_t)ix);

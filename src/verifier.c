@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "b64url.h"
 #include "cache.h"
 #include "claims.h"
 #include "flagcfg.h"
@@ -665,47 +666,91 @@ static bool maybe_distributed(const verifier *v, const cJSON *payload)
 	       cJSON_GetObjectItemCaseSensitive(payload, v->dist_claim) == NULL;
 }
 
-static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_t len, int64_t now,
-		       identity **out, const char **detail, const mapping_trace *tr, bool *transient)
+/* The payload alone, for a token whose header jwt_parse() refused: its iss still picks the authenticator first,
+ * as the API server routes a JWT by it before looking at anything else. 0, JWT_E_FORMAT/JWT_E_JSON, or
+ * JWT_E_NOMEM. */
+static int payload_only(const uint8_t *tok, size_t len, cJSON **out)
 {
-	jwt_token t;
-	const jwks_key *key = NULL;
-	cJSON *payload = NULL;
+	const uint8_t *d1 = memchr(tok, '.', len), *d2;
+	uint8_t *buf;
+	size_t n, plen = 0;
+	int rc;
+
+	if (d1 == NULL || (d2 = memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok))) == NULL)
+		return JWT_E_FORMAT;
+	n = b64url_decoded_max((size_t)(d2 - d1 - 1)) + 1;
+	if ((buf = malloc(n)) == NULL)
+		return JWT_E_NOMEM;
+	rc = b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), buf, n, &plen) != 0 ? JWT_E_FORMAT
+		: jwt_json_parse(buf, plen, out);
+	free(buf);
+	return rc;
+}
+
+int verifier_token_parse(const uint8_t *tok, size_t len, size_t max_len, verifier_token *t)
+{
 	const cJSON *iss;
+
+	memset(t, 0, sizeof(*t));
+	t->bytes = tok;
+	t->len = len;
+	t->jwt_rc = jwt_parse(tok, len, max_len, &t->jwt);
+	t->payload_rc = t->jwt_rc == 0 ? jwt_json_parse(t->jwt.payload, t->jwt.payload_len, &t->payload)
+		: payload_only(tok, len, &t->payload);
+	if (t->payload_rc != 0)
+		t->payload = NULL;
+	iss = cJSON_GetObjectItemCaseSensitive(t->payload, "iss");
+	if (cJSON_IsString(iss))
+		t->iss = iss->valuestring;
+	return t->payload_rc;
+}
+
+void verifier_token_free(verifier_token *t)
+{
+	if (t->jwt_rc == 0)
+		jwt_token_free(&t->jwt);
+	cJSON_Delete(t->payload);
+	memset(t, 0, sizeof(*t));
+}
+
+/* vt: parsed by verifier_token_parse(); its payload gets a resolved distributed claim added. */
+static int verify_full(verifier *v, jwks_keyset *ks, verifier_token *vt, int64_t now, identity **out,
+		       const char **detail, const mapping_trace *tr, bool *transient)
+{
+	const jwt_token *t = &vt->jwt;
+	const jwks_key *key = NULL;
+	cJSON *payload = vt->payload;
 	char kidbuf[72];
-	int rc, jrc;
+	int rc;
 	int64_t exp, claim_exp = INT64_MAX;
 
-	jrc = jwt_parse(token, len, v->max_token, &t);
-	if (jrc) {
-		*detail = jwt_strerror(jrc);
+	if (vt->jwt_rc) {
+		*detail = jwt_strerror(vt->jwt_rc);
 		mapping_tracef(tr, "token: FAIL (%s)", *detail);
-		return from_jwt(jrc);
+		return from_jwt(vt->jwt_rc);
 	}
-	mapping_tracef(tr, "header: alg=%s kid=%s%s%s", jwt_alg_name(t.alg), t.kid ? "\"" : "(none)",
-	       t.kid ? shown_kid(&t, kidbuf, sizeof(kidbuf)) : "", t.kid ? "\"" : "");
-	if (!(v->algs & JWT_ALG_BIT(t.alg))) {
+	mapping_tracef(tr, "header: alg=%s kid=%s%s%s", jwt_alg_name(t->alg), t->kid ? "\"" : "(none)",
+	       t->kid ? shown_kid(t, kidbuf, sizeof(kidbuf)) : "", t->kid ? "\"" : "");
+	if (!(v->algs & JWT_ALG_BIT(t->alg))) {
 		rc = VERIFY_E_ALG;
 		*detail = "signing algorithm not in --oidc-signing-algs";
 		mapping_tracef(tr, "algorithm: FAIL (not in --oidc-signing-algs)");
 		goto out;
 	}
-	/* Parsed once, here; nothing in it but iss is read before the signature is good. */
-	jrc = jwt_json_parse(t.payload, t.payload_len, &payload);
-	if (jrc) {
-		rc = jrc == JWT_E_NOMEM ? VERIFY_E_INTERNAL : VERIFY_E_MALFORMED;
+	/* Parsed once, by verifier_token_parse(); nothing in it but iss is read before the signature is good. */
+	if (vt->payload_rc) {
+		rc = vt->payload_rc == JWT_E_NOMEM ? VERIFY_E_INTERNAL : VERIFY_E_MALFORMED;
 		*detail = "payload is not a strict JSON object";
 		mapping_tracef(tr, "payload: FAIL (%s)", *detail);
 		goto out;
 	}
-	iss = cJSON_GetObjectItemCaseSensitive(payload, "iss");
-	if (!cJSON_IsString(iss) || strcmp(iss->valuestring, v->issuer) != 0) {
+	if (vt->iss == NULL || strcmp(vt->iss, v->issuer) != 0) {
 		rc = VERIFY_E_ISSUER;
 		*detail = "issuer mismatch";
 		mapping_tracef(tr, "issuer: FAIL (the token's iss is not %s; no key tried)", v->issuer);
 		goto out;
 	}
-	rc = check_signature(v, ks, &t, &key, detail, tr, "");
+	rc = check_signature(v, ks, t, &key, detail, tr, "");
 	if (rc)
 		goto out;
 	/* the API server checks iss, aud, exp and nbf before it resolves distributed claims: an expired token
@@ -736,8 +781,6 @@ out:
 			       (*out)->nextra && strcmp((*out)->extra[(*out)->nextra - 1].key, CREDENTIAL_ID_KEY) == 0
 			       ? "added" : "none (no usable jti)");
 	}
-	cJSON_Delete(payload);
-	jwt_token_free(&t);
 	return rc;
 }
 
@@ -753,7 +796,7 @@ static bool remember_refusal(int rc)
 
 /* verify_full() behind the refused-token memory: key is the token's SHA-256 (cache_key()), or NULL to bypass it
  * (explain reports every check). */
-static int judge(verifier *v, jwks_keyset *ks, const uint8_t *token, size_t len, const uint8_t *key, int64_t now,
+static int judge(verifier *v, jwks_keyset *ks, verifier_token *vt, const uint8_t *key, int64_t now,
 		 identity **out, const char **detail, const mapping_trace *tr)
 {
 	uint64_t serial = jwks_keyset_serial(ks);
@@ -762,7 +805,7 @@ static int judge(verifier *v, jwks_keyset *ks, const uint8_t *token, size_t len,
 
 	if (key != NULL && (rc = negcache_get(v->neg, key, serial, now, detail)) != 0)
 		return rc;
-	rc = verify_full(v, ks, token, len, now, out, detail, tr, &transient);
+	rc = verify_full(v, ks, vt, now, out, detail, tr, &transient);
 	if (key != NULL && rc != VERIFY_OK && !transient && remember_refusal(rc))
 		negcache_put(v->neg, key, serial, now, rc, *detail);
 	return rc;
@@ -775,6 +818,7 @@ int verifier_verify(verifier *v, const uint8_t *token, size_t len, int64_t now, 
 	const identity *hit;
 	identity *fresh = NULL;
 	jwks_keyset *ks;
+	verifier_token vt;
 	const char *d = NULL;
 	int rc;
 
@@ -805,7 +849,9 @@ int verifier_verify(verifier *v, const uint8_t *token, size_t len, int64_t now, 
 			identity_release(hit);
 		}
 	}
-	rc = judge(v, ks, token, len, key, now, &fresh, &d, NULL);
+	verifier_token_parse(token, len, v->max_token, &vt);
+	rc = judge(v, ks, &vt, key, now, &fresh, &d, NULL);
+	verifier_token_free(&vt);
 	jwks_keyset_release(ks);
 	if (rc == VERIFY_OK) {
 		if (v->cache != NULL)
@@ -819,9 +865,8 @@ out_nokeys:
 	return rc;
 }
 
-/* known_key: the token's cache_key() when the caller has it, else NULL (computed here unless tracing). */
-static int verify_nocache(verifier *v, const uint8_t *token, size_t len, const uint8_t *known_key, int64_t now,
-			  const identity **id, const char **detail, const mapping_trace *tr)
+int verifier_verify_token(verifier *v, verifier_token *vt, const uint8_t *known_key, int64_t now,
+			  const mapping_trace *tr, const identity **id, const char **detail)
 {
 	uint8_t key[CACHE_KEY_LEN];
 	identity *fresh = NULL;
@@ -829,10 +874,10 @@ static int verify_nocache(verifier *v, const uint8_t *token, size_t len, const u
 	const char *d = NULL;
 	int rc;
 
-	if (len > v->max_token) {
+	if (vt->len > v->max_token) {
 		rc = VERIFY_E_TOO_LARGE;
 		mapping_tracef(tr, "token: FAIL (longer than %zu bytes)", v->max_token);
-	} else if (len == 0) {
+	} else if (vt->len == 0) {
 		rc = VERIFY_E_MALFORMED;
 		mapping_tracef(tr, "token: FAIL (empty)");
 	} else if ((ks = current_keys(v)) == NULL) {
@@ -841,9 +886,8 @@ static int verify_nocache(verifier *v, const uint8_t *token, size_t len, const u
 	} else {
 		mapping_tracef(tr, "keys: %zu in the issuer's JWKS", jwks_keyset_count(ks));
 		if (tr == NULL && known_key == NULL)
-			cache_key(token, len, key);
-		rc = judge(v, ks, token, len, tr != NULL ? NULL : known_key != NULL ? known_key : key, now, &fresh, &d,
-			   tr);
+			cache_key(vt->bytes, vt->len, key);
+		rc = judge(v, ks, vt, tr != NULL ? NULL : known_key != NULL ? known_key : key, now, &fresh, &d, tr);
 		jwks_keyset_release(ks);
 		if (rc == VERIFY_OK) {
 			*id = fresh;
@@ -855,22 +899,35 @@ static int verify_nocache(verifier *v, const uint8_t *token, size_t len, const u
 	return rc;
 }
 
+/* Parses token once and verifies it uncached (verifier_verify_token). */
+static int verify_bytes(verifier *v, const uint8_t *token, size_t len, int64_t now, const mapping_trace *tr,
+			const identity **id, const char **detail)
+{
+	verifier_token vt;
+	int rc;
+
+	if (len > v->max_token || len == 0) {
+		memset(&vt, 0, sizeof(vt));
+		vt.bytes = token;
+		vt.len = len;
+		return verifier_verify_token(v, &vt, NULL, now, tr, id, detail); /* refused before any parse */
+	}
+	verifier_token_parse(token, len, v->max_token, &vt);
+	rc = verifier_verify_token(v, &vt, NULL, now, tr, id, detail);
+	verifier_token_free(&vt);
+	return rc;
+}
+
 int verifier_verify_uncached(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
 			     const char **detail)
 {
-	return verify_nocache(v, token, len, NULL, now, id, detail, NULL);
-}
-
-int verifier_verify_uncached_key(verifier *v, const uint8_t *token, size_t len, const uint8_t *key, int64_t now,
-				 const identity **id, const char **detail)
-{
-	return verify_nocache(v, token, len, key, now, id, detail, NULL);
+	return verify_bytes(v, token, len, now, NULL, id, detail);
 }
 
 int verifier_explain(verifier *v, const uint8_t *token, size_t len, int64_t now, const mapping_trace *trace,
 		     const identity **id, const char **detail)
 {
-	return verify_nocache(v, token, len, NULL, now, id, detail, trace);
+	return verify_bytes(v, token, len, now, trace, id, detail);
 }
 
 bool verifier_has_key(verifier *v, uint64_t fp)

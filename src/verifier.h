@@ -19,6 +19,7 @@
 #include "authcfg.h"
 #include "distclaims.h"
 #include "identity.h"
+#include "jwt.h"
 #include "mapping.h"
 #include "oidc.h"
 
@@ -126,14 +127,36 @@ void verifier_set_keys(verifier *v, jwks_keyset *ks);
 int verifier_verify(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
 		    const char **detail);
 bool verifier_ready(verifier *v);
-/* verifier_verify() without the cache (neither lookup nor store): the full verification. For issuers.h, which
- * keeps one cache for all its authenticators. Same contract otherwise. */
+/* verifier_verify() without the cache (neither lookup nor store): the full verification. Same contract
+ * otherwise. */
 int verifier_verify_uncached(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
 			     const char **detail);
-/* The same for a caller that already hashed the token (key: its cache_key(), 32 bytes), which the memory of
- * refused tokens is keyed on: one SHA-256 per miss, not two. */
-int verifier_verify_uncached_key(verifier *v, const uint8_t *token, size_t len, const uint8_t *key, int64_t now,
-				 const identity **id, const char **detail);
+/*
+ * A bearer token parsed once, so that the issuer pick (issuers.h) and the verification read the same parse:
+ * jwt_parse() (header, decoded payload and signature, the signing input's span) and the payload as strict JSON
+ * with its unverified "iss". When jwt_parse() refuses the header, the payload is still decoded on its own: the
+ * issuer is picked by iss before anything else is judged, as the API server does. Only iss may be read from it
+ * before the signature is good.
+ * Owns: jwt and payload (verifier_token_free()); bytes are borrowed and must outlive it. The verification may
+ * add a resolved distributed claim to payload: one verifier_token serves one verification.
+ */
+typedef struct verifier_token {
+	const uint8_t *bytes;        /* the bare JWT, borrowed */
+	size_t len;
+	int jwt_rc;                  /* jwt_parse(): 0, or why the token's form or header is refused */
+	jwt_token jwt;               /* when jwt_rc == 0 */
+	int payload_rc;              /* 0, JWT_E_FORMAT / JWT_E_JSON (not a strict JSON object), JWT_E_NOMEM */
+	cJSON *payload;              /* when payload_rc == 0 */
+	const char *iss;             /* into payload; NULL when it has no string iss */
+} verifier_token;
+/* Fills *t (always: release with verifier_token_free()); returns t->payload_rc. max_len as jwt_parse(). */
+int verifier_token_parse(const uint8_t *token, size_t len, size_t max_len, verifier_token *t);
+void verifier_token_free(verifier_token *t);
+/* verifier_verify_uncached() of a parsed token. key: its cache_key() (32 bytes) when the caller has it (the memory
+ * of refused tokens is keyed on it: one SHA-256 per miss, not two), or NULL. trace: as verifier_explain(), NULL on
+ * the hot path. For issuers.h, which keeps one cache for all its authenticators. */
+int verifier_verify_token(verifier *v, verifier_token *t, const uint8_t *key, int64_t now, const mapping_trace *trace,
+			  const identity **id, const char **detail);
 /* Whether the key with fingerprint fp (identity.key_fp) is in the current key set: a cached identity stays
  * valid only while the key that verified it is published. Any thread. */
 bool verifier_has_key(verifier *v, uint64_t fp);
