@@ -277,6 +277,18 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ---- startup ------------------------------------------------------------------------------------------------ */
 
+/* Logs why start-up stopped; returns -1 for start() to return. */
+static int start_failed(const char *msg, const char *err)
+{
+	log_line l;
+
+	log_begin(&l, LOG_LEVEL_ERROR, "start");
+	log_str(&l, "msg", msg);
+	log_str(&l, "error", err);
+	log_end(&l);
+	return -1;
+}
+
 static int start(app *a)
 {
 	verifier_config vc;
@@ -295,13 +307,8 @@ static int start(app *a)
 		 * hold does, so a slow source is reported as such, and both end well before HAProxy's SPOE timeout */
 		memset(&dcc, 0, sizeof(dcc));
 		dcc.timeout_ms = a->cfg.unknown_kid_wait_ms * 4 / 5 ? a->cfg.unknown_kid_wait_ms * 4 / 5 : 1;
-		if (distclaims_create(&dcc, &a->dc, err, sizeof(err)) != 0) {
-			log_begin(&l, LOG_LEVEL_ERROR, "start");
-			log_str(&l, "msg", "cannot start the distributed-claims fetcher");
-			log_str(&l, "error", err);
-			log_end(&l);
-			return -1;
-		}
+		if (distclaims_create(&dcc, &a->dc, err, sizeof(err)) != 0)
+			return start_failed("cannot start the distributed-claims fetcher", err);
 		vc.claims = a->dc;
 	}
 	if (a->cfg.authn_config != NULL) {
@@ -310,24 +317,15 @@ static int start(app *a)
 			log_msg(LOG_LEVEL_ERROR, "start", "out of memory");
 			return -1;
 		}
-		if (issuers_create(a->cfg.authn_config, &vc, &a->is, err, sizeof(err)) != 0) {
-			log_begin(&l, LOG_LEVEL_ERROR, "start");
-			log_str(&l, "msg", "invalid authentication configuration");
-			log_str(&l, "error", err);
-			log_end(&l);
-			return -1;
-		}
+		if (issuers_create(a->cfg.authn_config, &vc, &a->is, err, sizeof(err)) != 0)
+			return start_failed("invalid authentication configuration", err);
 		log_begin(&l, LOG_LEVEL_INFO, "start");
 		log_str(&l, "msg", "authentication configuration loaded");
 		log_str(&l, "file", a->cfg.authn_config);
 		log_uint(&l, "issuers", issuers_count(a->is));
 		log_end(&l);
 	} else if (issuers_create_flags(&vc, &a->is, err, sizeof(err)) != 0) {
-		log_begin(&l, LOG_LEVEL_ERROR, "start");
-		log_str(&l, "msg", "cannot create the verifier");
-		log_str(&l, "error", err);
-		log_end(&l);
-		return -1;
+		return start_failed("cannot create the verifier", err);
 	}
 	if (satoken_create(a->cfg.sa_token_file, &a->sa) != 0 ||
 	    metrics_create(handler_reason_names, HR_COUNT, &a->m) != 0) {
@@ -374,13 +372,8 @@ static int start(app *a)
 		tc.timeout_ms = a->cfg.tp_timeout_ms;
 		tc.cache_ttl_s = a->cfg.tp_cache_ttl_s;
 		tc.rate = a->cfg.tp_rate;
-		if (tokenreview_create(&tc, &a->rv, err, sizeof(err)) != 0) {
-			log_begin(&l, LOG_LEVEL_ERROR, "start");
-			log_str(&l, "msg", "cannot start token passthrough");
-			log_str(&l, "error", err);
-			log_end(&l);
-			return -1;
-		}
+		if (tokenreview_create(&tc, &a->rv, err, sizeof(err)) != 0)
+			return start_failed("cannot start token passthrough", err);
 		hc.reviewer = a->rv;
 	}
 	if (handler_create(&hc, &a->h) != 0) {
@@ -410,13 +403,8 @@ static int start(app *a)
 		routes.metrics = r_metrics;
 		routes.ud = a->h;
 		if (httpd_start(a->loop, a->cfg.probe_address, a->cfg.probe_port, &routes, &a->http, err,
-				sizeof(err)) != 0) {
-			log_begin(&l, LOG_LEVEL_ERROR, "start");
-			log_str(&l, "msg", "cannot listen for probes");
-			log_str(&l, "error", err);
-			log_end(&l);
-			return -1;
-		}
+				sizeof(err)) != 0)
+			return start_failed("cannot listen for probes", err);
 	}
 	if (spoa_server_start(a->srv) != 0) {
 		log_msg(LOG_LEVEL_ERROR, "start", "cannot start the SPOP workers");

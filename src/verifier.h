@@ -1,13 +1,18 @@
 /*
- * verifier.h — the identity core's one entry point: raw bearer token in, Kubernetes identity or reason out.
+ * verifier.h — one authenticator: a bearer token in, Kubernetes identity or reason out. The agent reaches it
+ * through issuers.h (the issuer pick and the one token cache, for the flags as for a file); the cached
+ * verifier_verify() serves tests, benchmarks and fuzzers.
  *
- * Owns: the OIDC provider (discovery + JWKS, see oidc.h), the claim-mapping configuration and the token cache;
- * borrows the distributed-claims fetcher (verifier_config.claims), which must outlive it.
+ * One path for every token: the authenticator is an AuthenticationConfiguration jwt[] entry (verifier_config's
+ * authn), or, without one, the --oidc-* fields turned into one exactly as the API server does (flagcfg.h); the
+ * standard checks are claims.h's, the mappings and rules mapping.h's.
+ *
+ * Owns: the OIDC provider (discovery + JWKS, see oidc.h), the compiled mapping and its own token cache (none
+ * when no_cache); borrows the distributed-claims fetcher (verifier_config.claims), which must outlive it.
  * Thread-safe: any number of worker threads call verifier_verify() at once. A cache hit allocates nothing and
  * parses nothing, but it does take two short mutexes: the provider's keys_mu, to take a reference on the current
  * key set (oidc_provider_keys), and one cache shard's mutex for the lookup (cache_get); the rest is atomic
- * reference counting. docs/internals.md lists every lock. The rules are the Kubernetes API server's OIDC
- * authenticator's (see claims.h).
+ * reference counting. docs/internals.md lists every lock.
  */
 #ifndef KOS_VERIFIER_H
 #define KOS_VERIFIER_H
@@ -38,6 +43,7 @@
 #define VERIFIER_MAX_WORK 256
 typedef struct verifier_config {
 	oidc_config oidc;               /* issuer URL, CA file, refresh policy (its on_attempt is the verifier's own) */
+	/* The --oidc-* flags, used when authn is NULL: they become its one authenticator (flagcfg.h) */
 	const char *client_id;          /* required: must appear in aud */
 	const char *username_claim;     /* NULL = "sub" */
 	const char *username_prefix;    /* NULL = unset (Kubernetes default rule), "-" = none, else literal */

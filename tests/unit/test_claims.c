@@ -306,6 +306,58 @@ static void test_many_groups_reach_the_handler(void **state)
 	free(p);
 }
 
+/* flagcfg_build: the JWTAuthenticator kube-apiserver makes of the same flags (authentication.go). */
+static void test_flagcfg_mapping(void **state)
+{
+	const char *req[3][2] = { { "hd", "old.org" }, { "tier", "gold" }, { "hd", "x.org" } };
+	flagcfg f = { .issuer_url = ISS, .client_id = "kube" };
+	authcfg_config *c = NULL;
+	char err[300] = "";
+
+	(void)state;
+	assert_int_equal(flagcfg_build(&f, &c, err, sizeof(err)), 0);
+	assert_int_equal(c->njwt, 1);
+	assert_string_equal(c->jwt[0].url, ISS);
+	assert_int_equal(c->jwt[0].naudiences, 1);
+	assert_string_equal(c->jwt[0].audiences[0], "kube");
+	assert_string_equal(c->jwt[0].username.claim, "sub");
+	assert_string_equal(c->jwt[0].username.prefix, ISS "#"); /* unset prefix, claim not email */
+	assert_null(c->jwt[0].groups.claim);
+	assert_int_equal(c->jwt[0].nclaim_rules, 0);
+	authcfg_free(c);
+
+	f.username_claim = "email";
+	f.username_prefix = "";
+	f.groups_claim = "g";
+	f.required = (const char *const (*)[2])req;
+	f.nrequired = 3;
+	assert_int_equal(flagcfg_build(&f, &c, err, sizeof(err)), 0);
+	assert_string_equal(c->jwt[0].username.prefix, "");      /* email: no default prefix */
+	assert_string_equal(c->jwt[0].groups.claim, "g");
+	assert_string_equal(c->jwt[0].groups.prefix, "");        /* --oidc-groups-prefix unset */
+	assert_int_equal(c->jwt[0].nclaim_rules, 2);              /* a Go map: hd once, its last value */
+	assert_string_equal(c->jwt[0].claim_rules[0].claim, "tier");
+	assert_string_equal(c->jwt[0].claim_rules[1].claim, "hd");
+	assert_string_equal(c->jwt[0].claim_rules[1].required_value, "x.org");
+	authcfg_free(c);
+
+	f.username_claim = "sub";
+	f.username_prefix = "-";
+	f.groups_prefix = "oidc:";
+	assert_int_equal(flagcfg_build(&f, &c, err, sizeof(err)), 0);
+	assert_string_equal(c->jwt[0].username.prefix, "");      /* "-": none */
+	assert_string_equal(c->jwt[0].groups.prefix, "oidc:");
+	authcfg_free(c);
+
+	/* the API server validates the converted flags like a file: an issuer URL with a fragment is refused */
+	f.issuer_url = ISS "#x";
+	assert_int_equal(flagcfg_build(&f, &c, err, sizeof(err)), AUTHCFG_E_INVALID);
+	assert_non_null(strstr(err, "jwt[0].issuer.url"));
+	f.issuer_url = ISS;
+	f.client_id = NULL;
+	assert_int_equal(flagcfg_build(&f, &c, err, sizeof(err)), AUTHCFG_E_INVALID);
+}
+
 /* strict JSON: what cJSON alone would let through */
 static void test_strict_json(void **state)
 {
@@ -341,7 +393,7 @@ static void test_strict_json(void **state)
 int main(void)
 {
 	const size_t npins = sizeof(pins) / sizeof(pins[0]);
-	struct CMUnitTest tests[sizeof(rows) / sizeof(rows[0]) + sizeof(pins) / sizeof(pins[0]) + 3];
+	struct CMUnitTest tests[sizeof(rows) / sizeof(rows[0]) + sizeof(pins) / sizeof(pins[0]) + 4];
 	size_t n = sizeof(rows) / sizeof(rows[0]);
 
 	memset(tests, 0, sizeof(tests));
@@ -359,6 +411,8 @@ int main(void)
 	tests[n++].test_func = test_required_claim_twice;
 	tests[n].name = "API server: thousands of groups reach the handler";
 	tests[n++].test_func = test_many_groups_reach_the_handler;
+	tests[n].name = "flagcfg: the flags as kube-apiserver's JWTAuthenticator";
+	tests[n++].test_func = test_flagcfg_mapping;
 	tests[n].name = "strict JSON";
 	tests[n].test_func = test_strict_json;
 	return _cmocka_run_group_tests("claims", tests, n + 1, setup, teardown);
