@@ -51,6 +51,8 @@ struct issuers {
 	atomic_uint_fast64_t reload_ok, reload_failed;
 	atomic_int_fast64_t last_reload_time; /* unix seconds of the last reload's outcome, 0 = none yet */
 	atomic_int last_reload_ok;            /* 1 when that outcome was a swap, 0 when the file was refused */
+	bool static_keys;                     /* issuers_create_flags_with_keys: no provider, keys given */
+	jwks_keyset *first_keys;              /* ... the first of them (borrowed, during creation only) */
 };
 
 /* Which authenticator last answered "unknown key id" on this thread (for issuers_refresh_soon). */
@@ -143,10 +145,10 @@ static int set_build(issuers *h, iset **out, char *err, size_t errlen)
 		verifier_config vc = h->tmpl;
 
 		vc.authn = NULL;
-		vc.no_cache = true;
 		vc.claims_peer = set_peer;
 		vc.claims_peer_ud = s;
-		if (verifier_create(&vc, &s->v[0], err, errlen) != 0)
+		if ((h->static_keys ? verifier_create_with_keys(&vc, h->first_keys, &s->v[0], err, errlen)
+				    : verifier_create(&vc, &s->v[0], err, errlen)) != 0)
 			goto fail;
 		s->n = 1;
 	}
@@ -163,7 +165,6 @@ static int set_build(issuers *h, iset **out, char *err, size_t errlen)
 		vc.username_claim = vc.username_prefix = vc.groups_claim = vc.groups_prefix = NULL;
 		vc.nrequired_claims = 0;
 		vc.authn = is;
-		vc.no_cache = true;
 		vc.claims_peer = set_peer;
 		vc.claims_peer_ud = s;
 		if (verifier_create(&vc, &s->v[i], e, sizeof(e)) != 0) {
@@ -179,7 +180,8 @@ fail:
 	return -1;
 }
 
-static int create(const char *path, const verifier_config *tmpl, issuers **out, char *err, size_t errlen)
+static int create(const char *path, const verifier_config *tmpl, bool static_keys, jwks_keyset *ks, issuers **out,
+		  char *err, size_t errlen)
 {
 	issuers *h = calloc(1, sizeof(*h));
 
@@ -193,6 +195,8 @@ static int create(const char *path, const verifier_config *tmpl, issuers **out, 
 	}
 	h->tmpl = *tmpl;
 	h->tmpl.signing_algs = h->algs;
+	h->static_keys = static_keys;
+	h->first_keys = ks;
 	pthread_mutex_init(&h->mu, NULL);
 	atomic_init(&h->reload_ok, 0);
 	atomic_init(&h->reload_failed, 0);
@@ -206,19 +210,27 @@ static int create(const char *path, const verifier_config *tmpl, issuers **out, 
 		return -1;
 	}
 	h->cur->gen = ++h->next_gen;
+	h->first_keys = NULL;
 	*out = h;
 	return 0;
 }
 
 int issuers_create(const char *path, const verifier_config *tmpl, issuers **out, char *err, size_t errlen)
 {
-	return create(path, tmpl, out, err, errlen);
+	return create(path, tmpl, false, NULL, out, err, errlen);
 }
 
 int issuers_create_flags(const verifier_config *tmpl, issuers **out, char *err, size_t errlen)
 {
-	return create(NULL, tmpl, out, err, errlen);
+	return create(NULL, tmpl, false, NULL, out, err, errlen);
 }
+
+int issuers_create_flags_with_keys(const verifier_config *tmpl, jwks_keyset *ks, issuers **out, char *err,
+				   size_t errlen)
+{
+	return create(NULL, tmpl, true, ks, out, err, errlen);
+}
+
 
 /* Appends ", "-separated url to buf (truncated with "..." when full). */
 static void list_add(char *buf, size_t cap, const char *url)
@@ -617,6 +629,15 @@ void issuers_cache_stats(issuers *h, verifier_cache_stats *out)
 		out->negative_hits += vs.negative_hits;
 		out->work_refusals += vs.work_refusals;
 	}
+	release(s);
+}
+
+void issuers_set_keys(issuers *h, jwks_keyset *ks)
+{
+	iset *s = acquire(h);
+
+	for (size_t i = 0; i < s->n; i++)
+		verifier_set_keys(s->v[i], ks);
 	release(s);
 }
 

@@ -46,6 +46,12 @@ int issuers_create(const char *path, const verifier_config *tmpl, issuers **out,
  * this module's issuer pick and its one cache. tmpl's strings are read during the call only. There is no file:
  * issuers_reload() refuses. 0, or -1 with one line in err. */
 int issuers_create_flags(const verifier_config *tmpl, issuers **out, char *err, size_t errlen);
+/* For unit tests, benchmarks and fuzzers (no network, no thread): the same, but the authenticator's keys come
+ * from the caller (verifier_create_with_keys; ks may be NULL), and issuers_set_keys() swaps them (a rotation;
+ * every authenticator of the current set gets ks). Any thread. */
+int issuers_create_flags_with_keys(const verifier_config *tmpl, jwks_keyset *ks, issuers **out, char *err,
+				   size_t errlen);
+void issuers_set_keys(issuers *s, jwks_keyset *ks);
 /* A pending set is swapped in after this long even when an issuer that has keys now has none in it yet (a new
  * CA that does not verify the issuer, say): the file is valid, and the API server would serve it too. */
 #define ISSUERS_PENDING_MAX_MS 15000

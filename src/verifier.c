@@ -1,13 +1,13 @@
 /*
- * verifier.c — token in, identity or reason out: cache, then JWS + JWKS + claim rules (see verifier.h).
+ * verifier.c — one authenticator: a parsed token in, identity or reason out: JWS + JWKS + claim rules (see
+ * verifier.h). The token cache in front of it is issuers.c's.
  *
- * Order on a miss: size cap, parse, alg allow-list, the unverified iss (the API server routes a JWT by it before
+ * Order: size cap, parse (verifier_token_parse, once, by the caller), alg allow-list, the unverified iss (the API server routes a JWT by it before
  * any signature work: another issuer's token costs no verification and never a refresh), key lookup (unknown
  * kid → refresh request), signature (against each key the kid names that fits the alg; every key fitting the alg
  * when there is no kid), and only then the claims are read: iss, aud, exp, nbf, then — when the mapped groups
  * claim is distributed (distclaims.h) — the claims source's answer, verified as a JWT and added to the claims,
- * then the mapping. A cache hit is SHA-256 of the token, one shard lookup, and a check that the key which
- * verified the token is still in the JWKS.
+ * then the mapping.
  */
 #include "verifier.h"
 
@@ -41,7 +41,6 @@ struct verifier {
 	size_t ca_pem_len;
 	unsigned algs;
 	size_t max_token;
-	cache *cache;
 	negcache *neg;                /* recently refused tokens (every verifier has one, the cache-less ones too) */
 	atomic_uint_fast64_t work_refusals;
 	oidc_provider *prov;          /* NULL for verifier_create_with_keys */
@@ -94,7 +93,6 @@ static void verifier_free(verifier *v)
 		return;
 	if (v->prov)
 		oidc_provider_stop(v->prov);
-	cache_destroy(v->cache);
 	negcache_destroy(v->neg);
 	jwks_keyset_release(v->keys);
 	mapping_free(v->map);
@@ -208,16 +206,6 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 	if (mapping_compile(authn, &v->map, err, errlen) != 0)
 		goto out;
 	v->max_token = cfg->max_token_bytes ? cfg->max_token_bytes : JWT_DEFAULT_MAX_BYTES;
-	if (!cfg->no_cache) {
-		size_t entries = cfg->cache_entries ? cfg->cache_entries : 65536;
-		size_t max_bytes = cfg->cache_max_bytes ? cfg->cache_max_bytes : VERIFIER_CACHE_MAX_BYTES;
-
-		if (cache_table_bytes(entries) > max_bytes)
-			FAIL("--cache-entries %zu needs %zu bytes of table, more than --cache-max-bytes %zu", entries,
-			     cache_table_bytes(entries), max_bytes);
-		if (cache_create(entries, max_bytes, cfg->cache_ttl_s ? cfg->cache_ttl_s : 600, &v->cache) != 0)
-			FAIL("cannot allocate the token cache");
-	}
 	if (negcache_create(&v->neg) != 0)
 		FAIL("out of memory");
 	authcfg_free(flags);
@@ -811,60 +799,6 @@ static int judge(verifier *v, jwks_keyset *ks, verifier_token *vt, const uint8_t
 	return rc;
 }
 
-int verifier_verify(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
-		    const char **detail)
-{
-	uint8_t key[CACHE_KEY_LEN];
-	const identity *hit;
-	identity *fresh = NULL;
-	jwks_keyset *ks;
-	verifier_token vt;
-	const char *d = NULL;
-	int rc;
-
-	if (len > v->max_token) {
-		rc = VERIFY_E_TOO_LARGE;
-		goto out_nokeys;
-	}
-	if (len == 0) {
-		rc = VERIFY_E_MALFORMED;
-		goto out_nokeys;
-	}
-	ks = current_keys(v);
-	if (!ks) {
-		rc = VERIFY_E_NOT_READY;
-		goto out_nokeys;
-	}
-	cache_key(token, len, key);
-	if (v->cache != NULL) {
-		hit = cache_get(v->cache, key, now);
-		if (hit) {
-			if (jwks_has_fp(ks, hit->key_fp)) {
-				jwks_keyset_release(ks);
-				*id = hit;
-				return VERIFY_OK;
-			}
-			/* the key that verified this token left the JWKS: forget it and judge the token afresh */
-			cache_drop(v->cache, key);
-			identity_release(hit);
-		}
-	}
-	verifier_token_parse(token, len, v->max_token, &vt);
-	rc = judge(v, ks, &vt, key, now, &fresh, &d, NULL);
-	verifier_token_free(&vt);
-	jwks_keyset_release(ks);
-	if (rc == VERIFY_OK) {
-		if (v->cache != NULL)
-			cache_put(v->cache, key, fresh, now);
-		*id = fresh;
-		return VERIFY_OK;
-	}
-out_nokeys:
-	if (detail)
-		*detail = d ? d : verifier_reason(rc);
-	return rc;
-}
-
 int verifier_verify_token(verifier *v, verifier_token *vt, const uint8_t *known_key, int64_t now,
 			  const mapping_trace *tr, const identity **id, const char **detail)
 {
@@ -970,16 +904,7 @@ void verifier_status(verifier *v, oidc_status *out)
 
 void verifier_cache_stats_get(verifier *v, verifier_cache_stats *out)
 {
-	cache_stats st;
-
-	memset(&st, 0, sizeof(st));
-	if (v->cache != NULL)
-		cache_stats_get(v->cache, &st);
-	out->hits = st.hits;
-	out->misses = st.misses;
-	out->evictions = st.evictions;
-	out->size = st.size;
-	out->bytes = st.bytes;
+	memset(out, 0, sizeof(*out)); /* the token cache is the issuer set's (issuers_cache_stats) */
 	out->refresh_requests = atomic_load_explicit(&v->refresh_requests, memory_order_relaxed);
 	out->negative_hits = negcache_hits(v->neg);
 	out->work_refusals = atomic_load_explicit(&v->work_refusals, memory_order_relaxed);
