@@ -79,7 +79,8 @@ void issuers_reap(issuers *s);
 /* Waits for every replaced set to be unused, then frees everything. The workers must be gone. */
 void issuers_destroy(issuers *s);
 
-/* verifier_verify() for the whole set (see the top of this file). Any thread. */
+/* Verifies token[0..len) (the bare JWT) at time now: the cache, else the authenticator its iss picks (see the
+ * top of this file and verifier_verify_uncached() for the contract of id and detail). Any thread. */
 int issuers_verify(issuers *s, const uint8_t *token, size_t len, int64_t now, const identity **id,
 		   const char **detail);
 /* The same, uncached, with every check reported to trace (for explain): the issuer chosen, then

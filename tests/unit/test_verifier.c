@@ -192,6 +192,27 @@ static void test_bad_config(void **state)
 	}
 }
 
+/* The issuer is picked by the unverified iss before the header is judged (the API server routes a JWT by its iss;
+ * a file's tokens were judged so already): an alg-none token of another issuer is "issuer mismatch", of ours
+ * "signing algorithm not allowed". With the flags before the one path, both were the latter. */
+static void test_issuer_picked_before_header(void **state)
+{
+	verifier_config c = base_cfg();
+	jwks_keyset *ks = fix_keys();
+	issuers *v = make(&c, ks);
+	const identity *id = NULL;
+	const char *d = NULL;
+
+	(void)state;
+	assert_int_equal(verify_str(v, "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL290aGVyLmV4YW1wbGUiLCJzdWIiOiJhIn0.",
+				    FIX_NOW, &id, &d), VERIFY_E_ISSUER);
+	assert_string_equal(d, "unknown issuer");
+	assert_int_equal(verify_str(v, "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwic3ViIjoiYSJ9.",
+				    FIX_NOW, &id, &d), VERIFY_E_ALG);
+	issuers_destroy(v);
+	jwks_keyset_release(ks);
+}
+
 static void test_not_ready(void **state)
 {
 	verifier_config c = base_cfg();
@@ -204,6 +225,10 @@ static void test_not_ready(void **state)
 	assert_false(issuers_ready(v));
 	assert_int_equal(verify_str(v, find_token("good_RS256"), FIX_NOW, &id, &d), VERIFY_E_NOT_READY);
 	assert_string_equal(d, "issuer keys not loaded");
+	/* the issuer is picked first, as with a file and in the API server: another issuer's token is not ours to
+	 * answer 503 for (with the flags, before the one path, this was VERIFY_E_NOT_READY) */
+	assert_int_equal(verify_str(v, find_token("wrong_issuer"), FIX_NOW, &id, &d), VERIFY_E_ISSUER);
+	assert_string_equal(d, "unknown issuer");
 	ks = fix_keys();
 	issuers_set_keys(v, ks);
 	jwks_keyset_release(ks);
@@ -847,6 +872,7 @@ int main(void)
 		cmocka_unit_test(test_default_alg_list),
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_not_ready),
+		cmocka_unit_test(test_issuer_picked_before_header),
 		cmocka_unit_test(test_unknown_kid_requests_refresh),
 		cmocka_unit_test(test_unknown_kid_of_another_issuer),
 		cmocka_unit_test(test_foreign_issuer_before_any_key),
