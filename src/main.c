@@ -474,6 +474,20 @@ static int check_authn_config(const config *c, char *err, size_t errlen)
 	return rc == 0 ? 0 : -1;
 }
 
+/* --check-config with the --oidc-* flags: their one-issuer configuration is built and validated as at start-up
+ * (flagcfg.h), without its provider (no network). */
+static int check_flags_config(const config *c, char *err, size_t errlen)
+{
+	verifier_config vc;
+	issuers *is = NULL;
+
+	explain_verifier_config(c, &vc);
+	if (issuers_create_flags_with_keys(&vc, NULL, &is, err, errlen) != 0)
+		return -1;
+	issuers_destroy(is);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	app a;
@@ -504,6 +518,8 @@ int main(int argc, char **argv)
 		rc = config_check_files(&a.cfg, err, sizeof(err));
 		if (rc == 0 && a.cfg.authn_config != NULL)
 			rc = check_authn_config(&a.cfg, err, sizeof(err));
+		else if (rc == 0)
+			rc = check_flags_config(&a.cfg, err, sizeof(err));
 		if (rc != 0)
 			fprintf(stderr, "kube-oidc-spoa: %s\n", err);
 		else

@@ -349,10 +349,14 @@ static void test_flagcfg_mapping(void **state)
 	assert_string_equal(c->jwt[0].groups.prefix, "oidc:");
 	authcfg_free(c);
 
-	/* the API server validates the converted flags like a file: an issuer URL with a fragment is refused */
+	/* the API server validates the converted flags like a file: an issuer URL with a fragment, or with user info
+	 * (which --oidc-issuer-url's own check let through before), is refused */
 	f.issuer_url = ISS "#x";
 	assert_int_equal(flagcfg_build(&f, &c, err, sizeof(err)), AUTHCFG_E_INVALID);
 	assert_non_null(strstr(err, "jwt[0].issuer.url"));
+	f.issuer_url = "https://u@issuer.example";
+	assert_int_equal(flagcfg_build(&f, &c, err, sizeof(err)), AUTHCFG_E_INVALID);
+	assert_non_null(strstr(err, "username or password"));
 	f.issuer_url = ISS;
 	f.client_id = NULL;
 	assert_int_equal(flagcfg_build(&f, &c, err, sizeof(err)), AUTHCFG_E_INVALID);
