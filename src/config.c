@@ -365,9 +365,9 @@ static int check_algs(const char *s, char *why, size_t whylen)
 				ok = true;
 		if (!ok) {
 			if (n >= 2 && (strncasecmp(p, "HS", 2) == 0 || (n == 4 && strncasecmp(p, "none", 4) == 0)))
-				seterr(why, whylen, "\"%.*s\" is never accepted for OIDC ID tokens", (int)(n > 16 ? 16 : n), p);
+				kx_seterr(why, whylen, "\"%.*s\" is never accepted for OIDC ID tokens", (int)(n > 16 ? 16 : n), p);
 			else
-				seterr(why, whylen, "unknown algorithm \"%.*s\" (allowed: RS256 RS384 RS512 PS256 PS384 "
+				kx_seterr(why, whylen, "unknown algorithm \"%.*s\" (allowed: RS256 RS384 RS512 PS256 PS384 "
 				       "PS512 ES256 ES384 ES512 EdDSA)", (int)(n > 16 ? 16 : n), p);
 			return -1;
 		}
@@ -382,16 +382,16 @@ static int check_url(const char *s, char *why, size_t whylen)
 	const char *host;
 
 	if (strncmp(s, "https://", 8) != 0) {
-		seterr(why, whylen, "must be an https:// URL");
+		kx_seterr(why, whylen, "must be an https:// URL");
 		return -1;
 	}
 	host = s + 8;
 	if (*host == '\0' || *host == '/' || *host == ':' || *host == '?' || *host == '#') {
-		seterr(why, whylen, "has no host");
+		kx_seterr(why, whylen, "has no host");
 		return -1;
 	}
 	if (strpbrk(s, " ?#") != NULL) {
-		seterr(why, whylen, "must not contain spaces, a query or a fragment");
+		kx_seterr(why, whylen, "must not contain spaces, a query or a fragment");
 		return -1;
 	}
 	return 0;
@@ -424,7 +424,7 @@ static int check_loopback(const char *host, size_t len, bool v6, char *why, size
 	if (loop)
 		return 0;
 refuse:
-	seterr(why, whylen, "SPOP is unauthenticated and the agent's answers carry the service-account token, so it "
+	kx_seterr(why, whylen, "SPOP is unauthenticated and the agent's answers carry the service-account token, so it "
 	       "listens only on loopback (127.0.0.0/8, [::1]) or a unix socket: run it beside HAProxy (a sidecar), "
 	       "see SECURITY.md");
 	return -1;
@@ -439,7 +439,7 @@ static int check_listen(const char *s, char *why, size_t whylen)
 		size_t n = strlen(s + 5);
 
 		if (n == 0 || n >= 108) {
-			seterr(why, whylen, "unix socket path must be 1..107 bytes");
+			kx_seterr(why, whylen, "unix socket path must be 1..107 bytes");
 			return -1;
 		}
 		return 0;
@@ -450,29 +450,29 @@ static int check_listen(const char *s, char *why, size_t whylen)
 		unsigned char buf[16];
 
 		if (close == NULL || close[1] != ':' || (size_t)(close - s - 1) >= sizeof(ip)) {
-			seterr(why, whylen, "expected [IPV6]:PORT");
+			kx_seterr(why, whylen, "expected [IPV6]:PORT");
 			return -1;
 		}
 		memcpy(ip, s + 1, (size_t)(close - s - 1));
 		ip[close - s - 1] = '\0';
 		if (inet_pton(AF_INET6, ip, buf) != 1) {
-			seterr(why, whylen, "\"%s\" is not an IPv6 address", ip);
+			kx_seterr(why, whylen, "\"%s\" is not an IPv6 address", ip);
 			return -1;
 		}
 		colon = close + 1;
 	} else {
 		colon = strrchr(s, ':');
 		if (colon == NULL) {
-			seterr(why, whylen, "expected HOST:PORT, :PORT or unix:/PATH");
+			kx_seterr(why, whylen, "expected HOST:PORT, :PORT or unix:/PATH");
 			return -1;
 		}
 		if (memchr(s, ':', (size_t)(colon - s)) != NULL) {
-			seterr(why, whylen, "put an IPv6 address in brackets: [IPV6]:PORT");
+			kx_seterr(why, whylen, "put an IPv6 address in brackets: [IPV6]:PORT");
 			return -1;
 		}
 	}
 	if (parse_ull(colon + 1, &port) != 0 || port > 65535) {
-		seterr(why, whylen, "port must be 0..65535");
+		kx_seterr(why, whylen, "port must be 0..65535");
 		return -1;
 	}
 	if (s[0] == '[')
@@ -509,7 +509,7 @@ static int list_add(char **v, size_t *n, const char *s, char *why, size_t whylen
 		size_t len = c ? (size_t)(c - p) : strlen(p), i;
 
 		if (len == 0) {
-			seterr(why, whylen, "empty value in the list");
+			kx_seterr(why, whylen, "empty value in the list");
 			return CONFIG_E_USAGE;
 		}
 		for (i = 0; i < *n; i++)
@@ -517,7 +517,7 @@ static int list_add(char **v, size_t *n, const char *s, char *why, size_t whylen
 				break;
 		if (i == *n) {
 			if (*n == CONFIG_MAX_KV) {
-				seterr(why, whylen, "more than %d entries", CONFIG_MAX_KV);
+				kx_seterr(why, whylen, "more than %d entries", CONFIG_MAX_KV);
 				return CONFIG_E_USAGE;
 			}
 			v[i] = strndup(p, len);
@@ -537,7 +537,7 @@ static int kv_add(config_kv *kv, size_t *n, const char *s, char *why, size_t why
 	const char *p = s;
 
 	if (*s == '\0') {
-		seterr(why, whylen, "expected KEY=VALUE");
+		kx_seterr(why, whylen, "expected KEY=VALUE");
 		return CONFIG_E_USAGE;
 	}
 	for (;;) {
@@ -548,7 +548,7 @@ static int kv_add(config_kv *kv, size_t *n, const char *s, char *why, size_t why
 		char *k, *v;
 
 		if (eq == NULL || eq == p) {
-			seterr(why, whylen, "expected KEY=VALUE, got \"%.*s\"", (int)(len > 64 ? 64 : len), p);
+			kx_seterr(why, whylen, "expected KEY=VALUE, got \"%.*s\"", (int)(len > 64 ? 64 : len), p);
 			return CONFIG_E_USAGE;
 		}
 		klen = (size_t)(eq - p);
@@ -566,7 +566,7 @@ static int kv_add(config_kv *kv, size_t *n, const char *s, char *why, size_t why
 			if (*n == CONFIG_MAX_KV) {
 				free(k);
 				free(v);
-				seterr(why, whylen, "more than %d entries", CONFIG_MAX_KV);
+				kx_seterr(why, whylen, "more than %d entries", CONFIG_MAX_KV);
 				return CONFIG_E_USAGE;
 			}
 			kv[i].key = k;
@@ -602,11 +602,11 @@ static int apply(config *c, const opt *o, const char *v, const char *src, char *
 	int rc;
 
 	if (strlen(v) > CONFIG_MAX_ARG_BYTES) {
-		seterr(err, errlen, "%s: value longer than %d bytes", src, CONFIG_MAX_ARG_BYTES);
+		kx_seterr(err, errlen, "%s: value longer than %d bytes", src, CONFIG_MAX_ARG_BYTES);
 		return CONFIG_E_USAGE;
 	}
 	if (has_ctl(v)) {
-		seterr(err, errlen, "%s: value contains control characters", src);
+		kx_seterr(err, errlen, "%s: value contains control characters", src);
 		return CONFIG_E_USAGE;
 	}
 	switch (o->kind) {
@@ -616,7 +616,7 @@ static int apply(config *c, const opt *o, const char *v, const char *src, char *
 	case K_LISTEN:
 	case K_IPADDR:
 		if (*v == '\0') {
-			seterr(err, errlen, "%s: must not be empty", src);
+			kx_seterr(err, errlen, "%s: must not be empty", src);
 			return CONFIG_E_USAGE;
 		}
 		if (o->kind == K_URL && check_url(v, why, sizeof(why)) != 0)
@@ -629,7 +629,7 @@ static int apply(config *c, const opt *o, const char *v, const char *src, char *
 			unsigned char buf[16];
 
 			if (inet_pton(AF_INET, v, buf) != 1 && inet_pton(AF_INET6, v, buf) != 1) {
-				seterr(why, sizeof(why), "must be an IPv4 or IPv6 address");
+				kx_seterr(why, sizeof(why), "must be an IPv4 or IPv6 address");
 				goto bad;
 			}
 		}
@@ -640,7 +640,7 @@ static int apply(config *c, const opt *o, const char *v, const char *src, char *
 		bool b;
 
 		if (parse_bool(v, &b) != 0) {
-			seterr(why, sizeof(why), "must be true or false");
+			kx_seterr(why, sizeof(why), "must be true or false");
 			goto bad;
 		}
 		*(bool *)((char *)c + o->off) = b;
@@ -649,7 +649,7 @@ static int apply(config *c, const opt *o, const char *v, const char *src, char *
 	case K_UINT:
 	case K_SIZE:
 		if (parse_ull(v, &n) != 0 || n < o->min || n > o->max) {
-			seterr(why, sizeof(why), "must be a number in %llu..%llu", o->min, o->max);
+			kx_seterr(why, sizeof(why), "must be a number in %llu..%llu", o->min, o->max);
 			goto bad;
 		}
 		if (o->kind == K_UINT)
@@ -661,7 +661,7 @@ static int apply(config *c, const opt *o, const char *v, const char *src, char *
 		unsigned d;
 
 		if (config_parse_duration(v, &d) != 0 || d < o->min || d > o->max) {
-			seterr(why, sizeof(why), "must be a duration in %llus..%llus (e.g. 600s, 10m, 1h)", o->min,
+			kx_seterr(why, sizeof(why), "must be a duration in %llus..%llus (e.g. 600s, 10m, 1h)", o->min,
 			       o->max);
 			goto bad;
 		}
@@ -672,7 +672,7 @@ static int apply(config *c, const opt *o, const char *v, const char *src, char *
 		enum log_level l;
 
 		if (log_level_parse(v, &l) != 0) {
-			seterr(why, sizeof(why), "must be error, warn, info or debug");
+			kx_seterr(why, sizeof(why), "must be error, warn, info or debug");
 			goto bad;
 		}
 		*(enum log_level *)((char *)c + o->off) = l;
@@ -693,7 +693,7 @@ static int apply(config *c, const opt *o, const char *v, const char *src, char *
 	}
 	return CONFIG_OK;
 bad:
-	seterr(err, errlen, "%s: %s", src, why);
+	kx_seterr(err, errlen, "%s: %s", src, why);
 	return CONFIG_E_USAGE;
 }
 
@@ -772,13 +772,13 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 			const char *lng = a[0] == '-' && a[1] != '\0' && (a[2] == '\0' || a[2] == '=') ? shorthand(a[1]) : NULL;
 
 			if (lng != NULL)
-				seterr(err, errlen, "-%c is kube-oidc-proxy's shorthand for --%s: spell it --%s here", a[1], lng,
+				kx_seterr(err, errlen, "-%c is kube-oidc-proxy's shorthand for --%s: spell it --%s here", a[1], lng,
 				       lng);
 			else if (a[0] == '-' && a[1] != '-' && a[1] != '\0')
-				seterr(err, errlen, "unknown flag %s (flags are spelled --name, see --help)",
+				kx_seterr(err, errlen, "unknown flag %s (flags are spelled --name, see --help)",
 				       shown(a, 64, sh, sizeof(sh)));
 			else
-				seterr(err, errlen, "unexpected argument \"%s\" (see --help)", shown(a, 64, sh, sizeof(sh)));
+				kx_seterr(err, errlen, "unexpected argument \"%s\" (see --help)", shown(a, 64, sh, sizeof(sh)));
 			rc = CONFIG_E_USAGE;
 			goto out;
 		}
@@ -789,23 +789,23 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 		if (o == NULL) {
 			for (size_t k = 0; k < sizeof(replaced) / sizeof(replaced[0]); k++) {
 				if (strlen(replaced[k].name) == nlen && memcmp(replaced[k].name, name, nlen) == 0) {
-					seterr(err, errlen, "--%s is a kube-oidc-proxy flag with no meaning here: %s",
+					kx_seterr(err, errlen, "--%s is a kube-oidc-proxy flag with no meaning here: %s",
 					       replaced[k].name, replaced[k].instead);
 					rc = CONFIG_E_USAGE;
 					goto out;
 				}
 			}
 			if (nlen > 6 && strncmp(name, "audit-", 6) == 0)
-				seterr(err, errlen, "--%s is a kube-oidc-proxy flag with no meaning here: use HAProxy's "
+				kx_seterr(err, errlen, "--%s is a kube-oidc-proxy flag with no meaning here: use HAProxy's "
 				       "logs and the agent's JSON logs", shown(name, nlen > 64 ? 64 : nlen, sh, sizeof(sh)));
 			else
-				seterr(err, errlen, "unknown flag --%s (see --help)",
+				kx_seterr(err, errlen, "unknown flag --%s (see --help)",
 				       shown(name, nlen > 64 ? 64 : nlen, sh, sizeof(sh)));
 			rc = CONFIG_E_USAGE;
 			goto out;
 		}
 		if (o->kind == K_ACTION) {
-			seterr(err, errlen, "--%s takes no value", o->name);
+			kx_seterr(err, errlen, "--%s takes no value", o->name);
 			rc = CONFIG_E_USAGE;
 			goto out;
 		}
@@ -817,7 +817,7 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 		} else if (i + 1 < argc) {
 			val = argv[++i];
 		} else {
-			seterr(err, errlen, "--%s needs a value (%s)", o->name, o->arg ? o->arg : "VALUE");
+			kx_seterr(err, errlen, "--%s needs a value (%s)", o->name, o->arg ? o->arg : "VALUE");
 			rc = CONFIG_E_USAGE;
 			goto out;
 		}
@@ -861,7 +861,7 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 			const opt *o = find_opt(excl[k], strlen(excl[k]));
 
 			if (o != NULL && given[o - opts]) {
-				seterr(err, errlen, "--authentication-config and --%s (or %s) are mutually exclusive: "
+				kx_seterr(err, errlen, "--authentication-config and --%s (or %s) are mutually exclusive: "
 				       "the configuration file defines the issuers, audiences and claim mappings",
 				       o->name, o->env);
 				rc = CONFIG_E_USAGE;
@@ -881,12 +881,12 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 			}
 		}
 	} else if (c.issuer_url == NULL) {
-		seterr(err, errlen, "--oidc-issuer-url is required (or KOS_OIDC_ISSUER_URL)");
+		kx_seterr(err, errlen, "--oidc-issuer-url is required (or KOS_OIDC_ISSUER_URL)");
 		rc = CONFIG_E_USAGE;
 		goto out;
 	}
 	if (c.authn_config == NULL && c.client_id == NULL) {
-		seterr(err, errlen, "--oidc-client-id is required (or KOS_OIDC_CLIENT_ID)");
+		kx_seterr(err, errlen, "--oidc-client-id is required (or KOS_OIDC_CLIENT_ID)");
 		rc = CONFIG_E_USAGE;
 		goto out;
 	}
@@ -899,13 +899,13 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 			*k = (char)tolower((unsigned char)*k);
 		/* the same rule as a token's values: a header must carry it unchanged (identity.h) */
 		if (why != NULL) {
-			seterr(err, errlen, "--extra-user-headers: the value of %s: %s (an HTTP header cannot carry it "
+			kx_seterr(err, errlen, "--extra-user-headers: the value of %s: %s (an HTTP header cannot carry it "
 			       "unchanged)", c.extra_headers[i].key, why);
 			rc = CONFIG_E_USAGE;
 			goto out;
 		}
 		if (strcasecmp(c.extra_headers[i].key, "remote-client-ip") == 0 && c.extra_client_ip) {
-			seterr(err, errlen, "--extra-user-headers: key remote-client-ip clashes with "
+			kx_seterr(err, errlen, "--extra-user-headers: key remote-client-ip clashes with "
 			       "--extra-user-header-client-ip");
 			rc = CONFIG_E_USAGE;
 			goto out;
@@ -918,7 +918,7 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 		char sh[72];
 
 		if (r != 0 || caddr_list_add(&c.trusted, &net) != 0) {
-			seterr(err, errlen, "--trusted-proxies: \"%s\" %s", shown(t, 64, sh, sizeof(sh)),
+			kx_seterr(err, errlen, "--trusted-proxies: \"%s\" %s", shown(t, 64, sh, sizeof(sh)),
 			       r == CADDR_E_HOSTBITS ? "has host bits set (write the network address, e.g. 10.0.0.0/8)"
 						     : "is not an IPv4 or IPv6 address or CIDR");
 			rc = CONFIG_E_USAGE;
@@ -927,7 +927,7 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 	}
 	/* kube-oidc-proxy refuses the same combination: without impersonation there is no header to carry them */
 	if (c.disable_impersonation && (c.extra_client_ip || c.nextra_headers > 0 || c.credential_id_extra)) {
-		seterr(err, errlen, "--disable-impersonation forwards the client's own credential: it cannot carry "
+		kx_seterr(err, errlen, "--disable-impersonation forwards the client's own credential: it cannot carry "
 		       "extras (--extra-user-header-client-ip, --extra-user-headers, --credential-id-extra)");
 		rc = CONFIG_E_USAGE;
 		goto out;
@@ -935,19 +935,19 @@ int config_parse(int argc, char *const *argv, char *const *envp, config *out, ch
 	/* the two answer impersonation headers in opposite ways: forwarding an authorized impersonated identity needs
 	 * Impersonate-* and the service-account token, which --disable-impersonation promises never to send */
 	if (c.disable_impersonation && c.allow_client_imp) {
-		seterr(err, errlen, "--disable-impersonation forwards the client's own credential without impersonation: "
+		kx_seterr(err, errlen, "--disable-impersonation forwards the client's own credential without impersonation: "
 		       "it cannot be combined with --allow-client-impersonation");
 		rc = CONFIG_E_USAGE;
 		goto out;
 	}
 	if (cache_table_bytes(c.cache_entries) > c.cache_max_bytes) {
-		seterr(err, errlen, "--cache-entries %zu needs %zu bytes of table, more than --cache-max-bytes %zu",
+		kx_seterr(err, errlen, "--cache-entries %zu needs %zu bytes of table, more than --cache-max-bytes %zu",
 		       c.cache_entries, cache_table_bytes(c.cache_entries), c.cache_max_bytes);
 		rc = CONFIG_E_USAGE;
 		goto out;
 	}
 	if (c.retry_min_ms > c.retry_max_ms) {
-		seterr(err, errlen, "--oidc-retry-min-ms %u is above --oidc-retry-max-ms %u", c.retry_min_ms,
+		kx_seterr(err, errlen, "--oidc-retry-min-ms %u is above --oidc-retry-max-ms %u", c.retry_min_ms,
 		       c.retry_max_ms);
 		rc = CONFIG_E_USAGE;
 		goto out;
@@ -965,16 +965,16 @@ static int check_readable(const char *what, const char *path, bool need_content,
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
 	if (fd < 0) {
-		seterr(err, errlen, "%s %s: %s", what, path, strerror(errno));
+		kx_seterr(err, errlen, "%s %s: %s", what, path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		seterr(err, errlen, "%s %s: not a regular file", what, path);
+		kx_seterr(err, errlen, "%s %s: not a regular file", what, path);
 		close(fd);
 		return -1;
 	}
 	if (need_content && st.st_size == 0) {
-		seterr(err, errlen, "%s %s: empty", what, path);
+		kx_seterr(err, errlen, "%s %s: empty", what, path);
 		close(fd);
 		return -1;
 	}

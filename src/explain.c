@@ -106,7 +106,6 @@ int explain_main(int argc, char **argv, char *const *envp, FILE *out, FILE *err)
 	char e[1024] = "";
 	config cfg;
 	verifier_config vc;
-	verifier *v = NULL;
 	issuers *is = NULL;
 	distclaims *dc = NULL;
 	const identity *id = NULL;
@@ -183,28 +182,15 @@ int explain_main(int argc, char **argv, char *const *envp, FILE *out, FILE *err)
 		fprintf(out, "configuration: ok (%zu issuers)\n", issuers_count(is));
 	} else {
 		fprintf(out, "configuration: --oidc-issuer-url %s --oidc-client-id %s\n", cfg.issuer_url, cfg.client_id);
-		if (verifier_create(&vc, &v, e, sizeof(e)) != 0) {
+		if (issuers_create_flags(&vc, &is, e, sizeof(e)) != 0) {
 			fprintf(out, "configuration: FAIL (%s)\n", e);
 			goto out;
 		}
 	}
 	/* discovery and keys: enough for the first attempt and a couple of retries */
 	wait_ms = (cfg.http_timeout_ms ? cfg.http_timeout_ms : 10000) + 5000;
-	if (is != NULL) {
-		ready = issuers_wait_ready(is, wait_ms);
-		issuers_describe(is, e, sizeof(e));
-	} else {
-		oidc_status st;
-
-		ready = false;
-		for (unsigned w = 0; w <= wait_ms && !(ready = verifier_ready(v)); w += 50) {
-			struct timespec ts = {0, 50 * 1000000L};
-			nanosleep(&ts, NULL);
-		}
-		verifier_status(v, &st);
-		snprintf(e, sizeof(e), "%s: %s (%zu keys)%s%s", cfg.issuer_url, ready ? "ready" : "not ready", st.nkeys,
-			 st.last_error[0] ? "; last error: " : "", st.last_error);
-	}
+	ready = issuers_wait_ready(is, wait_ms);
+	issuers_describe(is, e, sizeof(e));
 	fprintf(out, "discovery and keys: %s\n", e);
 	/* a token with distributed groups: let their fetch end first (bounded), so that the checks below read the
 	 * source's answer instead of reporting the fetch under way */
@@ -212,8 +198,7 @@ int explain_main(int argc, char **argv, char *const *envp, FILE *out, FILE *err)
 		const identity *tmp = NULL;
 		const char *d = NULL;
 
-		rc = is != NULL ? issuers_verify(is, (const uint8_t *)tok, tlen, (int64_t)time(NULL), &tmp, &d)
-			: verifier_verify_uncached(v, (const uint8_t *)tok, tlen, (int64_t)time(NULL), &tmp, &d);
+		rc = issuers_verify(is, (const uint8_t *)tok, tlen, (int64_t)time(NULL), &tmp, &d);
 		if (rc == VERIFY_OK)
 			identity_release(tmp);
 		if (rc != VERIFY_E_PENDING)
@@ -222,10 +207,7 @@ int explain_main(int argc, char **argv, char *const *envp, FILE *out, FILE *err)
 		nanosleep(&ts, NULL);
 	}
 	fprintf(out, "checks:\n");
-	if (is != NULL)
-		rc = issuers_explain(is, (const uint8_t *)tok, tlen, (int64_t)time(NULL), &tr, &id, &detail);
-	else
-		rc = verifier_explain(v, (const uint8_t *)tok, tlen, (int64_t)time(NULL), &tr, &id, &detail);
+	rc = issuers_explain(is, (const uint8_t *)tok, tlen, (int64_t)time(NULL), &tr, &id, &detail);
 	if (rc != VERIFY_OK) {
 		fprintf(out, "verdict: REJECTED (401 %s): %s\n", verifier_reason(rc), detail ? detail : "");
 		if (rc == VERIFY_E_NOT_READY || rc == VERIFY_E_INTERNAL)
@@ -243,7 +225,6 @@ int explain_main(int argc, char **argv, char *const *envp, FILE *out, FILE *err)
 out:
 	identity_release(id);
 	issuers_destroy(is);
-	verifier_destroy(v);
 	distclaims_destroy(dc); /* after the verifiers that borrowed it */
 	free(buf);
 	config_free(&cfg);

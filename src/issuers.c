@@ -21,7 +21,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "b64url.h"
 #include "cache.h"
 #include "jwt.h"
 #include "kx.h"
@@ -38,7 +37,7 @@ typedef struct iset {
 } iset;
 
 struct issuers {
-	char *path;
+	char *path;                 /* NULL: the --oidc-* flags' one authenticator (issuers_create_flags) */
 	verifier_config tmpl;
 	char *algs;                 /* tmpl.signing_algs copy */
 	pthread_mutex_t mu;         /* cur, retired, listener */
@@ -53,6 +52,8 @@ struct issuers {
 	atomic_uint_fast64_t reload_ok, reload_failed;
 	atomic_int_fast64_t last_reload_time; /* unix seconds of the last reload's outcome, 0 = none yet */
 	atomic_int last_reload_ok;            /* 1 when that outcome was a swap, 0 when the file was refused */
+	bool static_keys;                     /* issuers_create_flags_with_keys: no provider, keys given */
+	jwks_keyset *first_keys;              /* ... the first of them (borrowed, during creation only) */
 };
 
 /* Which authenticator last answered "unknown key id" on this thread (for issuers_refresh_soon). */
@@ -100,13 +101,13 @@ static int set_build(issuers *h, iset **out, char *err, size_t errlen)
 
 	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
-		seterr(err, errlen, "out of memory");
+		kx_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	atomic_init(&s->refs, 1);
-	rc = authcfg_load_file(h->path, &s->cfg, e, sizeof(e));
+	rc = h->path != NULL ? authcfg_load_file(h->path, &s->cfg, e, sizeof(e)) : 0;
 	if (rc != 0) {
-		seterr(err, errlen, "--authentication-config %s: %s", h->path, e[0] ? e : authcfg_strerror(rc));
+		kx_seterr(err, errlen, "--authentication-config %s: %s", h->path, e[0] ? e : authcfg_strerror(rc));
 		goto fail;
 	}
 	s->max_token = h->tmpl.max_token_bytes ? h->tmpl.max_token_bytes : JWT_DEFAULT_MAX_BYTES;
@@ -115,20 +116,32 @@ static int set_build(issuers *h, iset **out, char *err, size_t errlen)
 		size_t max_bytes = h->tmpl.cache_max_bytes ? h->tmpl.cache_max_bytes : VERIFIER_CACHE_MAX_BYTES;
 
 		if (cache_table_bytes(entries) > max_bytes) {
-			seterr(err, errlen, "--cache-entries %zu needs %zu bytes of table, more than --cache-max-bytes %zu",
+			kx_seterr(err, errlen, "--cache-entries %zu needs %zu bytes of table, more than --cache-max-bytes %zu",
 			       entries, cache_table_bytes(entries), max_bytes);
 			goto fail;
 		}
 		if (cache_create(entries, max_bytes, h->tmpl.cache_ttl_s ? h->tmpl.cache_ttl_s : 600, &s->cache) != 0) {
-			seterr(err, errlen, "cannot allocate the token cache");
+			kx_seterr(err, errlen, "cannot allocate the token cache");
 			goto fail;
 		}
 	}
-	if (s->cfg->njwt > 0 && (s->v = calloc(s->cfg->njwt, sizeof(*s->v))) == NULL) {
-		seterr(err, errlen, "out of memory");
+	if ((s->v = calloc(s->cfg != NULL && s->cfg->njwt > 0 ? s->cfg->njwt : 1, sizeof(*s->v))) == NULL) {
+		kx_seterr(err, errlen, "out of memory");
 		goto fail;
 	}
-	for (size_t i = 0; i < s->cfg->njwt; i++) {
+	if (s->cfg == NULL) {
+		/* the flags: the verifier turns them into their one authenticator itself (flagcfg.h) */
+		verifier_config vc = h->tmpl;
+
+		vc.authn = NULL;
+		vc.claims_peer = set_peer;
+		vc.claims_peer_ud = s;
+		if ((h->static_keys ? verifier_create_with_keys(&vc, h->first_keys, &s->v[0], err, errlen)
+				    : verifier_create(&vc, &s->v[0], err, errlen)) != 0)
+			goto fail;
+		s->n = 1;
+	}
+	for (size_t i = 0; s->cfg != NULL && i < s->cfg->njwt; i++) {
 		const authcfg_issuer *is = &s->cfg->jwt[i];
 		verifier_config vc = h->tmpl;
 
@@ -141,11 +154,10 @@ static int set_build(issuers *h, iset **out, char *err, size_t errlen)
 		vc.username_claim = vc.username_prefix = vc.groups_claim = vc.groups_prefix = NULL;
 		vc.nrequired_claims = 0;
 		vc.authn = is;
-		vc.no_cache = true;
 		vc.claims_peer = set_peer;
 		vc.claims_peer_ud = s;
 		if (verifier_create(&vc, &s->v[i], e, sizeof(e)) != 0) {
-			seterr(err, errlen, "--authentication-config %s: jwt[%zu] (%s): %s", h->path, i, is->url, e);
+			kx_seterr(err, errlen, "--authentication-config %s: jwt[%zu] (%s): %s", h->path, i, is->url, e);
 			goto fail;
 		}
 		s->n++;
@@ -157,13 +169,14 @@ fail:
 	return -1;
 }
 
-int issuers_create(const char *path, const verifier_config *tmpl, issuers **out, char *err, size_t errlen)
+static int create(const char *path, const verifier_config *tmpl, bool static_keys, jwks_keyset *ks, issuers **out,
+		  char *err, size_t errlen)
 {
 	issuers *h = calloc(1, sizeof(*h));
 
-	if (h == NULL || (h->path = strdup(path)) == NULL ||
+	if (h == NULL || (path != NULL && (h->path = strdup(path)) == NULL) ||
 	    (tmpl->signing_algs != NULL && (h->algs = strdup(tmpl->signing_algs)) == NULL)) {
-		seterr(err, errlen, "out of memory");
+		kx_seterr(err, errlen, "out of memory");
 		if (h != NULL)
 			free(h->path);
 		free(h);
@@ -171,6 +184,8 @@ int issuers_create(const char *path, const verifier_config *tmpl, issuers **out,
 	}
 	h->tmpl = *tmpl;
 	h->tmpl.signing_algs = h->algs;
+	h->static_keys = static_keys;
+	h->first_keys = ks;
 	pthread_mutex_init(&h->mu, NULL);
 	atomic_init(&h->reload_ok, 0);
 	atomic_init(&h->reload_failed, 0);
@@ -184,9 +199,27 @@ int issuers_create(const char *path, const verifier_config *tmpl, issuers **out,
 		return -1;
 	}
 	h->cur->gen = ++h->next_gen;
+	h->first_keys = NULL;
 	*out = h;
 	return 0;
 }
+
+int issuers_create(const char *path, const verifier_config *tmpl, issuers **out, char *err, size_t errlen)
+{
+	return create(path, tmpl, false, NULL, out, err, errlen);
+}
+
+int issuers_create_flags(const verifier_config *tmpl, issuers **out, char *err, size_t errlen)
+{
+	return create(NULL, tmpl, false, NULL, out, err, errlen);
+}
+
+int issuers_create_flags_with_keys(const verifier_config *tmpl, jwks_keyset *ks, issuers **out, char *err,
+				   size_t errlen)
+{
+	return create(NULL, tmpl, true, ks, out, err, errlen);
+}
+
 
 /* Appends ", "-separated url to buf (truncated with "..." when full). */
 static void list_add(char *buf, size_t cap, const char *url)
@@ -228,6 +261,10 @@ int issuers_reload(issuers *h, char *err, size_t errlen)
 {
 	iset *s;
 
+	if (h->path == NULL) {
+		kx_seterr(err, errlen, "the --oidc-* flags have no reload; restart to change them");
+		return -1;
+	}
 	if (set_build(h, &s, err, errlen) != 0) {
 		reload_outcome(h, false);
 		return -1;
@@ -377,60 +414,31 @@ void issuers_destroy(issuers *h)
 
 /* ---- verification --------------------------------------------------------------------------------------- */
 
-/* The authenticator whose url equals the token's unverified "iss", or -1 (detail set). Reads the payload only
- * for that; everything in it is checked again after the signature. */
-static long pick(const iset *s, const uint8_t *tok, size_t len, const char **detail, char *issbuf, size_t isscap)
+/* The authenticator whose url equals the token's unverified "iss" (t parsed by verifier_token_parse), or -1
+ * (detail set); -2 malformed, -3 out of memory. Everything in the payload is checked again after the
+ * signature. */
+static long pick(const iset *s, const verifier_token *t, const char **detail, char *issbuf, size_t isscap)
 {
-	const uint8_t *d1, *d2;
-	uint8_t *buf = NULL;
-	size_t plen = 0;
-	cJSON *payload = NULL;
-	const cJSON *iss;
-	long ix = -1;
-
-	*detail = "malformed token";
-	d1 = memchr(tok, '.', len);
-	if (d1 == NULL)
-		return -2;
-	d2 = memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok));
-	if (d2 == NULL)
-		return -2;
-	buf = malloc(b64url_decoded_max((size_t)(d2 - d1 - 1)) + 1);
-	if (buf == NULL) {
-		*detail = "out of memory";
-		return -3;
+	if (t->payload == NULL) {
+		*detail = t->payload_rc == JWT_E_NOMEM ? "out of memory" : "malformed token";
+		return t->payload_rc == JWT_E_NOMEM ? -3 : -2;
 	}
-	if (b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), buf, b64url_decoded_max((size_t)(d2 - d1 - 1)) + 1,
-			  &plen) != 0 ||
-	    jwt_json_parse(buf, plen, &payload) != 0) {
-		free(buf);
-		return -2;
-	}
-	free(buf);
-	iss = cJSON_GetObjectItemCaseSensitive(payload, "iss");
-	if (!cJSON_IsString(iss)) {
+	if (t->iss == NULL) {
 		*detail = "unknown issuer (no iss claim)";
-		cJSON_Delete(payload);
 		return -1;
 	}
 	if (issbuf != NULL && isscap > 0) {
 		size_t i;
 
-		for (i = 0; iss->valuestring[i] && i + 1 < isscap && i < 200; i++)
-			issbuf[i] = (iss->valuestring[i] >= 0x20 && iss->valuestring[i] < 0x7f) ? iss->valuestring[i]
-												 : '?';
+		for (i = 0; t->iss[i] && i + 1 < isscap && i < 200; i++)
+			issbuf[i] = (t->iss[i] >= 0x20 && t->iss[i] < 0x7f) ? t->iss[i] : '?';
 		issbuf[i] = 0;
 	}
-	for (size_t i = 0; i < s->n; i++) {
-		if (strcmp(verifier_issuer(s->v[i]), iss->valuestring) == 0) {
-			ix = (long)i;
-			break;
-		}
-	}
-	if (ix < 0)
-		*detail = "unknown issuer";
-	cJSON_Delete(payload);
-	return ix;
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(verifier_issuer(s->v[i]), t->iss) == 0)
+			return (long)i;
+	*detail = "unknown issuer";
+	return -1;
 }
 
 static int set_verify(iset *s, const uint8_t *tok, size_t len, int64_t now, const identity **id,
@@ -438,6 +446,7 @@ static int set_verify(iset *s, const uint8_t *tok, size_t len, int64_t now, cons
 {
 	uint8_t key[CACHE_KEY_LEN];
 	const identity *hit, *fresh = NULL;
+	verifier_token vt;
 	const char *d = NULL;
 	char iss[208] = "";
 	long ix;
@@ -467,8 +476,11 @@ static int set_verify(iset *s, const uint8_t *tok, size_t len, int64_t now, cons
 			identity_release(hit);
 		}
 	}
-	ix = pick(s, tok, len, &d, iss, sizeof(iss));
+	/* parsed once: the pick reads its iss, the verifier the rest */
+	verifier_token_parse(tok, len, s->max_token, &vt);
+	ix = pick(s, &vt, &d, iss, sizeof(iss));
 	if (ix < 0) {
+		verifier_token_free(&vt);
 		if (ix == -1)
 			mapping_tracef(tr, "issuer: FAIL (iss \"%s\" is none of the %zu configured issuers)", iss, s->n);
 		else
@@ -477,10 +489,8 @@ static int set_verify(iset *s, const uint8_t *tok, size_t len, int64_t now, cons
 		return ix == -1 ? VERIFY_E_ISSUER : ix == -3 ? VERIFY_E_INTERNAL : VERIFY_E_MALFORMED;
 	}
 	mapping_tracef(tr, "issuer: jwt[%ld] %s", ix, verifier_issuer(s->v[ix]));
-	if (tr != NULL)
-		rc = verifier_explain(s->v[ix], tok, len, now, tr, &fresh, &d);
-	else
-		rc = verifier_verify_uncached_key(s->v[ix], tok, len, key, now, &fresh, &d);
+	rc = verifier_verify_token(s->v[ix], &vt, tr != NULL ? NULL : key, now, tr, &fresh, &d);
+	verifier_token_free(&vt);
 	if (rc == VERIFY_OK) {
 		/* only this thread holds fresh yet: salting the fingerprint ties the cache entry to its issuer */
 		((identity *)fresh)->key_fp ^= salt((size_t)ix);
@@ -608,6 +618,26 @@ void issuers_cache_stats(issuers *h, verifier_cache_stats *out)
 		out->negative_hits += vs.negative_hits;
 		out->work_refusals += vs.work_refusals;
 	}
+	release(s);
+}
+
+void issuers_set_keys(issuers *h, jwks_keyset *ks)
+{
+	iset *s = acquire(h);
+
+	for (size_t i = 0; i < s->n; i++)
+		verifier_set_keys(s->v[i], ks);
+	release(s);
+}
+
+void issuers_status(issuers *h, size_t i, oidc_status *out)
+{
+	iset *s = acquire(h);
+
+	if (i < s->n)
+		verifier_status(s->v[i], out);
+	else
+		memset(out, 0, sizeof(*out));
 	release(s);
 }
 

@@ -1,6 +1,6 @@
 /*
- * issuers.h — the authenticators of an AuthenticationConfiguration file (--authentication-config): one verifier
- * per jwt[] entry, each with its own OIDC provider (discovery URL, inline CA, audiences, mappings), one token
+ * issuers.h — the authenticators of an AuthenticationConfiguration file (--authentication-config), or the one of
+ * the --oidc-* flags (issuers_create_flags): one verifier per jwt[] entry, each with its own OIDC provider (discovery URL, inline CA, audiences, mappings), one token
  * cache shared by all of them, and reload (on SIGHUP or when the file changes).
  *
  * Selection: the token's unverified "iss" (payload read only to pick the authenticator, as the API server does)
@@ -41,6 +41,17 @@ typedef struct issuers issuers;
  * fields are ignored. 0, or -1 with one line in err (the file's error, the field path of a refused
  * expression, or a provider's). Blocking file I/O: start-up or the main thread. */
 int issuers_create(const char *path, const verifier_config *tmpl, issuers **out, char *err, size_t errlen);
+/* The --oidc-* flags' one authenticator as a set (tmpl's issuer, client, claim and CA fields; the verifier turns
+ * them into a one-issuer AuthenticationConfiguration, flagcfg.h), so that the flags take the same way as a file:
+ * this module's issuer pick and its one cache. tmpl's strings are read during the call only. There is no file:
+ * issuers_reload() refuses. 0, or -1 with one line in err. */
+int issuers_create_flags(const verifier_config *tmpl, issuers **out, char *err, size_t errlen);
+/* For unit tests, benchmarks and fuzzers (no network, no thread): the same, but the authenticator's keys come
+ * from the caller (verifier_create_with_keys; ks may be NULL), and issuers_set_keys() swaps them (a rotation;
+ * every authenticator of the current set gets ks). Any thread. */
+int issuers_create_flags_with_keys(const verifier_config *tmpl, jwks_keyset *ks, issuers **out, char *err,
+				   size_t errlen);
+void issuers_set_keys(issuers *s, jwks_keyset *ks);
 /* A pending set is swapped in after this long even when an issuer that has keys now has none in it yet (a new
  * CA that does not verify the issuer, say): the file is valid, and the API server would serve it too. */
 #define ISSUERS_PENDING_MAX_MS 15000
@@ -68,7 +79,8 @@ void issuers_reap(issuers *s);
 /* Waits for every replaced set to be unused, then frees everything. The workers must be gone. */
 void issuers_destroy(issuers *s);
 
-/* verifier_verify() for the whole set (see the top of this file). Any thread. */
+/* Verifies token[0..len) (the bare JWT) at time now: the cache, else the authenticator its iss picks (see the
+ * top of this file and verifier_verify_uncached() for the contract of id and detail). Any thread. */
 int issuers_verify(issuers *s, const uint8_t *token, size_t len, int64_t now, const identity **id,
 		   const char **detail);
 /* The same, uncached, with every check reported to trace (for explain): the issuer chosen, then
@@ -100,6 +112,8 @@ size_t issuers_describe(issuers *s, char *buf, size_t cap);
  * kos_authentication_config_last_reload_timestamp_seconds and kos_authentication_config_last_reload_success.
  * Appended to buf (malloc'd, grown); 0 or -1 (no memory). */
 int issuers_metrics(issuers *s, char **buf, size_t *len);
+/* The provider status of authenticator i of the current set (zeroed when there is none). Any thread. */
+void issuers_status(issuers *s, size_t i, oidc_status *out);
 /* Issuers in the current set (for logs and tests). */
 size_t issuers_count(issuers *s);
 

@@ -211,8 +211,3 @@ int jws_verify(const jwt_token *t, const jwks_key *k)
 	EVP_MD_CTX_free(mctx);
 	return rc;
 }
-
-int jwt_verify(const jwt_token *t, const struct jwks_key *k)
-{
-	return jws_verify(t, k);
-}

@@ -59,29 +59,4 @@ int jwt_parse(const uint8_t *p, size_t len, size_t max_len, jwt_token *out);
 void jwt_token_free(jwt_token *t);
 const char *jwt_strerror(int err);
 
-/*
- * Transitional names (issue 18): verifier.c and issuers.c are being rewritten in parallel and still use the
- * names this module had before the JSON, algorithm and signature code left it. Each forwards to its new home
- * with the old error codes; delete this block once no caller is left.
- */
-#define JWT_ALG_BIT(a) JWA_BIT(a)
-static inline const char *jwt_alg_name(int alg)
-{
-	return jwa_name(alg);
-}
-static inline int jwt_alg_list_parse(const char *list, unsigned *mask)
-{
-	return jwa_list_parse(list, mask) ? JWT_E_ALG : 0;
-}
-/* jsonstrict_parse() in jwt's error codes: JWT_E_JSON or JWT_E_NOMEM. */
-static inline int jwt_json_parse(const uint8_t *p, size_t len, cJSON **out)
-{
-	int rc = jsonstrict_parse(p, len, out);
-
-	return rc == 0 ? 0 : rc == JSONSTRICT_E_NOMEM ? JWT_E_NOMEM : JWT_E_JSON;
-}
-struct jwks_key;
-/* jws_verify() (defined in jws.c). */
-int jwt_verify(const jwt_token *t, const struct jwks_key *k);
-
 #endif

@@ -131,7 +131,7 @@ int kosack_identity(const kosack *a, const handler_input *in, const identity *id
 	char cip[INET6_ADDRSTRLEN] = "";
 	int st;
 
-	/* The verifier ran identity_check() already (claims_map / mapping_apply); this is the last line before the
+	/* The verifier ran identity_check() already (mapping_apply, the one claim-rule path); this is the last line before the
 	 * ACK, for identities from anywhere else (a test's fake verifier, a future path): never write a value a
 	 * header would not carry unchanged. */
 	if (identity_check(id->user, id->uid, id->groups, id->ngroups, id->extra, id->nextra, d, sizeof(d)) != 0) {

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-#undef seterr
 
 void kx_seterr(char *err, size_t errlen, const char *fmt, ...)
 {

@@ -17,8 +17,6 @@
 /* Writes one printf-formatted line into err[0..errlen). err NULL or errlen 0: nothing. The modules' one way of
  * filling their (err, errlen) out-parameters. */
 void kx_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* config.c, issuers.c and mapping.c called their private copies seterr(); they keep the name. */
-#define seterr kx_seterr
 
 /* ---- time ---- */
 

@@ -33,8 +33,7 @@ extern char **environ;
 typedef struct app {
 	struct ev_loop *loop;
 	config cfg;
-	verifier *v;
-	issuers *is;     /* --authentication-config instead of v */
+	issuers *is;     /* the authenticators: --authentication-config's, or the --oidc-* flags' one */
 	satoken *sa;
 	metrics *m;
 	handler *h;
@@ -49,42 +48,8 @@ typedef struct app {
 	ev_signal sig_term, sig_int, sig_hup;
 } app;
 
-/* ---- adapters: the handler sees the verifier through handler_verify_ops ------------------------------------ */
+/* ---- adapters: the handler sees the issuers through handler_verify_ops ------------------------------------ */
 
-static int v_verify(void *ctx, const uint8_t *tok, size_t len, int64_t now, const identity **id, const char **detail)
-{
-	return verifier_verify(ctx, tok, len, now, id, detail);
-}
-
-static bool v_ready(void *ctx)
-{
-	return verifier_ready(ctx);
-}
-
-static void v_stats(void *ctx, verifier_cache_stats *cache, oidc_status *st)
-{
-	verifier_cache_stats_get(ctx, cache);
-	verifier_status(ctx, st);
-}
-
-static void v_set_listener(void *ctx, void (*fn)(void *ud), void *ud)
-{
-	verifier_set_refresh_listener(ctx, fn, ud);
-}
-
-static bool v_refresh_soon(void *ctx, unsigned within_ms)
-{
-	return verifier_refresh_soon(ctx, within_ms);
-}
-
-/* Token passthrough: with one issuer, a token is ours exactly when its unverified iss is that issuer. */
-static bool v_foreign(void *ctx, int rc, const char *iss)
-{
-	(void)rc;
-	return strcmp(verifier_issuer(ctx), iss) != 0;
-}
-
-/* the same for --authentication-config: several issuers behind one verifier-like interface */
 static int is_verify(void *ctx, const uint8_t *tok, size_t len, int64_t now, const identity **id,
 		     const char **detail)
 {
@@ -117,13 +82,31 @@ static bool is_foreign(void *ctx, int rc, const char *iss)
 
 /* ---- probe routes (their user data is the app) and metrics sources ---------------------------------------- */
 
+/* The flags' unlabelled kos_issuer_ready, kos_jwks_* and cache families, rendered by the handler. */
+static void fl_stats(void *ctx, verifier_cache_stats *cache, oidc_status *st)
+{
+	issuers_cache_stats(ctx, cache);
+	issuers_status(ctx, 0, st);
+}
+
+/* --oidc-issuer-url, for fl_foreign (vops' ctx is the issuer set); set once at start, before any request. */
+static const char *flags_issuer;
+
+/* Token passthrough with the flags: a token is ours exactly when its unverified iss is the one issuer. */
+static bool fl_foreign(void *ctx, int rc, const char *iss)
+{
+	(void)ctx;
+	(void)rc;
+	return strcmp(flags_issuer, iss) != 0;
+}
+
 static bool r_ready(void *ud, bool verbose, char *why, size_t whylen)
 {
 	app *a = ud;
 	bool ok = handler_ready(a->h, why, whylen);
 	size_t n, nready, total;
 
-	if (a->is == NULL || whylen == 0)
+	if (a->cfg.authn_config == NULL || whylen == 0)
 		return ok;
 	if (ok)
 		why[0] = '\0';
@@ -270,7 +253,7 @@ static void sa_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	/* a stat() per second on each small local file; the SPOP workers never wait on it */
 	satoken_reload(a->sa, NULL);
-	if (a->is != NULL) {
+	if (a->cfg.authn_config != NULL) {
 		/* kubelet's ConfigMap update (a "..data" symlink swap) or an edit: the content decides, not the event */
 		if (a->watch != NULL && cfgwatch_poll(a->watch) == 1)
 			reload(a, "file changed");
@@ -303,7 +286,7 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (a->is == NULL) {
+	if (a->cfg.authn_config == NULL) {
 		log_msg(LOG_LEVEL_INFO, "signal", "SIGHUP ignored (flags have no reload; restart to change them)");
 		return;
 	}
@@ -314,6 +297,18 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 /* ---- startup ------------------------------------------------------------------------------------------------ */
+
+/* Logs why start-up stopped; returns -1 for start() to return. */
+static int start_failed(const char *msg, const char *err)
+{
+	log_line l;
+
+	log_begin(&l, LOG_LEVEL_ERROR, "start");
+	log_str(&l, "msg", msg);
+	log_str(&l, "error", err);
+	log_end(&l);
+	return -1;
+}
 
 static int start(app *a)
 {
@@ -333,13 +328,8 @@ static int start(app *a)
 		 * hold does, so a slow source is reported as such, and both end well before HAProxy's SPOE timeout */
 		memset(&dcc, 0, sizeof(dcc));
 		dcc.timeout_ms = a->cfg.unknown_kid_wait_ms * 4 / 5 ? a->cfg.unknown_kid_wait_ms * 4 / 5 : 1;
-		if (distclaims_create(&dcc, &a->dc, err, sizeof(err)) != 0) {
-			log_begin(&l, LOG_LEVEL_ERROR, "start");
-			log_str(&l, "msg", "cannot start the distributed-claims fetcher");
-			log_str(&l, "error", err);
-			log_end(&l);
-			return -1;
-		}
+		if (distclaims_create(&dcc, &a->dc, err, sizeof(err)) != 0)
+			return start_failed("cannot start the distributed-claims fetcher", err);
 		vc.claims = a->dc;
 	}
 	if (a->cfg.authn_config != NULL) {
@@ -348,24 +338,17 @@ static int start(app *a)
 			log_msg(LOG_LEVEL_ERROR, "start", "out of memory");
 			return -1;
 		}
-		if (issuers_create(a->cfg.authn_config, &vc, &a->is, err, sizeof(err)) != 0) {
-			log_begin(&l, LOG_LEVEL_ERROR, "start");
-			log_str(&l, "msg", "invalid authentication configuration");
-			log_str(&l, "error", err);
-			log_end(&l);
-			return -1;
-		}
+		if (issuers_create(a->cfg.authn_config, &vc, &a->is, err, sizeof(err)) != 0)
+			return start_failed("invalid authentication configuration", err);
 		log_begin(&l, LOG_LEVEL_INFO, "start");
 		log_str(&l, "msg", "authentication configuration loaded");
 		log_str(&l, "file", a->cfg.authn_config);
 		log_uint(&l, "issuers", issuers_count(a->is));
 		log_end(&l);
-	} else if (verifier_create(&vc, &a->v, err, sizeof(err)) != 0) {
-		log_begin(&l, LOG_LEVEL_ERROR, "start");
-		log_str(&l, "msg", "cannot create the verifier");
-		log_str(&l, "error", err);
-		log_end(&l);
-		return -1;
+	} else {
+		flags_issuer = a->cfg.issuer_url;
+		if (issuers_create_flags(&vc, &a->is, err, sizeof(err)) != 0)
+			return start_failed("cannot create the verifier", err);
 	}
 	if (satoken_create(a->cfg.sa_token_file, &a->sa) != 0 ||
 	    metrics_create(handler_reason_names, HR_COUNT, &a->m) != 0) {
@@ -377,22 +360,17 @@ static int start(app *a)
 	satoken_reload(a->sa, NULL);
 
 	memset(&hc, 0, sizeof(hc));
-	if (a->is != NULL) {
-		hc.vops.verify = is_verify;
-		hc.vops.ready = is_ready;
+	hc.vops.verify = is_verify;
+	hc.vops.ready = is_ready;
+	hc.vops.set_listener = is_set_listener;
+	hc.vops.refresh_soon = is_refresh_soon;
+	hc.vops.ctx = a->is;
+	if (a->cfg.authn_config != NULL) {
 		hc.vops.stats = NULL; /* m_issuers renders the issuer-labelled families instead */
-		hc.vops.set_listener = is_set_listener;
-		hc.vops.refresh_soon = is_refresh_soon;
 		hc.vops.foreign = is_foreign;
-		hc.vops.ctx = a->is;
 	} else {
-		hc.vops.verify = v_verify;
-		hc.vops.ready = v_ready;
-		hc.vops.stats = v_stats;
-		hc.vops.set_listener = v_set_listener;
-		hc.vops.refresh_soon = v_refresh_soon;
-		hc.vops.foreign = v_foreign;
-		hc.vops.ctx = a->v;
+		hc.vops.stats = fl_stats;
+		hc.vops.foreign = fl_foreign;
 	}
 	hc.sa = a->sa;
 	hc.metrics = a->m;
@@ -417,13 +395,8 @@ static int start(app *a)
 		tc.timeout_ms = a->cfg.tp_timeout_ms;
 		tc.cache_ttl_s = a->cfg.tp_cache_ttl_s;
 		tc.rate = a->cfg.tp_rate;
-		if (tokenreview_create(&tc, &a->rv, err, sizeof(err)) != 0) {
-			log_begin(&l, LOG_LEVEL_ERROR, "start");
-			log_str(&l, "msg", "cannot start token passthrough");
-			log_str(&l, "error", err);
-			log_end(&l);
-			return -1;
-		}
+		if (tokenreview_create(&tc, &a->rv, err, sizeof(err)) != 0)
+			return start_failed("cannot start token passthrough", err);
 		hc.reviewer = a->rv;
 	}
 	if (a->cfg.allow_client_imp) {
@@ -471,7 +444,7 @@ static int start(app *a)
 
 	/* /metrics: the handler's families first, then each module's (the order the body has always had) */
 	if (metrics_register(a->m, m_handler, a->h) != 0 ||
-	    (a->is != NULL && metrics_register(a->m, m_issuers, a->is) != 0) ||
+	    (a->cfg.authn_config != NULL && metrics_register(a->m, m_issuers, a->is) != 0) ||
 	    (a->dc != NULL && metrics_register(a->m, m_distclaims, a->dc) != 0) ||
 	    (a->rv != NULL && metrics_register(a->m, m_review, a->rv) != 0) ||
 	    (a->az != NULL && metrics_register(a->m, m_review, a->az) != 0)) {
@@ -484,13 +457,8 @@ static int start(app *a)
 		routes.metrics = metrics_scrape;
 		routes.metrics_ud = a->m;
 		if (httpd_start(a->loop, a->cfg.probe_address, a->cfg.probe_port, &routes, &a->http, err,
-				sizeof(err)) != 0) {
-			log_begin(&l, LOG_LEVEL_ERROR, "start");
-			log_str(&l, "msg", "cannot listen for probes");
-			log_str(&l, "error", err);
-			log_end(&l);
-			return -1;
-		}
+				sizeof(err)) != 0)
+			return start_failed("cannot listen for probes", err);
 	}
 	if (spoa_server_start(a->srv) != 0) {
 		log_msg(LOG_LEVEL_ERROR, "start", "cannot start the SPOP workers");
@@ -536,8 +504,6 @@ static void finish(app *a)
 	tokenreview_destroy(a->az);
 	metrics_destroy(a->m);
 	satoken_destroy(a->sa);
-	if (a->v != NULL)
-		verifier_destroy(a->v);
 	issuers_destroy(a->is);
 	distclaims_destroy(a->dc); /* after every verifier that borrowed it */
 	cfgwatch_destroy(a->watch);
@@ -562,6 +528,20 @@ static int check_authn_config(const config *c, char *err, size_t errlen)
 		printf("authentication-config: %zu issuers, every expression compiles\n", ac->njwt);
 	authcfg_free(ac);
 	return rc == 0 ? 0 : -1;
+}
+
+/* --check-config with the --oidc-* flags: their one-issuer configuration is built and validated as at start-up
+ * (flagcfg.h), without its provider (no network). */
+static int check_flags_config(const config *c, char *err, size_t errlen)
+{
+	verifier_config vc;
+	issuers *is = NULL;
+
+	explain_verifier_config(c, &vc);
+	if (issuers_create_flags_with_keys(&vc, NULL, &is, err, errlen) != 0)
+		return -1;
+	issuers_destroy(is);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -593,6 +573,8 @@ int main(int argc, char **argv)
 		rc = config_check_files(&a.cfg, err, sizeof(err));
 		if (rc == 0 && a.cfg.authn_config != NULL)
 			rc = check_authn_config(&a.cfg, err, sizeof(err));
+		else if (rc == 0)
+			rc = check_flags_config(&a.cfg, err, sizeof(err));
 		if (rc != 0)
 			fprintf(stderr, "kube-oidc-spoa: %s\n", err);
 		else

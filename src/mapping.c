@@ -173,24 +173,24 @@ static int expr_compile(const authcfg_expr *src, map_expr *e, char *err, size_t 
 	e->text = strdup(src->expression);
 	e->path = strdup(path);
 	if (e->text == NULL || e->path == NULL) {
-		seterr(err, errlen, "out of memory");
+		kx_seterr(err, errlen, "out of memory");
 		return MAPPING_E_NOMEM;
 	}
 	rc = cel_compile_vars((const uint8_t *)src->expression, strlen(src->expression), vars, &e->prog, &ce);
 	if (rc != 0) {
 		e->prog = NULL;
 		if (rc == CEL_E_NOMEM) {
-			seterr(err, errlen, "out of memory");
+			kx_seterr(err, errlen, "out of memory");
 			return MAPPING_E_NOMEM;
 		}
-		seterr(err, errlen, "%s: Invalid value: \"%s\": compilation failed: %s (at byte %zu)", path,
+		kx_seterr(err, errlen, "%s: Invalid value: \"%s\": compilation failed: %s (at byte %zu)", path,
 		       quoted(src->expression, q, sizeof(q)), ce.msg[0] ? ce.msg : cel_strerror(rc), ce.pos);
 		return MAPPING_E_COMPILE;
 	}
 	cel_result_type(e->prog, &k, &elem);
 	why = type_problem(src->kind, k, elem);
 	if (why != NULL) {
-		seterr(err, errlen, "%s: Invalid value: \"%s\": %s (its type is %s)", path,
+		kx_seterr(err, errlen, "%s: Invalid value: \"%s\": %s (its type is %s)", path,
 		       quoted(src->expression, q, sizeof(q)), why, cel_kind_name(k));
 		return MAPPING_E_COMPILE;
 	}
@@ -204,7 +204,7 @@ static int field_compile(const authcfg_mapping *src, map_field *f, char *err, si
 	f->claim = dup_opt(src->claim, &nomem);
 	f->prefix = dup_opt(src->prefix ? src->prefix : "", &nomem);
 	if (nomem) {
-		seterr(err, errlen, "out of memory");
+		kx_seterr(err, errlen, "out of memory");
 		return MAPPING_E_NOMEM;
 	}
 	if (src->expr.expression != NULL && src->expr.expression[0] != '\0')
@@ -270,7 +270,7 @@ int mapping_compile(const authcfg_issuer *is, mapping **out, char *err, size_t e
 			goto fail;
 	}
 	if (m->username.claim == NULL && m->username.ex.prog == NULL) {
-		seterr(err, errlen, "jwt[%zu].claimMappings.username: Required value: claim or expression is required",
+		kx_seterr(err, errlen, "jwt[%zu].claimMappings.username: Required value: claim or expression is required",
 		       is->index);
 		rc = MAPPING_E_COMPILE;
 		goto fail;
@@ -287,7 +287,7 @@ int mapping_compile(const authcfg_issuer *is, mapping **out, char *err, size_t e
 		if (!verified) {
 			char q[1024];
 
-			seterr(err, errlen, "%s: Invalid value: \"%s\": claims.email_verified must be used in "
+			kx_seterr(err, errlen, "%s: Invalid value: \"%s\": claims.email_verified must be used in "
 			       "claimMappings.username.expression or claimMappings.extra[*].valueExpression or "
 			       "claimValidationRules[*].expression when claims.email is used in "
 			       "claimMappings.username.expression", m->username.ex.path,
@@ -299,7 +299,7 @@ int mapping_compile(const authcfg_issuer *is, mapping **out, char *err, size_t e
 	*out = m;
 	return 0;
 nomem:
-	seterr(err, errlen, "out of memory");
+	kx_seterr(err, errlen, "out of memory");
 	rc = MAPPING_E_NOMEM;
 fail:
 	mapping_free(m);

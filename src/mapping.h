@@ -37,7 +37,10 @@
 #include "identity.h"
 
 #define MAPPING_ARENA_BYTES (64u * 1024) /* per-thread CEL scratch (no allocation per evaluation) */
-#define MAPPING_MAX_VALUES 1024          /* groups, or values of one extra key, from one token */
+/* groups, or values of one extra key, from one token: the API server has no limit, and the handler refuses more
+ * groups than --max-groups (at most CONFIG_MAX_GROUPS_LIMIT, 4096) with its own 403, so every count it may allow
+ * must get through here */
+#define MAPPING_MAX_VALUES 4096
 
 enum mapping_err {
 	MAPPING_OK = 0,

@@ -1,13 +1,13 @@
 /*
- * verifier.c — token in, identity or reason out: cache, then JWS + JWKS + claim rules (see verifier.h).
+ * verifier.c — one authenticator: a parsed token in, identity or reason out: JWS + JWKS + claim rules (see
+ * verifier.h). The token cache in front of it is issuers.c's.
  *
- * Order on a miss: size cap, parse, alg allow-list, the unverified iss (the API server routes a JWT by it before
+ * Order: size cap, parse (verifier_token_parse, once, by the caller), alg allow-list, the unverified iss (the API server routes a JWT by it before
  * any signature work: another issuer's token costs no verification and never a refresh), key lookup (unknown
  * kid → refresh request), signature (against each key the kid names that fits the alg; every key fitting the alg
  * when there is no kid), and only then the claims are read: iss, aud, exp, nbf, then — when the mapped groups
  * claim is distributed (distclaims.h) — the claims source's answer, verified as a JWT and added to the claims,
- * then the mapping. A cache hit is SHA-256 of the token, one shard lookup, and a check that the key which
- * verified the token is still in the JWKS.
+ * then the mapping.
  */
 #include "verifier.h"
 
@@ -18,19 +18,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "b64url.h"
 #include "cache.h"
 #include "claims.h"
+#include "flagcfg.h"
 #include "distclaims.h"
+#include "jsonstrict.h"
+#include "jwa.h"
+#include "jws.h"
 #include "jwt.h"
 #include "negcache.h"
 
 struct verifier {
-	char *issuer, *client_id, *username_claim, *username_prefix, *groups_claim, *groups_prefix;
-	char *req_keys[VERIFIER_MAX_REQUIRED_CLAIMS], *req_values[VERIFIER_MAX_REQUIRED_CLAIMS];
-	claims_rules rules;
-	char **auds;                  /* AuthenticationConfiguration audiences (MatchAny); NULL on the flags path */
+	char *issuer;
+	char **auds;                  /* the authenticator's audiences (MatchAny; the flags' client ID is one) */
 	size_t nauds;
-	mapping *map;                 /* AuthenticationConfiguration mappings and rules; NULL on the flags path */
+	mapping *map;                 /* its claim mappings and rules (the flags' too: flagcfg.h) */
 	bool allow_reserved;
 	bool credential_id;           /* --credential-id-extra */
 	char *dist_claim;             /* the groups claim resolved from distributed claims; NULL = none */
@@ -41,7 +44,6 @@ struct verifier {
 	size_t ca_pem_len;
 	unsigned algs;
 	size_t max_token;
-	cache *cache;
 	negcache *neg;                /* recently refused tokens (every verifier has one, the cache-less ones too) */
 	atomic_uint_fast64_t work_refusals;
 	oidc_provider *prov;          /* NULL for verifier_create_with_keys */
@@ -94,27 +96,16 @@ static void verifier_free(verifier *v)
 		return;
 	if (v->prov)
 		oidc_provider_stop(v->prov);
-	cache_destroy(v->cache);
 	negcache_destroy(v->neg);
 	jwks_keyset_release(v->keys);
-	claims_rules_free(&v->rules);
 	mapping_free(v->map);
 	for (size_t i = 0; i < v->nauds; i++)
 		free(v->auds[i]);
 	free(v->auds);
 	free(v->issuer);
-	free(v->client_id);
-	free(v->username_claim);
-	free(v->username_prefix);
-	free(v->groups_claim);
-	free(v->groups_prefix);
 	free(v->dist_claim);
 	free(v->ca_file);
 	free(v->ca_pem);
-	for (size_t i = 0; i < VERIFIER_MAX_REQUIRED_CLAIMS; i++) {
-		free(v->req_keys[i]);
-		free(v->req_values[i]);
-	}
 	pthread_mutex_destroy(&v->keys_mu);
 	pthread_mutex_destroy(&v->listen_mu);
 	free(v);
@@ -127,9 +118,37 @@ static void verifier_free(verifier *v)
 		goto out;                                   \
 	} while (0)
 
+/* The flags' authenticator (flagcfg.h) for a cfg without one: 0 and *out, or -1 with err set. */
+static int flags_authn(const verifier_config *cfg, authcfg_config **out, char *err, size_t errlen)
+{
+	const char *req[VERIFIER_MAX_REQUIRED_CLAIMS][2];
+	flagcfg f;
+
+	for (size_t i = 0; i < cfg->nrequired_claims; i++) {
+		if (!cfg->required_claims[i][0] || !*cfg->required_claims[i][0] || !cfg->required_claims[i][1]) {
+			snprintf(err, errlen, "required claim %zu has no key or value", i);
+			return -1;
+		}
+		req[i][0] = cfg->required_claims[i][0];
+		req[i][1] = cfg->required_claims[i][1];
+	}
+	memset(&f, 0, sizeof(f));
+	f.issuer_url = cfg->oidc.issuer_url;
+	f.client_id = cfg->client_id;
+	f.username_claim = cfg->username_claim;
+	f.username_prefix = cfg->username_prefix;
+	f.groups_claim = cfg->groups_claim;
+	f.groups_prefix = cfg->groups_prefix;
+	f.required = (const char *const (*)[2])req;
+	f.nrequired = cfg->nrequired_claims;
+	return flagcfg_build(&f, out, err, errlen) == 0 ? 0 : -1;
+}
+
 static int create_common(const verifier_config *cfg, verifier **out, char *err, size_t errlen)
 {
 	verifier *v = NULL;
+	authcfg_config *flags = NULL;
+	const authcfg_issuer *authn;
 	bool nomem = false;
 	size_t i;
 
@@ -143,6 +162,9 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 		FAIL("authenticator without audiences, or issuer URL not its url");
 	if (cfg->nrequired_claims > VERIFIER_MAX_REQUIRED_CLAIMS)
 		FAIL("too many required claims (max %d)", VERIFIER_MAX_REQUIRED_CLAIMS);
+	if (cfg->authn == NULL && flags_authn(cfg, &flags, err, errlen) != 0)
+		goto out;
+	authn = cfg->authn != NULL ? cfg->authn : &flags->jwt[0];
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		FAIL("out of memory");
@@ -150,28 +172,17 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 	pthread_mutex_init(&v->listen_mu, NULL);
 	atomic_init(&v->refresh_requests, 0);
 	atomic_init(&v->work_refusals, 0);
-	if (jwt_alg_list_parse(cfg->signing_algs, &v->algs) != 0)
+	if (jwa_list_parse(cfg->signing_algs, &v->algs) != 0)
 		FAIL("unsupported signing algorithm in \"%s\" (allowed: RS256 RS384 RS512 PS256 PS384 PS512 ES256 "
 		     "ES384 ES512 EdDSA)", cfg->signing_algs);
 	v->issuer = dup_or_null(cfg->oidc.issuer_url, &nomem);
-	v->client_id = dup_or_null(cfg->client_id, &nomem);
-	v->username_claim = dup_or_null(cfg->username_claim, &nomem);
-	v->username_prefix = dup_or_null(cfg->username_prefix, &nomem);
-	v->groups_claim = dup_or_null(cfg->groups_claim, &nomem);
-	v->groups_prefix = dup_or_null(cfg->groups_prefix, &nomem);
-	for (i = 0; i < cfg->nrequired_claims; i++) {
-		if (!cfg->required_claims[i][0] || !*cfg->required_claims[i][0] || !cfg->required_claims[i][1])
-			FAIL("required claim %zu has no key or value", i);
-		v->req_keys[i] = dup_or_null(cfg->required_claims[i][0], &nomem);
-		v->req_values[i] = dup_or_null(cfg->required_claims[i][1], &nomem);
-	}
 	if (nomem)
 		FAIL("out of memory");
 	v->allow_reserved = cfg->allow_reserved;
 	v->credential_id = cfg->credential_id;
 	{
 		/* the API server resolves distributed claims for the groups claim mapped by name only */
-		const char *dc = cfg->authn != NULL ? cfg->authn->groups.claim : cfg->groups_claim;
+		const char *dc = authn->groups.claim;
 
 		v->dist_claim = dup_or_null(dc != NULL && *dc ? dc : NULL, &nomem);
 	}
@@ -189,41 +200,22 @@ static int create_common(const verifier_config *cfg, verifier **out, char *err, 
 	}
 	if (nomem)
 		FAIL("out of memory");
-	if (cfg->authn != NULL) {
-		v->auds = calloc(cfg->authn->naudiences, sizeof(*v->auds));
-		if (v->auds == NULL)
+	v->auds = calloc(authn->naudiences, sizeof(*v->auds));
+	if (v->auds == NULL)
+		FAIL("out of memory");
+	for (i = 0; i < authn->naudiences; i++, v->nauds++)
+		if ((v->auds[i] = strdup(authn->audiences[i])) == NULL)
 			FAIL("out of memory");
-		for (i = 0; i < cfg->authn->naudiences; i++, v->nauds++)
-			if ((v->auds[i] = strdup(cfg->authn->audiences[i])) == NULL)
-				FAIL("out of memory");
-		if (mapping_compile(cfg->authn, &v->map, err, errlen) != 0)
-			goto out;
-	}
-	/* the flags' rules are initialised on both paths (a placeholder client ID on the config path) so that
-	 * the rest of the verifier needs no second layout */
-	if (claims_rules_init(&v->rules, v->issuer, v->client_id ? v->client_id : "-", v->username_claim,
-			      v->username_prefix, v->groups_claim, v->groups_prefix) != 0)
-		FAIL("bad claim configuration");
-	v->rules.req_keys = (const char *const *)v->req_keys;
-	v->rules.req_values = (const char *const *)v->req_values;
-	v->rules.nrequired = cfg->nrequired_claims;
-	v->rules.allow_reserved = cfg->allow_reserved;
+	if (mapping_compile(authn, &v->map, err, errlen) != 0)
+		goto out;
 	v->max_token = cfg->max_token_bytes ? cfg->max_token_bytes : JWT_DEFAULT_MAX_BYTES;
-	if (!cfg->no_cache) {
-		size_t entries = cfg->cache_entries ? cfg->cache_entries : 65536;
-		size_t max_bytes = cfg->cache_max_bytes ? cfg->cache_max_bytes : VERIFIER_CACHE_MAX_BYTES;
-
-		if (cache_table_bytes(entries) > max_bytes)
-			FAIL("--cache-entries %zu needs %zu bytes of table, more than --cache-max-bytes %zu", entries,
-			     cache_table_bytes(entries), max_bytes);
-		if (cache_create(entries, max_bytes, cfg->cache_ttl_s ? cfg->cache_ttl_s : 600, &v->cache) != 0)
-			FAIL("cannot allocate the token cache");
-	}
 	if (negcache_create(&v->neg) != 0)
 		FAIL("out of memory");
+	authcfg_free(flags);
 	*out = v;
 	return 0;
 out:
+	authcfg_free(flags);
 	verifier_free(v);
 	return -1;
 }
@@ -344,8 +336,6 @@ static int from_claims(int rc)
 	case CLAIMS_E_EXPIRED: return VERIFY_E_EXPIRED;
 	case CLAIMS_E_NOT_YET: return VERIFY_E_NOT_YET;
 	case CLAIMS_E_CLAIM: return VERIFY_E_CLAIMS;
-	case CLAIMS_E_RESERVED: return VERIFY_E_RESERVED;
-	case CLAIMS_E_IDENTITY: return VERIFY_E_IDENTITY;
 	}
 	return VERIFY_E_INTERNAL;
 }
@@ -457,7 +447,7 @@ static int check_signature(verifier *v, jwks_keyset *ks, const jwt_token *t, con
 				break;
 			}
 			tried++;
-			jrc = jwt_verify(t, k);
+			jrc = jws_verify(t, k);
 			if (!jrc)
 				*key = k;
 		} while (jrc && jwks_find_next(ks, k, t->alg, &k) == 0);
@@ -476,7 +466,7 @@ static int check_signature(verifier *v, jwks_keyset *ks, const jwt_token *t, con
 				break;
 			}
 			tried++;
-			jrc = jwt_verify(t, k);
+			jrc = jws_verify(t, k);
 			if (!jrc)
 				*key = k;
 		}
@@ -523,6 +513,14 @@ static int dist_refuse(verifier *v, enum distclaims_refusal r, const char **deta
 	return VERIFY_E_CLAIMS;
 }
 
+/* The payload as strict JSON (jsonstrict.h), in jwt's error codes: JWT_E_JSON or JWT_E_NOMEM. */
+static int payload_json(const uint8_t *p, size_t len, cJSON **out)
+{
+	int rc = jsonstrict_parse(p, len, out);
+
+	return rc == 0 ? 0 : rc == JSONSTRICT_E_NOMEM ? JWT_E_NOMEM : JWT_E_JSON;
+}
+
 /*
  * Distributed groups, as the API server's claimResolver: when the token lacks the groups claim and its
  * _claim_names point that claim at a source with an endpoint, the source's answer — a JWT of this issuer or
@@ -547,8 +545,6 @@ static int resolve_distributed(verifier *v, jwks_keyset *ks, cJSON *payload, int
 	uint8_t *body = NULL;
 	size_t blen = 0, a = 0;
 	const char *why = NULL, *sd = NULL;
-	const char *const *auds = v->map != NULL ? (const char *const *)v->auds : (const char *const *)&v->client_id;
-	size_t nauds = v->map != NULL ? v->nauds : 1;
 	bool parsed = false;
 	int64_t exp;
 	int rc, r;
@@ -588,12 +584,12 @@ static int resolve_distributed(verifier *v, jwks_keyset *ks, cJSON *payload, int
 		goto out;
 	}
 	parsed = true;
-	if (!(v->algs & JWT_ALG_BIT(t.alg))) {
+	if (!(v->algs & JWA_BIT(t.alg))) {
 		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: the claims JWT's algorithm %s is "
-				 "not allowed", jwt_alg_name(t.alg));
+				 "not allowed", jwa_name(t.alg));
 		goto out;
 	}
-	if (jwt_json_parse(t.payload, t.payload_len, &cp) != 0) {
+	if (payload_json(t.payload, t.payload_len, &cp) != 0) {
 		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: the claims JWT's payload is not "
 				 "a strict JSON object");
 		goto out;
@@ -619,7 +615,7 @@ static int resolve_distributed(verifier *v, jwks_keyset *ks, cJSON *payload, int
 		goto out;
 	}
 	/* its own issuer, this authenticator's audiences (the API server's claimResolver keeps them) */
-	rc = claims_check_std(peer->issuer, auds, nauds, cp, now, &exp, &sd);
+	rc = claims_check_std(peer->issuer, (const char *const *)v->auds, v->nauds, cp, now, &exp, &sd);
 	if (rc) {
 		rc = dist_refuse(v, DISTCLAIMS_R_JWT, detail, tr, "distributed claims: claims JWT: %s", sd);
 		goto out;
@@ -669,72 +665,95 @@ static bool maybe_distributed(const verifier *v, const cJSON *payload)
 	       cJSON_GetObjectItemCaseSensitive(payload, v->dist_claim) == NULL;
 }
 
-static int verify_full(verifier *v, jwks_keyset *ks, const uint8_t *token, size_t len, int64_t now,
-		       identity **out, const char **detail, const mapping_trace *tr, bool *transient)
+/* The payload alone, for a token whose header jwt_parse() refused: its iss still picks the authenticator first,
+ * as the API server routes a JWT by it before looking at anything else. 0, JWT_E_FORMAT/JWT_E_JSON, or
+ * JWT_E_NOMEM. */
+static int payload_only(const uint8_t *tok, size_t len, cJSON **out)
 {
-	jwt_token t;
-	const jwks_key *key = NULL;
-	cJSON *payload = NULL;
+	const uint8_t *d1 = memchr(tok, '.', len), *d2;
+	uint8_t *buf;
+	size_t n, plen = 0;
+	int rc;
+
+	if (d1 == NULL || (d2 = memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok))) == NULL)
+		return JWT_E_FORMAT;
+	n = b64url_decoded_max((size_t)(d2 - d1 - 1)) + 1;
+	if ((buf = malloc(n)) == NULL)
+		return JWT_E_NOMEM;
+	rc = b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), buf, n, &plen) != 0 ? JWT_E_FORMAT
+		: payload_json(buf, plen, out);
+	free(buf);
+	return rc;
+}
+
+int verifier_token_parse(const uint8_t *tok, size_t len, size_t max_len, verifier_token *t)
+{
 	const cJSON *iss;
+
+	memset(t, 0, sizeof(*t));
+	t->bytes = tok;
+	t->len = len;
+	t->jwt_rc = jwt_parse(tok, len, max_len, &t->jwt);
+	t->payload_rc = t->jwt_rc == 0 ? payload_json(t->jwt.payload, t->jwt.payload_len, &t->payload)
+		: payload_only(tok, len, &t->payload);
+	if (t->payload_rc != 0)
+		t->payload = NULL;
+	iss = cJSON_GetObjectItemCaseSensitive(t->payload, "iss");
+	if (cJSON_IsString(iss))
+		t->iss = iss->valuestring;
+	return t->payload_rc;
+}
+
+void verifier_token_free(verifier_token *t)
+{
+	if (t->jwt_rc == 0)
+		jwt_token_free(&t->jwt);
+	cJSON_Delete(t->payload);
+	memset(t, 0, sizeof(*t));
+}
+
+/* vt: parsed by verifier_token_parse(); its payload gets a resolved distributed claim added. */
+static int verify_full(verifier *v, jwks_keyset *ks, verifier_token *vt, int64_t now, identity **out,
+		       const char **detail, const mapping_trace *tr, bool *transient)
+{
+	const jwt_token *t = &vt->jwt;
+	const jwks_key *key = NULL;
+	cJSON *payload = vt->payload;
 	char kidbuf[72];
-	int rc, jrc;
+	int rc;
 	int64_t exp, claim_exp = INT64_MAX;
 
-	jrc = jwt_parse(token, len, v->max_token, &t);
-	if (jrc) {
-		*detail = jwt_strerror(jrc);
+	if (vt->jwt_rc) {
+		*detail = jwt_strerror(vt->jwt_rc);
 		mapping_tracef(tr, "token: FAIL (%s)", *detail);
-		return from_jwt(jrc);
+		return from_jwt(vt->jwt_rc);
 	}
-	mapping_tracef(tr, "header: alg=%s kid=%s%s%s", jwt_alg_name(t.alg), t.kid ? "\"" : "(none)",
-	       t.kid ? shown_kid(&t, kidbuf, sizeof(kidbuf)) : "", t.kid ? "\"" : "");
-	if (!(v->algs & JWT_ALG_BIT(t.alg))) {
+	mapping_tracef(tr, "header: alg=%s kid=%s%s%s", jwa_name(t->alg), t->kid ? "\"" : "(none)",
+	       t->kid ? shown_kid(t, kidbuf, sizeof(kidbuf)) : "", t->kid ? "\"" : "");
+	if (!(v->algs & JWA_BIT(t->alg))) {
 		rc = VERIFY_E_ALG;
 		*detail = "signing algorithm not in --oidc-signing-algs";
 		mapping_tracef(tr, "algorithm: FAIL (not in --oidc-signing-algs)");
 		goto out;
 	}
-	/* Parsed once, here; nothing in it but iss is read before the signature is good. */
-	jrc = jwt_json_parse(t.payload, t.payload_len, &payload);
-	if (jrc) {
-		rc = jrc == JWT_E_NOMEM ? VERIFY_E_INTERNAL : VERIFY_E_MALFORMED;
+	/* Parsed once, by verifier_token_parse(); nothing in it but iss is read before the signature is good. */
+	if (vt->payload_rc) {
+		rc = vt->payload_rc == JWT_E_NOMEM ? VERIFY_E_INTERNAL : VERIFY_E_MALFORMED;
 		*detail = "payload is not a strict JSON object";
 		mapping_tracef(tr, "payload: FAIL (%s)", *detail);
 		goto out;
 	}
-	iss = cJSON_GetObjectItemCaseSensitive(payload, "iss");
-	if (!cJSON_IsString(iss) || strcmp(iss->valuestring, v->issuer) != 0) {
+	if (vt->iss == NULL || strcmp(vt->iss, v->issuer) != 0) {
 		rc = VERIFY_E_ISSUER;
 		*detail = "issuer mismatch";
 		mapping_tracef(tr, "issuer: FAIL (the token's iss is not %s; no key tried)", v->issuer);
 		goto out;
 	}
-	rc = check_signature(v, ks, &t, &key, detail, tr, "");
+	rc = check_signature(v, ks, t, &key, detail, tr, "");
 	if (rc)
 		goto out;
-	if (v->map == NULL) {
-		/* the API server checks iss, aud, exp and nbf before it resolves distributed claims: an expired
-		 * token never makes a fetch */
-		if (maybe_distributed(v, payload)) {
-			rc = claims_check_std(v->issuer, (const char *const *)&v->client_id, 1, payload, now, &exp, detail);
-			if (rc) {
-				mapping_tracef(tr, "claims: FAIL (%s)", *detail);
-				rc = from_claims(rc);
-				goto out;
-			}
-			rc = resolve_distributed(v, ks, payload, now, &claim_exp, transient, detail, tr);
-			if (rc)
-				goto out;
-		}
-		rc = claims_map(&v->rules, payload, now, key->fp, out, detail);
-		if (rc) {
-			mapping_tracef(tr, "claims: FAIL (%s)", *detail);
-			rc = from_claims(rc);
-		} else {
-			mapping_tracef(tr, "claims (iss, aud, exp, nbf, username, groups, required claims): ok");
-		}
-		goto out;
-	}
+	/* the API server checks iss, aud, exp and nbf before it resolves distributed claims: an expired token
+	 * never makes a fetch */
 	rc = claims_check_std(v->issuer, (const char *const *)v->auds, v->nauds, payload, now, &exp, detail);
 	if (rc) {
 		mapping_tracef(tr, "standard claims: FAIL (%s)", *detail);
@@ -761,8 +780,6 @@ out:
 			       (*out)->nextra && strcmp((*out)->extra[(*out)->nextra - 1].key, CREDENTIAL_ID_KEY) == 0
 			       ? "added" : "none (no usable jti)");
 	}
-	cJSON_Delete(payload);
-	jwt_token_free(&t);
 	return rc;
 }
 
@@ -778,7 +795,7 @@ static bool remember_refusal(int rc)
 
 /* verify_full() behind the refused-token memory: key is the token's SHA-256 (cache_key()), or NULL to bypass it
  * (explain reports every check). */
-static int judge(verifier *v, jwks_keyset *ks, const uint8_t *token, size_t len, const uint8_t *key, int64_t now,
+static int judge(verifier *v, jwks_keyset *ks, verifier_token *vt, const uint8_t *key, int64_t now,
 		 identity **out, const char **detail, const mapping_trace *tr)
 {
 	uint64_t serial = jwks_keyset_serial(ks);
@@ -787,66 +804,14 @@ static int judge(verifier *v, jwks_keyset *ks, const uint8_t *token, size_t len,
 
 	if (key != NULL && (rc = negcache_get(v->neg, key, serial, now, detail)) != 0)
 		return rc;
-	rc = verify_full(v, ks, token, len, now, out, detail, tr, &transient);
+	rc = verify_full(v, ks, vt, now, out, detail, tr, &transient);
 	if (key != NULL && rc != VERIFY_OK && !transient && remember_refusal(rc))
 		negcache_put(v->neg, key, serial, now, rc, *detail);
 	return rc;
 }
 
-int verifier_verify(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
-		    const char **detail)
-{
-	uint8_t key[CACHE_KEY_LEN];
-	const identity *hit;
-	identity *fresh = NULL;
-	jwks_keyset *ks;
-	const char *d = NULL;
-	int rc;
-
-	if (len > v->max_token) {
-		rc = VERIFY_E_TOO_LARGE;
-		goto out_nokeys;
-	}
-	if (len == 0) {
-		rc = VERIFY_E_MALFORMED;
-		goto out_nokeys;
-	}
-	ks = current_keys(v);
-	if (!ks) {
-		rc = VERIFY_E_NOT_READY;
-		goto out_nokeys;
-	}
-	cache_key(token, len, key);
-	if (v->cache != NULL) {
-		hit = cache_get(v->cache, key, now);
-		if (hit) {
-			if (jwks_has_fp(ks, hit->key_fp)) {
-				jwks_keyset_release(ks);
-				*id = hit;
-				return VERIFY_OK;
-			}
-			/* the key that verified this token left the JWKS: forget it and judge the token afresh */
-			cache_drop(v->cache, key);
-			identity_release(hit);
-		}
-	}
-	rc = judge(v, ks, token, len, key, now, &fresh, &d, NULL);
-	jwks_keyset_release(ks);
-	if (rc == VERIFY_OK) {
-		if (v->cache != NULL)
-			cache_put(v->cache, key, fresh, now);
-		*id = fresh;
-		return VERIFY_OK;
-	}
-out_nokeys:
-	if (detail)
-		*detail = d ? d : verifier_reason(rc);
-	return rc;
-}
-
-/* known_key: the token's cache_key() when the caller has it, else NULL (computed here unless tracing). */
-static int verify_nocache(verifier *v, const uint8_t *token, size_t len, const uint8_t *known_key, int64_t now,
-			  const identity **id, const char **detail, const mapping_trace *tr)
+int verifier_verify_token(verifier *v, verifier_token *vt, const uint8_t *known_key, int64_t now,
+			  const mapping_trace *tr, const identity **id, const char **detail)
 {
 	uint8_t key[CACHE_KEY_LEN];
 	identity *fresh = NULL;
@@ -854,10 +819,10 @@ static int verify_nocache(verifier *v, const uint8_t *token, size_t len, const u
 	const char *d = NULL;
 	int rc;
 
-	if (len > v->max_token) {
+	if (vt->len > v->max_token) {
 		rc = VERIFY_E_TOO_LARGE;
 		mapping_tracef(tr, "token: FAIL (longer than %zu bytes)", v->max_token);
-	} else if (len == 0) {
+	} else if (vt->len == 0) {
 		rc = VERIFY_E_MALFORMED;
 		mapping_tracef(tr, "token: FAIL (empty)");
 	} else if ((ks = current_keys(v)) == NULL) {
@@ -866,9 +831,8 @@ static int verify_nocache(verifier *v, const uint8_t *token, size_t len, const u
 	} else {
 		mapping_tracef(tr, "keys: %zu in the issuer's JWKS", jwks_keyset_count(ks));
 		if (tr == NULL && known_key == NULL)
-			cache_key(token, len, key);
-		rc = judge(v, ks, token, len, tr != NULL ? NULL : known_key != NULL ? known_key : key, now, &fresh, &d,
-			   tr);
+			cache_key(vt->bytes, vt->len, key);
+		rc = judge(v, ks, vt, tr != NULL ? NULL : known_key != NULL ? known_key : key, now, &fresh, &d, tr);
 		jwks_keyset_release(ks);
 		if (rc == VERIFY_OK) {
 			*id = fresh;
@@ -880,22 +844,35 @@ static int verify_nocache(verifier *v, const uint8_t *token, size_t len, const u
 	return rc;
 }
 
+/* Parses token once and verifies it uncached (verifier_verify_token). */
+static int verify_bytes(verifier *v, const uint8_t *token, size_t len, int64_t now, const mapping_trace *tr,
+			const identity **id, const char **detail)
+{
+	verifier_token vt;
+	int rc;
+
+	if (len > v->max_token || len == 0) {
+		memset(&vt, 0, sizeof(vt));
+		vt.bytes = token;
+		vt.len = len;
+		return verifier_verify_token(v, &vt, NULL, now, tr, id, detail); /* refused before any parse */
+	}
+	verifier_token_parse(token, len, v->max_token, &vt);
+	rc = verifier_verify_token(v, &vt, NULL, now, tr, id, detail);
+	verifier_token_free(&vt);
+	return rc;
+}
+
 int verifier_verify_uncached(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
 			     const char **detail)
 {
-	return verify_nocache(v, token, len, NULL, now, id, detail, NULL);
-}
-
-int verifier_verify_uncached_key(verifier *v, const uint8_t *token, size_t len, const uint8_t *key, int64_t now,
-				 const identity **id, const char **detail)
-{
-	return verify_nocache(v, token, len, key, now, id, detail, NULL);
+	return verify_bytes(v, token, len, now, NULL, id, detail);
 }
 
 int verifier_explain(verifier *v, const uint8_t *token, size_t len, int64_t now, const mapping_trace *trace,
 		     const identity **id, const char **detail)
 {
-	return verify_nocache(v, token, len, NULL, now, id, detail, trace);
+	return verify_bytes(v, token, len, now, trace, id, detail);
 }
 
 bool verifier_has_key(verifier *v, uint64_t fp)
@@ -938,16 +915,7 @@ void verifier_status(verifier *v, oidc_status *out)
 
 void verifier_cache_stats_get(verifier *v, verifier_cache_stats *out)
 {
-	cache_stats st;
-
-	memset(&st, 0, sizeof(st));
-	if (v->cache != NULL)
-		cache_stats_get(v->cache, &st);
-	out->hits = st.hits;
-	out->misses = st.misses;
-	out->evictions = st.evictions;
-	out->size = st.size;
-	out->bytes = st.bytes;
+	memset(out, 0, sizeof(*out)); /* the token cache is the issuer set's (issuers_cache_stats) */
 	out->refresh_requests = atomic_load_explicit(&v->refresh_requests, memory_order_relaxed);
 	out->negative_hits = negcache_hits(v->neg);
 	out->work_refusals = atomic_load_explicit(&v->work_refusals, memory_order_relaxed);

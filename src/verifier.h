@@ -1,13 +1,15 @@
 /*
- * verifier.h — the identity core's one entry point: raw bearer token in, Kubernetes identity or reason out.
+ * verifier.h — one authenticator: a bearer token in, Kubernetes identity or reason out. The agent reaches it
+ * through issuers.h, which owns the issuer pick and the one token cache, for the flags as for a file.
  *
- * Owns: the OIDC provider (discovery + JWKS, see oidc.h), the claim-mapping configuration and the token cache;
- * borrows the distributed-claims fetcher (verifier_config.claims), which must outlive it.
- * Thread-safe: any number of worker threads call verifier_verify() at once. A cache hit allocates nothing and
- * parses nothing, but it does take two short mutexes: the provider's keys_mu, to take a reference on the current
- * key set (oidc_provider_keys), and one cache shard's mutex for the lookup (cache_get); the rest is atomic
- * reference counting. docs/internals.md lists every lock. The rules are the Kubernetes API server's OIDC
- * authenticator's (see claims.h).
+ * One path for every token: the authenticator is an AuthenticationConfiguration jwt[] entry (verifier_config's
+ * authn), or, without one, the --oidc-* fields turned into one exactly as the API server does (flagcfg.h); the
+ * standard checks are claims.h's, the mappings and rules mapping.h's.
+ *
+ * Owns: the OIDC provider (discovery + JWKS, see oidc.h), the compiled mapping and the memory of refused tokens
+ * (negcache.h); borrows the distributed-claims fetcher (verifier_config.claims), which must outlive it.
+ * Thread-safe: any number of worker threads verify at once; a verification takes the provider's keys_mu to
+ * reference the current key set (oidc_provider_keys). docs/internals.md lists every lock.
  */
 #ifndef KOS_VERIFIER_H
 #define KOS_VERIFIER_H
@@ -19,6 +21,7 @@
 #include "authcfg.h"
 #include "distclaims.h"
 #include "identity.h"
+#include "jwt.h"
 #include "mapping.h"
 #include "oidc.h"
 
@@ -37,6 +40,7 @@
 #define VERIFIER_MAX_WORK 256
 typedef struct verifier_config {
 	oidc_config oidc;               /* issuer URL, CA file, refresh policy (its on_attempt is the verifier's own) */
+	/* The --oidc-* flags, used when authn is NULL: they become its one authenticator (flagcfg.h) */
 	const char *client_id;          /* required: must appear in aud */
 	const char *username_claim;     /* NULL = "sub" */
 	const char *username_prefix;    /* NULL = unset (Kubernetes default rule), "-" = none, else literal */
@@ -46,6 +50,7 @@ typedef struct verifier_config {
 	size_t nrequired_claims;
 	const char *signing_algs;       /* comma list; NULL = "RS256" */
 	size_t max_token_bytes;         /* 0 = 16384 */
+	/* the token cache of the issuer set (issuers.h) that holds the verifier; the verifier has none */
 	size_t cache_entries;           /* 0 = 65536; bounded, evicting */
 	size_t cache_max_bytes;         /* 0 = VERIFIER_CACHE_MAX_BYTES: table and identities, see cache.h */
 	unsigned cache_ttl_s;           /* 0 = 600; an entry never outlives its token's exp either */
@@ -58,8 +63,6 @@ typedef struct verifier_config {
 	 * required_claims, which are then ignored. Borrowed only during verifier_create*(): everything needed is
 	 * copied or compiled. cfg->oidc.issuer_url must be authn->url. */
 	const authcfg_issuer *authn;
-	bool no_cache;                  /* no token cache of its own: the caller (issuers.h) caches and uses
-					 * verifier_verify_uncached(); verifier_verify() then never caches either */
 	/* Distributed groups (distclaims.h): the fetcher, borrowed, outliving the verifier. Used for the groups
 	 * claim mapped by name (groups_claim, or authn's claimMappings.groups.claim; never an expression) when a
 	 * token lacks it and its _claim_names point it at a source with an endpoint, as the API server does.
@@ -117,23 +120,41 @@ int verifier_create_with_keys(const verifier_config *cfg, jwks_keyset *ks, verif
 /* Swaps the key set of a verifier made by verifier_create_with_keys (a "rotation"); ks may be NULL. Takes its
  * own reference. Any thread. No effect on a verifier that has a provider. */
 void verifier_set_keys(verifier *v, jwks_keyset *ks);
-/*
- * Verifies token[0..len) (the bare JWT, without "Bearer ") at time now (unix seconds).
- * VERIFY_OK: *id holds a reference (release with identity_release()).
- * Otherwise a negative verifier_result; if detail != NULL it is set to a static or thread-local string with
- * specifics safe to log (e.g. "missing claim \"email\""), never token bytes.
- */
-int verifier_verify(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
-		    const char **detail);
 bool verifier_ready(verifier *v);
-/* verifier_verify() without the cache (neither lookup nor store): the full verification. For issuers.h, which
- * keeps one cache for all its authenticators. Same contract otherwise. */
+/*
+ * Verifies token[0..len) (the bare JWT, without "Bearer ") at time now (unix seconds), uncached (issuers.h
+ * caches). VERIFY_OK: *id holds a reference (release with identity_release()).
+ * Otherwise a negative verifier_result; if detail != NULL it is set to a static or thread-local string with
+ * specifics safe to log (e.g. "oidc: parse username claims \"sub\": claim not present"), never token bytes.
+ */
 int verifier_verify_uncached(verifier *v, const uint8_t *token, size_t len, int64_t now, const identity **id,
 			     const char **detail);
-/* The same for a caller that already hashed the token (key: its cache_key(), 32 bytes), which the memory of
- * refused tokens is keyed on: one SHA-256 per miss, not two. */
-int verifier_verify_uncached_key(verifier *v, const uint8_t *token, size_t len, const uint8_t *key, int64_t now,
-				 const identity **id, const char **detail);
+/*
+ * A bearer token parsed once, so that the issuer pick (issuers.h) and the verification read the same parse:
+ * jwt_parse() (header, decoded payload and signature, the signing input's span) and the payload as strict JSON
+ * with its unverified "iss". When jwt_parse() refuses the header, the payload is still decoded on its own: the
+ * issuer is picked by iss before anything else is judged, as the API server does. Only iss may be read from it
+ * before the signature is good.
+ * Owns: jwt and payload (verifier_token_free()); bytes are borrowed and must outlive it. The verification may
+ * add a resolved distributed claim to payload: one verifier_token serves one verification.
+ */
+typedef struct verifier_token {
+	const uint8_t *bytes;        /* the bare JWT, borrowed */
+	size_t len;
+	int jwt_rc;                  /* jwt_parse(): 0, or why the token's form or header is refused */
+	jwt_token jwt;               /* when jwt_rc == 0 */
+	int payload_rc;              /* 0, JWT_E_FORMAT / JWT_E_JSON (not a strict JSON object), JWT_E_NOMEM */
+	cJSON *payload;              /* when payload_rc == 0 */
+	const char *iss;             /* into payload; NULL when it has no string iss */
+} verifier_token;
+/* Fills *t (always: release with verifier_token_free()); returns t->payload_rc. max_len as jwt_parse(). */
+int verifier_token_parse(const uint8_t *token, size_t len, size_t max_len, verifier_token *t);
+void verifier_token_free(verifier_token *t);
+/* verifier_verify_uncached() of a parsed token. key: its cache_key() (32 bytes) when the caller has it (the memory
+ * of refused tokens is keyed on it: one SHA-256 per miss, not two), or NULL. trace: as verifier_explain(), NULL on
+ * the hot path. For issuers.h, which keeps one cache for all its authenticators. */
+int verifier_verify_token(verifier *v, verifier_token *t, const uint8_t *key, int64_t now, const mapping_trace *trace,
+			  const identity **id, const char **detail);
 /* Whether the key with fingerprint fp (identity.key_fp) is in the current key set: a cached identity stays
  * valid only while the key that verified it is published. Any thread. */
 bool verifier_has_key(verifier *v, uint64_t fp);
@@ -150,7 +171,7 @@ const char *verifier_issuer(const verifier *v);
  * does not fail).
  *
  * verifier_set_refresh_listener(): fn(ud) is called after every key-set attempt of the provider, successful or
- * not (on the provider thread, no verifier lock held except the listener's own: fn may call verifier_verify()),
+ * not (on the provider thread, no verifier lock held except the listener's own: fn may verify),
  * and after every verifier_set_keys() (on that caller's thread). fn == NULL removes it. One listener at a
  * time; when this returns, the previous listener is not running and will not be called again — so it must not
  * be called from inside fn. Any thread.

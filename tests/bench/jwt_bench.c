@@ -19,9 +19,11 @@
 
 #include "cache.h"
 #include "claims.h"
+#include "flagcfg.h"
 #include "jwks.h"
 #include "jws.h"
 #include "jwt.h"
+#include "mapping.h"
 #include "verifier.h"
 
 #include "../fixtures/tokens.inc"
@@ -101,13 +103,19 @@ int main(int argc, char **argv)
 	 * (ecverify.h) for all three curves, and bare_ is OpenSSL's EVP path on the same key */
 	static const char *const algs[] = { "RS256", "PS256", "ES256", "EdDSA", "ES384", "ES512" };
 	jwks_keyset *ks = NULL;
-	claims_rules rules;
+	/* the claim rules of --oidc-issuer-url FIX_ISS --oidc-client-id FIX_AUD --oidc-groups-claim groups, as the
+	 * verifier builds them (flagcfg.h, mapping.h) */
+	const flagcfg fc = { .issuer_url = FIX_ISS, .client_id = FIX_AUD, .groups_claim = "groups" };
+	const char *aud = FIX_AUD;
+	authcfg_config *ac = NULL;
+	mapping *rules = NULL;
 
 	if (argc > 2 && strcmp(argv[1], "-n") == 0)
 		fixed_n = strtoul(argv[2], NULL, 10);
 	if (jwks_parse((const uint8_t *)FIX_JWKS, strlen(FIX_JWKS), &ks, NULL, 0) != 0 ||
-	    claims_rules_init(&rules, FIX_ISS, FIX_AUD, NULL, NULL, "groups", NULL) != 0)
+	    flagcfg_build(&fc, &ac, NULL, 0) != 0 || mapping_compile(&ac->jwt[0], &rules, NULL, 0) != 0)
 		return 1;
+	authcfg_free(ac);
 	for (size_t a = 0; a < sizeof(algs) / sizeof(algs[0]); a++) {
 		char name[32];
 		const char *t;
@@ -194,11 +202,13 @@ int main(int argc, char **argv)
 				cJSON *p = NULL;
 				identity *id = NULL;
 				const char *d;
+				int64_t exp;
 
 				if (jwt_parse((const uint8_t *)t, strlen(t), 0, &jt) != 0 ||
 				    jwks_find(ks, jt.kid, jt.kid_len, jt.alg, &k) != 0 || jws_verify(&jt, k) != 0 ||
 				    jsonstrict_parse(jt.payload, jt.payload_len, &p) != 0 ||
-				    claims_map(&rules, p, FIX_NOW, k->fp, &id, &d) != 0)
+				    claims_check_std(FIX_ISS, &aud, 1, p, FIX_NOW, &exp, &d) != 0 ||
+				    mapping_apply(rules, p, exp, k->fp, false, &id, &d, NULL) != 0)
 					return 1;
 				identity_release(id);
 				cJSON_Delete(p);
@@ -259,7 +269,7 @@ int main(int argc, char **argv)
 		printf("cache_hit_over_sha256 %.2f x\n", hit_ns / sha_ns);
 		cache_destroy(c);
 	}
-	claims_rules_free(&rules);
+	mapping_free(rules);
 	jwks_keyset_release(ks);
 	return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * test_cache.c — the verified-token cache alone: insert/lookup, expiry at min(exp, insertion + ttl) with the
  * clock passed in, replacement, bounded eviction of the entry closest to its end, shard independence, drops,
- * reference counts, concurrent readers and writers, and that a hit (cache_get, and verifier_verify served from
+ * reference counts, concurrent readers and writers, and that a hit (cache_get, and issuers_verify served from
  * the cache) allocates nothing.
  *
  * Counting allocations: under ASan (how tests/run_all.py runs unit tests) malloc cannot be interposed — ASan
@@ -27,6 +27,7 @@
 #include "cache.h"
 #include "identity.h"
 #include "jwks.h"
+#include "issuers.h"
 #include "verifier.h"
 
 #include "../fixtures/tokens.inc"
@@ -560,11 +561,12 @@ static void test_byte_bound(void **state)
 	cache_destroy(c);
 }
 
-/* through the verifier: cache_max_bytes below the table of cache_entries is a configuration error */
+/* through the issuer set that owns the cache (the flags' one): cache_max_bytes below the table of cache_entries is
+ * a configuration error */
 static void test_verifier_cache_max_bytes(void **state)
 {
 	verifier_config cfg;
-	verifier *v = NULL;
+	issuers *v = NULL;
 	char err[200];
 
 	(void)state;
@@ -573,11 +575,11 @@ static void test_verifier_cache_max_bytes(void **state)
 	cfg.client_id = FIX_AUD;
 	cfg.cache_entries = 1u << 20;
 	cfg.cache_max_bytes = 1u << 20;
-	assert_int_equal(verifier_create_with_keys(&cfg, NULL, &v, err, sizeof(err)), -1);
+	assert_int_equal(issuers_create_flags_with_keys(&cfg, NULL, &v, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "--cache-max-bytes"));
 	cfg.cache_max_bytes = 0; /* the default, 64 MiB, holds a 1M-entry table (48 MiB) */
-	assert_int_equal(verifier_create_with_keys(&cfg, NULL, &v, err, sizeof(err)), 0);
-	verifier_destroy(v);
+	assert_int_equal(issuers_create_flags_with_keys(&cfg, NULL, &v, err, sizeof(err)), 0);
+	issuers_destroy(v);
 }
 
 static void test_counter_counts(void **state)
@@ -618,13 +620,13 @@ static void test_hit_allocates_nothing(void **state)
 	identity_release(id);
 }
 
-/* the same through the verifier: a second verification of a token is served from the cache without a single
- * allocation (key set reference, SHA-256, shard lookup, fingerprint check) */
+/* the same through the agent's path (the flags' issuer set): a second verification of a token is served from the
+ * cache without a single allocation (set reference, SHA-256, shard lookup, the verifying key still published) */
 static void test_verifier_hit_allocates_nothing(void **state)
 {
 	verifier_config cfg;
 	jwks_keyset *ks = NULL;
-	verifier *v = NULL;
+	issuers *v = NULL;
 	const identity *id = NULL;
 	char err[200];
 	const char *tok = NULL;
@@ -642,22 +644,22 @@ static void test_verifier_hit_allocates_nothing(void **state)
 	cfg.groups_claim = "groups";
 	cfg.signing_algs = "ES256";
 	assert_int_equal(jwks_parse((const uint8_t *)FIX_JWKS, strlen(FIX_JWKS), &ks, err, sizeof(err)), 0);
-	assert_int_equal(verifier_create_with_keys(&cfg, ks, &v, err, sizeof(err)), 0);
+	assert_int_equal(issuers_create_flags_with_keys(&cfg, ks, &v, err, sizeof(err)), 0);
 	/* the miss allocates (and the counter sees it) */
 	count_start();
-	assert_int_equal(verifier_verify(v, (const uint8_t *)tok, strlen(tok), FIX_NOW, &id, NULL), VERIFY_OK);
+	assert_int_equal(issuers_verify(v, (const uint8_t *)tok, strlen(tok), FIX_NOW, &id, NULL), VERIFY_OK);
 	assert_true(count_stop() > 0);
 	identity_release(id);
 	count_start();
 	for (int i = 0; i < 100; i++) {
-		assert_int_equal(verifier_verify(v, (const uint8_t *)tok, strlen(tok), FIX_NOW, &id, NULL), VERIFY_OK);
+		assert_int_equal(issuers_verify(v, (const uint8_t *)tok, strlen(tok), FIX_NOW, &id, NULL), VERIFY_OK);
 		identity_release(id);
 	}
 	n = count_stop();
-	verifier_cache_stats_get(v, &st);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.hits, 100);
 	assert_int_equal(n, 0);
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 }
 

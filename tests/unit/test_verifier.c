@@ -1,6 +1,6 @@
 /*
- * test_verifier.c — the whole identity core through verifier_verify(), with tokens minted by python3-jwcrypto
- * (tests/fixtures/gen_tokens.py): one test per fixture, each naming its verdict; then the allow-list, readiness,
+ * test_verifier.c — the whole identity core as the agent runs it (issuers_verify() on the --oidc-* flags' issuer
+ * set, with keys given), with tokens minted by python3-jwcrypto (tests/fixtures/gen_tokens.py): one test per fixture, each naming its verdict; then the allow-list, readiness,
  * unknown kid → refresh request, the cache (hits, expiry, key rotation drops entries), reasons never carrying
  * token bytes, and concurrent hits.
  */
@@ -21,6 +21,7 @@
 #include "jose_test.h"
 #include "jwks.h"
 #include "negcache.h"
+#include "issuers.h"
 #include "verifier.h"
 
 #include "../fixtures/tokens.inc"
@@ -46,13 +47,13 @@ static verifier_config base_cfg(void)
 	return c;
 }
 
-static verifier *make(const verifier_config *c, jwks_keyset *ks)
+static issuers *make(const verifier_config *c, jwks_keyset *ks)
 {
-	verifier *v = NULL;
+	issuers *v = NULL;
 	char err[200];
 
-	if (verifier_create_with_keys(c, ks, &v, err, sizeof(err)) != 0)
-		fail_msg("verifier_create_with_keys: %s", err);
+	if (issuers_create_flags_with_keys(c, ks, &v, err, sizeof(err)) != 0)
+		fail_msg("issuers_create_flags_with_keys: %s", err);
 	return v;
 }
 
@@ -65,9 +66,9 @@ static const char *find_token(const char *name)
 	return NULL;
 }
 
-static int verify_str(verifier *v, const char *tok, int64_t now, const identity **id, const char **detail)
+static int verify_str(issuers *v, const char *tok, int64_t now, const identity **id, const char **detail)
 {
-	return verifier_verify(v, (const uint8_t *)tok, strlen(tok), now, id, detail);
+	return issuers_verify(v, (const uint8_t *)tok, strlen(tok), now, id, detail);
 }
 
 /* ---- one test per fixture ---- */
@@ -77,7 +78,7 @@ static void test_fixture(void **state)
 	const struct fix_token *f = *state;
 	verifier_config c = base_cfg();
 	jwks_keyset *ks = fix_keys();
-	verifier *v = make(&c, ks);
+	issuers *v = make(&c, ks);
 	const identity *id = NULL;
 	const char *detail = NULL;
 	int rc = verify_str(v, f->token, FIX_NOW, &id, &detail);
@@ -105,7 +106,7 @@ static void test_fixture(void **state)
 		}
 		assert_true(strlen(detail) < 120);
 	}
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 }
 
@@ -113,7 +114,7 @@ static void test_token_100k(void **state)
 {
 	verifier_config c = base_cfg();
 	jwks_keyset *ks = fix_keys();
-	verifier *v = make(&c, ks);
+	issuers *v = make(&c, ks);
 	size_t n = 100 * 1024;
 	char *big = malloc(n + 1);
 	const identity *id = NULL;
@@ -127,7 +128,7 @@ static void test_token_100k(void **state)
 	assert_int_equal(verify_str(v, big, FIX_NOW, &id, &d), VERIFY_E_TOO_LARGE);
 	assert_null(id);
 	free(big);
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 }
 
@@ -135,13 +136,13 @@ static void test_empty_token(void **state)
 {
 	verifier_config c = base_cfg();
 	jwks_keyset *ks = fix_keys();
-	verifier *v = make(&c, ks);
+	issuers *v = make(&c, ks);
 	const identity *id = NULL;
 
 	(void)state;
-	assert_int_equal(verifier_verify(v, (const uint8_t *)"", 0, FIX_NOW, &id, NULL), VERIFY_E_MALFORMED);
+	assert_int_equal(issuers_verify(v, (const uint8_t *)"", 0, FIX_NOW, &id, NULL), VERIFY_E_MALFORMED);
 	assert_int_equal(verify_str(v, "..", FIX_NOW, &id, NULL), VERIFY_E_MALFORMED);
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 }
 
@@ -150,7 +151,7 @@ static void test_default_alg_list(void **state)
 {
 	verifier_config c = base_cfg();
 	jwks_keyset *ks = fix_keys();
-	verifier *v;
+	issuers *v;
 	const identity *id = NULL;
 
 	(void)state;
@@ -161,7 +162,7 @@ static void test_default_alg_list(void **state)
 	assert_int_equal(verify_str(v, find_token("good_EdDSA"), FIX_NOW, &id, NULL), VERIFY_E_ALG);
 	assert_int_equal(verify_str(v, find_token("good_RS256"), FIX_NOW, &id, NULL), VERIFY_OK);
 	identity_release(id);
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 }
 
@@ -191,32 +192,57 @@ static void test_bad_config(void **state)
 	}
 }
 
+/* The issuer is picked by the unverified iss before the header is judged (the API server routes a JWT by its iss;
+ * a file's tokens were judged so already): an alg-none token of another issuer is "issuer mismatch", of ours
+ * "signing algorithm not allowed". With the flags before the one path, both were the latter. */
+static void test_issuer_picked_before_header(void **state)
+{
+	verifier_config c = base_cfg();
+	jwks_keyset *ks = fix_keys();
+	issuers *v = make(&c, ks);
+	const identity *id = NULL;
+	const char *d = NULL;
+
+	(void)state;
+	assert_int_equal(verify_str(v, "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL290aGVyLmV4YW1wbGUiLCJzdWIiOiJhIn0.",
+				    FIX_NOW, &id, &d), VERIFY_E_ISSUER);
+	assert_string_equal(d, "unknown issuer");
+	assert_int_equal(verify_str(v, "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwic3ViIjoiYSJ9.",
+				    FIX_NOW, &id, &d), VERIFY_E_ALG);
+	issuers_destroy(v);
+	jwks_keyset_release(ks);
+}
+
 static void test_not_ready(void **state)
 {
 	verifier_config c = base_cfg();
-	verifier *v = make(&c, NULL);
+	issuers *v = make(&c, NULL);
 	const identity *id = NULL;
 	const char *d = NULL;
 	jwks_keyset *ks;
 
 	(void)state;
-	assert_false(verifier_ready(v));
+	assert_false(issuers_ready(v));
 	assert_int_equal(verify_str(v, find_token("good_RS256"), FIX_NOW, &id, &d), VERIFY_E_NOT_READY);
 	assert_string_equal(d, "issuer keys not loaded");
+	/* the issuer is picked first, as with a file and in the API server: another issuer's token is not ours to
+	 * answer 503 for (with the flags, before the one path, this was VERIFY_E_NOT_READY) */
+	assert_int_equal(verify_str(v, find_token("wrong_issuer"), FIX_NOW, &id, &d), VERIFY_E_ISSUER);
+	assert_string_equal(d, "unknown issuer");
 	ks = fix_keys();
-	verifier_set_keys(v, ks);
+	issuers_set_keys(v, ks);
 	jwks_keyset_release(ks);
-	assert_true(verifier_ready(v));
+	assert_true(issuers_ready(v));
 	assert_int_equal(verify_str(v, find_token("good_RS256"), FIX_NOW, &id, &d), VERIFY_OK);
 	identity_release(id);
-	verifier_destroy(v);
+	issuers_destroy(v);
 }
 
 static void test_unknown_kid_requests_refresh(void **state)
 {
 	verifier_config c = base_cfg();
 	jwks_keyset *ks = fix_keys();
-	verifier *v = make(&c, ks);
+	issuers *v = make(&c, ks);
 	verifier_cache_stats st;
 	const identity *id = NULL;
 
@@ -224,9 +250,9 @@ static void test_unknown_kid_requests_refresh(void **state)
 	assert_int_equal(verify_str(v, find_token("unknown_kid"), FIX_NOW, &id, NULL), VERIFY_E_UNKNOWN_KID);
 	assert_int_equal(verify_str(v, find_token("kid_of_ec_key_for_rs256"), FIX_NOW, &id, NULL),
 			 VERIFY_E_SIGNATURE);
-	verifier_cache_stats_get(v, &st);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.refresh_requests, 1); /* a kid of another key type is not a reason to refetch */
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 }
 
@@ -250,7 +276,7 @@ static void test_unknown_kid_of_another_issuer(void **state)
 	};
 	verifier_config c = base_cfg();
 	jwks_keyset *ks = fix_keys();
-	verifier *v = make(&c, ks);
+	issuers *v = make(&c, ks);
 	EVP_PKEY *k = tj_keygen("P-256");
 
 	(void)state;
@@ -264,11 +290,11 @@ static void test_unknown_kid_of_another_issuer(void **state)
 		if (rc != cases[i].expect)
 			fail_msg("%s: got %d (%s), want %d", cases[i].payload, rc, d ? d : "", cases[i].expect);
 		assert_non_null(d);
-		verifier_cache_stats_get(v, &st);
+		issuers_cache_stats(v, &st);
 		assert_int_equal(st.refresh_requests, cases[i].refreshes);
 		free(tok);
 	}
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 	EVP_PKEY_free(k);
 }
@@ -285,7 +311,7 @@ static void test_foreign_issuer_before_any_key(void **state)
 	char *jwk = tj_jwk(k, "t", NULL), doc[1024], payload[256];
 	jwks_keyset *ks = NULL;
 	verifier_config c = base_cfg();
-	verifier *v;
+	issuers *v;
 
 	(void)state;
 	snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", jwk);
@@ -310,7 +336,7 @@ static void test_foreign_issuer_before_any_key(void **state)
 			free(tok);
 		}
 	}
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 	free(jwk);
 	EVP_PKEY_free(k);
@@ -326,7 +352,7 @@ static void test_duplicate_kid_tries_each_key(void **state)
 	char payload[256], *t1, *t2, *tr, *ts;
 	jwks_keyset *ks = NULL, *only1 = NULL;
 	verifier_config c = base_cfg();
-	verifier *v;
+	issuers *v;
 	verifier_cache_stats st;
 	const identity *id = NULL;
 	const char *d = NULL;
@@ -353,13 +379,13 @@ static void test_duplicate_kid_tries_each_key(void **state)
 	/* cached, and the hit still checks that the key which verified it is published: without k2, t2 is refused */
 	assert_int_equal(verify_str(v, t2, FIX_NOW, &id, &d), VERIFY_OK);
 	identity_release(id);
-	verifier_set_keys(v, only1);
+	issuers_set_keys(v, only1);
 	assert_int_equal(verify_str(v, t2, FIX_NOW, &id, &d), VERIFY_E_SIGNATURE);
 	assert_int_equal(verify_str(v, t1, FIX_NOW, &id, &d), VERIFY_OK);
 	identity_release(id);
-	verifier_cache_stats_get(v, &st);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.refresh_requests, 0);
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 	jwks_keyset_release(only1);
 	free(t1), free(t2), free(tr), free(ts), free(j1), free(j2), free(jr);
@@ -392,7 +418,7 @@ static void test_cache_hit_and_key_removal(void **state)
 {
 	verifier_config c = base_cfg();
 	jwks_keyset *ks = fix_keys(), *rotated = keys_without("rsa");
-	verifier *v = make(&c, ks);
+	issuers *v = make(&c, ks);
 	verifier_cache_stats st;
 	const identity *a = NULL, *b = NULL;
 	const char *tok = find_token("good_RS256");
@@ -401,23 +427,23 @@ static void test_cache_hit_and_key_removal(void **state)
 	assert_int_equal(verify_str(v, tok, FIX_NOW, &a, NULL), VERIFY_OK);
 	assert_int_equal(verify_str(v, tok, FIX_NOW + 1, &b, NULL), VERIFY_OK);
 	assert_ptr_equal(a, b); /* the hit hands out the same identity */
-	verifier_cache_stats_get(v, &st);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.hits, 1);
 	assert_int_equal(st.misses, 1);
 	assert_int_equal(st.size, 1);
 	identity_release(b);
 	/* the key that signed it leaves the JWKS: the cached identity must not be served any more */
-	verifier_set_keys(v, rotated);
+	issuers_set_keys(v, rotated);
 	assert_int_equal(verify_str(v, tok, FIX_NOW + 2, &b, NULL), VERIFY_E_UNKNOWN_KID);
-	verifier_cache_stats_get(v, &st);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.size, 0);
 	/* and it comes back (rotation without restart) */
-	verifier_set_keys(v, ks);
+	issuers_set_keys(v, ks);
 	assert_int_equal(verify_str(v, tok, FIX_NOW + 3, &b, NULL), VERIFY_OK);
 	assert_ptr_not_equal(a, b);
 	identity_release(a);
 	identity_release(b);
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 	jwks_keyset_release(rotated);
 }
@@ -426,7 +452,7 @@ static void test_cache_expiry(void **state)
 {
 	verifier_config c = base_cfg();
 	jwks_keyset *ks = fix_keys();
-	verifier *v;
+	issuers *v;
 	const identity *id = NULL;
 	const char *tok = find_token("good_RS256"); /* exp = FIX_NOW + 3600 */
 
@@ -443,10 +469,10 @@ static void test_cache_expiry(void **state)
 	{
 		verifier_cache_stats st;
 
-		verifier_cache_stats_get(v, &st);
+		issuers_cache_stats(v, &st);
 		assert_int_equal(st.hits, 0);
 	}
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 }
 
@@ -454,7 +480,7 @@ static void test_allow_reserved(void **state)
 {
 	verifier_config c = base_cfg();
 	jwks_keyset *ks = fix_keys();
-	verifier *v;
+	issuers *v;
 	const identity *id = NULL;
 
 	(void)state;
@@ -463,7 +489,7 @@ static void test_allow_reserved(void **state)
 	assert_int_equal(verify_str(v, find_token("groups_system_masters"), FIX_NOW, &id, NULL), VERIFY_OK);
 	assert_string_equal(id->groups[0], "system:masters");
 	identity_release(id);
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 }
 
@@ -471,7 +497,7 @@ static void test_prefixes_and_required(void **state)
 {
 	verifier_config c = base_cfg();
 	jwks_keyset *ks = fix_keys();
-	verifier *v;
+	issuers *v;
 	const identity *id = NULL;
 	const char *d = NULL;
 
@@ -487,13 +513,14 @@ static void test_prefixes_and_required(void **state)
 	assert_int_equal(id->ngroups, 2);
 	assert_string_equal(id->groups[1], "oidc:ops");
 	identity_release(id);
-	verifier_destroy(v);
+	issuers_destroy(v);
 
 	c.required_claims[0][1] = "bob";
 	v = make(&c, ks);
 	assert_int_equal(verify_str(v, find_token("good_ES384"), FIX_NOW, &id, &d), VERIFY_E_CLAIMS);
-	assert_string_equal(d, "required claim \"sub\" does not match");
-	verifier_destroy(v);
+	/* the API server's wording: the flags go through the AuthenticationConfiguration rules (flagcfg.h) */
+	assert_string_equal(d, "oidc: required claim sub value does not match");
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 }
 
@@ -531,7 +558,7 @@ static void test_identity_shapes(void **state)
 	assert_int_equal(jwks_parse((const uint8_t *)doc, strlen(doc), &ks, NULL, 0), 0);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		verifier_config c = base_cfg();
-		verifier *v;
+		issuers *v;
 		char payload[512], *tok;
 		const identity *id = NULL;
 		const char *d = NULL;
@@ -567,7 +594,7 @@ static void test_identity_shapes(void **state)
 			assert_non_null(strstr(d, "groups"));
 		}
 		free(tok);
-		verifier_destroy(v);
+		issuers_destroy(v);
 	}
 	jwks_keyset_release(ks);
 	free(jwk);
@@ -637,7 +664,7 @@ static void test_work_cap(void **state)
 	char *t_nokid_stranger, *t_kid_stranger, *t_nokid_big, *t_kid_small, *t_nokid_small;
 	jwks_keyset *ks = NULL;
 	verifier_config c = base_cfg();
-	verifier *v;
+	issuers *v;
 	verifier_cache_stats st;
 	const identity *id = NULL;
 	const char *d = NULL;
@@ -671,7 +698,7 @@ static void test_work_cap(void **state)
 	assert_int_equal(verify_str(v, t_kid_stranger, FIX_NOW, &id, &d), VERIFY_E_SIGNATURE);
 	assert_non_null(strstr(d, "too much verification work"));
 	assert_non_null(strstr(d, "this kid"));
-	verifier_cache_stats_get(v, &st);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.work_refusals, 2);
 	/* within the budget nothing changes: the first key always, a kid naming one key */
 	assert_int_equal(verify_str(v, t_nokid_big, FIX_NOW, &id, &d), VERIFY_OK);
@@ -682,9 +709,9 @@ static void test_work_cap(void **state)
 	 * would try all 101); issuers that sign without kid publish one or two keys */
 	assert_int_equal(verify_str(v, t_nokid_small, FIX_NOW, &id, &d), VERIFY_E_SIGNATURE);
 	assert_non_null(strstr(d, "too much verification work"));
-	verifier_cache_stats_get(v, &st);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.work_refusals, 3);
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 	free(t_nokid_stranger), free(t_kid_stranger), free(t_nokid_big), free(t_kid_small), free(t_nokid_small);
 	free(doc), free(jb), free(js);
@@ -697,7 +724,7 @@ static void test_negative_cache(void **state)
 {
 	verifier_config c = base_cfg();
 	jwks_keyset *ks = fix_keys(), *again = fix_keys();
-	verifier *v = make(&c, ks);
+	issuers *v = make(&c, ks);
 	const char *good = find_token("good_RS256");
 	char *bad = strdup(good), d1[128];
 	verifier_cache_stats st;
@@ -710,38 +737,38 @@ static void test_negative_cache(void **state)
 	bad[n - 10] = bad[n - 10] == 'A' ? 'B' : 'A';
 	assert_int_equal(verify_str(v, bad, FIX_NOW, &id, &d), VERIFY_E_SIGNATURE);
 	snprintf(d1, sizeof(d1), "%s", d);
-	verifier_cache_stats_get(v, &st);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.negative_hits, 0);
 	assert_int_equal(verify_str(v, bad, FIX_NOW + 1, &id, &d), VERIFY_E_SIGNATURE);
 	assert_string_equal(d, d1);
-	verifier_cache_stats_get(v, &st);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.negative_hits, 1);
 	/* the good token right after (same header and payload, the right signature): accepted */
 	assert_int_equal(verify_str(v, good, FIX_NOW + 1, &id, &d), VERIFY_OK);
 	identity_release(id);
 	assert_int_equal(verify_str(v, bad, FIX_NOW + 2, &id, &d), VERIFY_E_SIGNATURE);
-	verifier_cache_stats_get(v, &st);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.negative_hits, 2);
 	/* short-lived: judged afresh once NEGCACHE_TTL_S have passed, and never at an earlier time than stored */
 	assert_int_equal(verify_str(v, bad, FIX_NOW + NEGCACHE_TTL_S, &id, &d), VERIFY_E_SIGNATURE);
 	assert_int_equal(verify_str(v, bad, FIX_NOW - 1, &id, &d), VERIFY_E_SIGNATURE);
-	verifier_cache_stats_get(v, &st);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.negative_hits, 2);
 	/* any new key set (every JWKS download makes one) forgets everything */
 	assert_int_equal(verify_str(v, bad, FIX_NOW + 10, &id, &d), VERIFY_E_SIGNATURE);
 	assert_int_equal(verify_str(v, bad, FIX_NOW + 11, &id, &d), VERIFY_E_SIGNATURE);
-	verifier_cache_stats_get(v, &st);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.negative_hits, 3);
-	verifier_set_keys(v, again);
+	issuers_set_keys(v, again);
 	assert_int_equal(verify_str(v, bad, FIX_NOW + 11, &id, &d), VERIFY_E_SIGNATURE);
-	verifier_cache_stats_get(v, &st);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.negative_hits, 3);
 	/* remembered: claims refusals after a good signature, with their detail */
 	assert_int_equal(verify_str(v, find_token("aud_mismatch"), FIX_NOW, &id, &d), VERIFY_E_AUDIENCE);
 	snprintf(d1, sizeof(d1), "%s", d);
 	assert_int_equal(verify_str(v, find_token("aud_mismatch"), FIX_NOW, &id, &d), VERIFY_E_AUDIENCE);
 	assert_string_equal(d, d1);
-	verifier_cache_stats_get(v, &st);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.negative_hits, 4);
 	/* never remembered: what time or a refresh can change, and the cheap refusals */
 	for (int i = 0; i < 2; i++) {
@@ -749,14 +776,14 @@ static void test_negative_cache(void **state)
 		assert_int_equal(verify_str(v, find_token("unknown_kid"), FIX_NOW, &id, &d), VERIFY_E_UNKNOWN_KID);
 		assert_int_equal(verify_str(v, find_token("alg_none"), FIX_NOW, &id, &d), VERIFY_E_ALG);
 	}
-	verifier_cache_stats_get(v, &st);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.negative_hits, 4);
 	/* the cache-less entry point (issuers.h) has it too */
-	assert_int_equal(verifier_verify_uncached(v, (const uint8_t *)bad, n, FIX_NOW + 20, &id, &d), VERIFY_E_SIGNATURE);
-	assert_int_equal(verifier_verify_uncached(v, (const uint8_t *)bad, n, FIX_NOW + 21, &id, &d), VERIFY_E_SIGNATURE);
-	verifier_cache_stats_get(v, &st);
+	assert_int_equal(issuers_verify(v, (const uint8_t *)bad, n, FIX_NOW + 20, &id, &d), VERIFY_E_SIGNATURE);
+	assert_int_equal(issuers_verify(v, (const uint8_t *)bad, n, FIX_NOW + 21, &id, &d), VERIFY_E_SIGNATURE);
+	issuers_cache_stats(v, &st);
 	assert_int_equal(st.negative_hits, 5);
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 	jwks_keyset_release(again);
 	free(bad);
@@ -768,7 +795,7 @@ static void test_negative_cache_flood(void **state)
 {
 	verifier_config c = base_cfg();
 	jwks_keyset *ks = fix_keys();
-	verifier *v = make(&c, ks);
+	issuers *v = make(&c, ks);
 	const char *good = find_token("good_RS256");
 	size_t n = strlen(good);
 	char *bad = strdup(good);
@@ -790,13 +817,13 @@ static void test_negative_cache_flood(void **state)
 			identity_release(id);
 		}
 	}
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 	free(bad);
 }
 
 struct hit_arg {
-	verifier *v;
+	issuers *v;
 	const char *tok;
 	int ok;
 };
@@ -820,7 +847,7 @@ static void test_concurrent_hits(void **state)
 {
 	verifier_config c = base_cfg();
 	jwks_keyset *ks = fix_keys();
-	verifier *v = make(&c, ks);
+	issuers *v = make(&c, ks);
 	struct hit_arg args[4];
 	pthread_t th[4];
 
@@ -833,7 +860,7 @@ static void test_concurrent_hits(void **state)
 		pthread_join(th[i], NULL);
 		assert_int_equal(args[i].ok, 2000);
 	}
-	verifier_destroy(v);
+	issuers_destroy(v);
 	jwks_keyset_release(ks);
 }
 
@@ -845,6 +872,7 @@ int main(void)
 		cmocka_unit_test(test_default_alg_list),
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_not_ready),
+		cmocka_unit_test(test_issuer_picked_before_header),
 		cmocka_unit_test(test_unknown_kid_requests_refresh),
 		cmocka_unit_test(test_unknown_kid_of_another_issuer),
 		cmocka_unit_test(test_foreign_issuer_before_any_key),
