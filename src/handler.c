@@ -383,6 +383,28 @@ static int imp_conclude_msg(handler *h, const handler_input *in, const handler_s
 	return conclude(h, in, k, status, why, msg, who, NULL, lat);
 }
 
+/* An allowed identity, the token's own or an impersonated one: at most max_groups groups (HAProxy has that many
+ * group lines: 403 beyond, never a cut list), then the service-account token and the ACK variables. *sa is set
+ * when acquired (the caller's conclude() releases it). */
+static int forward(handler *h, const handler_input *in, const identity *id, satoken_val **sa, const handler_sink *k,
+		   enum handler_reason *why, const char **detail)
+{
+	if (id->ngroups > h->cfg.max_groups) {
+		static _Thread_local char d[64];
+
+		snprintf(d, sizeof(d), "%zu groups, at most %u allowed (--max-groups)", id->ngroups, h->cfg.max_groups);
+		*detail = d;
+		*why = HR_TOO_MANY_GROUPS;
+		return HANDLER_TOO_MANY_GROUPS;
+	}
+	*sa = satoken_acquire(h->cfg.sa);
+	if (*sa == NULL) {
+		*why = HR_NO_SATOKEN;
+		return HANDLER_UNAVAILABLE;
+	}
+	return kosack_identity(h->ack, in, id, *sa, k, why, detail);
+}
+
 /* All verdicts are in: the answer, written through r->sink. Returns the status written. */
 static int imp_finish(impreq *r)
 {
@@ -435,13 +457,7 @@ static int imp_finish(impreq *r)
 		why = HR_V_INTERNAL;
 		goto out;
 	}
-	sa = satoken_acquire(h->cfg.sa);
-	if (sa == NULL) {
-		status = HANDLER_UNAVAILABLE;
-		why = HR_NO_SATOKEN;
-		goto out;
-	}
-	status = kosack_identity(h->ack, &r->in, as, sa, k, &why, &detail);
+	status = forward(h, &r->in, as, &sa, k, &why, &detail);
 	/* tells HAProxy that these impersonation headers were authorized (its defence-in-depth 403 checks it) */
 	if (status == HANDLER_ALLOW && k->set_int(k->ud, "imp", 1) != 0) {
 		status = HANDLER_UNAVAILABLE;
@@ -639,22 +655,7 @@ static int judge(handler *h, const handler_input *in, const uint8_t *tok, size_t
 		why = HR_PASSTHROUGH;
 		goto out;
 	}
-	if (id->ngroups > h->cfg.max_groups) {
-		static _Thread_local char d[64];
-
-		snprintf(d, sizeof(d), "%zu groups, at most %u allowed (--max-groups)", id->ngroups, h->cfg.max_groups);
-		detail = d;
-		status = HANDLER_TOO_MANY_GROUPS;
-		why = HR_TOO_MANY_GROUPS;
-		goto out;
-	}
-	sa = satoken_acquire(h->cfg.sa);
-	if (sa == NULL) {
-		status = HANDLER_UNAVAILABLE;
-		why = HR_NO_SATOKEN;
-		goto out;
-	}
-	status = kosack_identity(h->ack, in, id, sa, k, &why, &detail);
+	status = forward(h, in, id, &sa, k, &why, &detail);
 out:
 	return conclude(h, in, k, status, why, detail, id, sa, lat);
 }

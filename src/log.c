@@ -195,11 +195,9 @@ void log_str(log_line *l, const char *key, const char *val)
 	log_strn(l, key, (const uint8_t *)val, strlen(val));
 }
 
-void log_int(log_line *l, const char *key, int64_t v)
+/* A number's digits as the field's raw JSON value (when the line has room for it). */
+static void put_number(log_line *l, const char *key, const char *b, int n)
 {
-	char b[32];
-	int n = snprintf(b, sizeof(b), "%lld", (long long)v);
-
 	if (!room_for_field(l, key, (size_t)n)) {
 		if (l->on)
 			l->truncated = true;
@@ -209,18 +207,18 @@ void log_int(log_line *l, const char *key, int64_t v)
 	put_raw(l, b, (size_t)n);
 }
 
+void log_int(log_line *l, const char *key, int64_t v)
+{
+	char b[32];
+
+	put_number(l, key, b, snprintf(b, sizeof(b), "%lld", (long long)v));
+}
+
 void log_uint(log_line *l, const char *key, uint64_t v)
 {
 	char b[32];
-	int n = snprintf(b, sizeof(b), "%llu", (unsigned long long)v);
 
-	if (!room_for_field(l, key, (size_t)n)) {
-		if (l->on)
-			l->truncated = true;
-		return;
-	}
-	put_key(l, key);
-	put_raw(l, b, (size_t)n);
+	put_number(l, key, b, snprintf(b, sizeof(b), "%llu", (unsigned long long)v));
 }
 
 void log_bool(log_line *l, const char *key, bool v)

@@ -398,6 +398,33 @@ static int eval(const map_expr *e, const cJSON *payload, const cel_user *user, c
 	return MAPPING_E_CLAIM;
 }
 
+/* One validation rule (claimValidationRules' expressions, or userValidationRules): 0 when it evaluates to true,
+ * else MAPPING_E_CLAIM with the API server's wording (what: "claim validation expression" or "user info
+ * validation rule") or eval()'s error. label names the rule in the trace. */
+static int rule_holds(const map_expr *ex, const char *message, const cJSON *payload, const cel_user *u,
+		      cel_arena *a, const mapping_trace *t, const char *label, const char *what)
+{
+	cel_value v;
+	int rc = eval(ex, payload, u, &v, a, what);
+
+	if (rc != 0) {
+		mapping_tracef(t, "%s %s (%s): FAIL (%s)", label, ex->path, ex->text, detail_buf);
+		return rc;
+	}
+	if (v.kind != CEL_BOOL || !v.u.b) {
+		mapping_tracef(t, "%s %s (%s): FAIL (%s)", label, ex->path, ex->text,
+			       v.kind != CEL_BOOL ? "not a boolean" : "false");
+		if (v.kind != CEL_BOOL)
+			detailf("oidc: error evaluating %s: validation expression must return a boolean", what);
+		else
+			detailf("oidc: error evaluating %s: validation expression '%.200s' failed: %.200s", what,
+				ex->text, message);
+		return MAPPING_E_CLAIM;
+	}
+	mapping_tracef(t, "%s %s (%s): ok", label, ex->path, ex->text);
+	return 0;
+}
+
 /* convertCELValueToStringList: a string, a list of strings or null; "" entries dropped. Appends a copy of
  * each value (via add) and returns 0, or -1 for another type. */
 typedef int (*add_fn)(work *w, void *ctx, const char *s, size_t len);
@@ -654,28 +681,13 @@ static int claim_rules(const mapping *m, const cJSON *payload, cel_arena *a, con
 	}
 	for (size_t i = 0; i < m->ncrules; i++) {
 		const map_crule *r = &m->crules[i];
-		cel_value v;
 		int rc;
 
 		if (r->ex.prog == NULL)
 			continue;
-		rc = eval(&r->ex, payload, NULL, &v, a, "claim validation expression");
-		if (rc != 0) {
-			mapping_tracef(t, "claim rule %s (%s): FAIL (%s)", r->ex.path, r->ex.text, detail_buf);
+		rc = rule_holds(&r->ex, r->message, payload, NULL, a, t, "claim rule", "claim validation expression");
+		if (rc != 0)
 			return rc;
-		}
-		if (v.kind != CEL_BOOL || !v.u.b) {
-			mapping_tracef(t, "claim rule %s (%s): FAIL (%s)", r->ex.path, r->ex.text,
-			       v.kind != CEL_BOOL ? "not a boolean" : "false");
-			if (v.kind != CEL_BOOL)
-				detailf("oidc: error evaluating claim validation expression: validation expression must "
-					"return a boolean");
-			else
-				detailf("oidc: error evaluating claim validation expression: validation expression "
-					"'%.200s' failed: %.200s", r->ex.text, r->message);
-			return MAPPING_E_CLAIM;
-		}
-		mapping_tracef(t, "claim rule %s (%s): ok", r->ex.path, r->ex.text);
 	}
 	return 0;
 }
@@ -719,26 +731,10 @@ static int user_rules(const mapping *m, const work *w, cel_arena *a, const mappi
 	u.nextra = nux;
 	for (size_t i = 0; i < m->nurules; i++) {
 		const map_urule *r = &m->urules[i];
-		cel_value v;
 
-		rc = eval(&r->ex, NULL, &u, &v, a, "user info validation rule");
-		if (rc != 0) {
-			mapping_tracef(t, "user rule %s (%s): FAIL (%s)", r->ex.path, r->ex.text, detail_buf);
+		rc = rule_holds(&r->ex, r->message, NULL, &u, a, t, "user rule", "user info validation rule");
+		if (rc != 0)
 			goto out;
-		}
-		if (v.kind != CEL_BOOL || !v.u.b) {
-			mapping_tracef(t, "user rule %s (%s): FAIL (%s)", r->ex.path, r->ex.text,
-			       v.kind != CEL_BOOL ? "not a boolean" : "false");
-			if (v.kind != CEL_BOOL)
-				detailf("oidc: error evaluating user info validation rule: validation expression must "
-					"return a boolean");
-			else
-				detailf("oidc: error evaluating user info validation rule: validation expression "
-					"'%.200s' failed: %.200s", r->ex.text, r->message);
-			rc = MAPPING_E_CLAIM;
-			goto out;
-		}
-		mapping_tracef(t, "user rule %s (%s): ok", r->ex.path, r->ex.text);
 	}
 out:
 	free(groups);

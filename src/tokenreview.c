@@ -59,25 +59,39 @@ static bool clean_str(const char *s, size_t cap)
 	return true;
 }
 
-int tokenreview_parse(const uint8_t *p, size_t len, const char *const *auds, size_t nauds, tokenreview_parsed *out)
+/* The common frame of the API server's review answers: a JSON object of this kind with an object status. The
+ * document in *doc (the caller deletes it) and its status in *st, or TOKENREVIEW_E_RESPONSE (nothing to free). */
+static int review_doc(const uint8_t *p, size_t len, const char *kind_name, cJSON **doc, const cJSON **st)
 {
-	tokenreview_parsed r;
-	cJSON *doc;
-	const cJSON *kind, *st, *auth, *user, *name, *got, *a;
-	int rc = TOKENREVIEW_E_RESPONSE;
+	const cJSON *kind;
 
 	if (len == 0 || len > TOKENREVIEW_MAX_RESPONSE)
 		return TOKENREVIEW_E_RESPONSE;
 	/* cJSON reads at most len bytes; a NUL inside ends the document early and is refused below */
-	doc = cJSON_ParseWithLength((const char *)p, len);
-	if (doc == NULL)
+	*doc = cJSON_ParseWithLength((const char *)p, len);
+	if (*doc == NULL)
+		return TOKENREVIEW_E_RESPONSE;
+	kind = cJSON_GetObjectItemCaseSensitive(*doc, "kind");
+	*st = cJSON_GetObjectItemCaseSensitive(*doc, "status");
+	if (!cJSON_IsObject(*doc) || !cJSON_IsString(kind) || strcmp(kind->valuestring, kind_name) != 0 ||
+	    !cJSON_IsObject(*st)) {
+		cJSON_Delete(*doc);
+		*doc = NULL;
+		return TOKENREVIEW_E_RESPONSE;
+	}
+	return TOKENREVIEW_OK;
+}
+
+int tokenreview_parse(const uint8_t *p, size_t len, const char *const *auds, size_t nauds, tokenreview_parsed *out)
+{
+	tokenreview_parsed r;
+	cJSON *doc;
+	const cJSON *st, *auth, *user, *name, *got, *a;
+	int rc = TOKENREVIEW_E_RESPONSE;
+
+	if (review_doc(p, len, "TokenReview", &doc, &st) != TOKENREVIEW_OK)
 		return TOKENREVIEW_E_RESPONSE;
 	memset(&r, 0, sizeof(r));
-	kind = cJSON_GetObjectItemCaseSensitive(doc, "kind");
-	st = cJSON_GetObjectItemCaseSensitive(doc, "status");
-	if (!cJSON_IsObject(doc) || !cJSON_IsString(kind) || strcmp(kind->valuestring, "TokenReview") != 0 ||
-	    !cJSON_IsObject(st))
-		goto out;
 	auth = cJSON_GetObjectItemCaseSensitive(st, "authenticated");
 	if (auth != NULL && !cJSON_IsBool(auth))
 		goto out;
@@ -108,20 +122,12 @@ int tokenreview_sar_parse(const uint8_t *p, size_t len, tokenreview_sar_parsed *
 {
 	tokenreview_sar_parsed r;
 	cJSON *doc;
-	const cJSON *kind, *st, *allowed, *denied, *reason;
+	const cJSON *st, *allowed, *denied, *reason;
 	int rc = TOKENREVIEW_E_RESPONSE;
 
-	if (len == 0 || len > TOKENREVIEW_MAX_RESPONSE)
-		return TOKENREVIEW_E_RESPONSE;
-	doc = cJSON_ParseWithLength((const char *)p, len);
-	if (doc == NULL)
+	if (review_doc(p, len, "SubjectAccessReview", &doc, &st) != TOKENREVIEW_OK)
 		return TOKENREVIEW_E_RESPONSE;
 	memset(&r, 0, sizeof(r));
-	kind = cJSON_GetObjectItemCaseSensitive(doc, "kind");
-	st = cJSON_GetObjectItemCaseSensitive(doc, "status");
-	if (!cJSON_IsObject(doc) || !cJSON_IsString(kind) || strcmp(kind->valuestring, "SubjectAccessReview") != 0 ||
-	    !cJSON_IsObject(st))
-		goto out;
 	allowed = cJSON_GetObjectItemCaseSensitive(st, "allowed");
 	denied = cJSON_GetObjectItemCaseSensitive(st, "denied");
 	reason = cJSON_GetObjectItemCaseSensitive(st, "reason");

@@ -403,14 +403,30 @@ nomem:
 	return VERIFY_E_INTERNAL;
 }
 
-/* Whether key k may still be tried for this token: the first key always (a set's largest key is bounded by
- * jwks.h), any further one while the total stays within VERIFIER_MAX_WORK. Adds its work when it may. */
-static bool within_budget(unsigned *spent, const jwks_key *k)
+/* The signature work spent on one token (see VERIFIER_MAX_WORK). */
+typedef struct sig_budget {
+	unsigned spent;  /* work units */
+	size_t tried;    /* keys tried */
+	bool capped;     /* a key was left untried for the budget */
+} sig_budget;
+
+/* Tries key k when the budget allows it — the first key always (a set's largest key is bounded by jwks.h), any
+ * further one while the total stays within VERIFIER_MAX_WORK — and sets *key when it verifies t. 0 when it
+ * does; otherwise jws_verify()'s error, or JWT_E_SIGNATURE with b->capped set when k could not be tried. */
+static int try_key(sig_budget *b, const jwt_token *t, const jwks_key *k, const jwks_key **key)
 {
-	if (*spent != 0 && *spent + k->work > VERIFIER_MAX_WORK)
-		return false;
-	*spent += k->work;
-	return true;
+	int jrc;
+
+	if (b->spent != 0 && b->spent + k->work > VERIFIER_MAX_WORK) {
+		b->capped = true;
+		return JWT_E_SIGNATURE;
+	}
+	b->spent += k->work;
+	b->tried++;
+	jrc = jws_verify(t, k);
+	if (jrc == 0)
+		*key = k;
+	return jrc;
 }
 
 /* The signature check of a parsed token whose iss is this issuer: key lookup (an unknown kid asks for a JWKS
@@ -419,9 +435,8 @@ static bool within_budget(unsigned *spent, const jwks_key *k)
 static int check_signature(verifier *v, jwks_keyset *ks, const jwt_token *t, const jwks_key **key,
 			   const char **detail, const mapping_trace *tr, const char *what)
 {
-	size_t tried = 0;
-	unsigned spent = 0;
-	bool has_kid = t->kid != NULL && t->kid_len > 0, capped = false;
+	sig_budget b = {0, 0, false};
+	bool has_kid = t->kid != NULL && t->kid_len > 0;
 	int jrc;
 
 	*key = NULL;
@@ -441,57 +456,42 @@ static int check_signature(verifier *v, jwks_keyset *ks, const jwt_token *t, con
 			return VERIFY_E_SIGNATURE;
 		}
 		/* a kid published on several keys: each is tried, as go-oidc does, within the work budget */
-		do {
-			if (!within_budget(&spent, k)) {
-				capped = true;
-				break;
-			}
-			tried++;
-			jrc = jws_verify(t, k);
-			if (!jrc)
-				*key = k;
-		} while (jrc && jwks_find_next(ks, k, t->alg, &k) == 0);
+		do
+			jrc = try_key(&b, t, k, key);
+		while (jrc && !b.capped && jwks_find_next(ks, k, t->alg, &k) == 0);
 	} else {
 		/* no kid (or an empty one, which go-oidc treats the same): any key fitting the alg may have signed it */
 		size_t n = jwks_keyset_count(ks);
 
 		jrc = JWT_E_SIGNATURE;
-		for (size_t i = 0; i < n && jrc; i++) {
+		for (size_t i = 0; i < n && jrc && !b.capped; i++) {
 			const jwks_key *k = jwks_keyset_key(ks, i);
 
-			if (!jwks_key_fits(k, t->alg))
-				continue;
-			if (!within_budget(&spent, k)) {
-				capped = true;
-				break;
-			}
-			tried++;
-			jrc = jws_verify(t, k);
-			if (!jrc)
-				*key = k;
+			if (jwks_key_fits(k, t->alg))
+				jrc = try_key(&b, t, k, key);
 		}
-		if (!tried) {
+		if (!b.tried) {
 			*detail = "no key for the token's algorithm";
 			mapping_tracef(tr, "%skey: FAIL (%s)", what, *detail);
 			return VERIFY_E_SIGNATURE;
 		}
 	}
-	if (jrc && capped) {
+	if (jrc && b.capped) {
 		atomic_fetch_add_explicit(&v->work_refusals, 1, memory_order_relaxed);
 		*detail = has_kid ? "too much verification work: the keys with this kid exceed the per-token cap"
 				  : "too much verification work: no kid, and the keys fitting its alg exceed the per-token cap";
 		mapping_tracef(tr, "%ssignature: FAIL (%s; %zu key%s tried, %u of %u work units spent)", what, *detail,
-			       tried, tried == 1 ? "" : "s", spent, VERIFIER_MAX_WORK);
+			       b.tried, b.tried == 1 ? "" : "s", b.spent, VERIFIER_MAX_WORK);
 		return VERIFY_E_SIGNATURE;
 	}
 	if (jrc) {
 		*detail = jwt_strerror(jrc);
-		mapping_tracef(tr, "%ssignature: FAIL (%s; %zu key%s %s tried)", what, *detail, tried,
-			       tried == 1 ? "" : "s", has_kid ? "with this kid" : "fitting the algorithm");
+		mapping_tracef(tr, "%ssignature: FAIL (%s; %zu key%s %s tried)", what, *detail, b.tried,
+			       b.tried == 1 ? "" : "s", has_kid ? "with this kid" : "fitting the algorithm");
 		return from_jwt(jrc);
 	}
 	mapping_tracef(tr, "%skey: %s found in the JWKS (%zu tried); signature: ok", what,
-		       has_kid ? "kid" : "a key fitting the algorithm", tried);
+		       has_kid ? "kid" : "a key fitting the algorithm", b.tried);
 	return VERIFY_OK;
 }
 
