@@ -52,10 +52,11 @@ def off(make_stack):
 
 @pytest.fixture(scope="module")
 def cached(make_stack):
-    """The switch on with the default cache (10 s), and the original user's groups in two slots (16 lines)."""
+    """The switch on with the default cache (10 s), and the original user's groups in two slots (16 lines);
+    --max-groups 40 (under IMP_MAX_ITEMS, so an impersonation can ask for more groups than that)."""
     env = dict(ORIG, KOS_EXTRA_5="originaluser.jetstack.io-groups")
     s = make_stack(agent_args=["--oidc-groups-claim", "groups", "--oidc-username-prefix", "oidc:",
-                               "--jwks-unknown-kid-interval", "1s"],
+                               "--jwks-unknown-kid-interval", "1s", "--max-groups", "40"],
                    before_agent=lambda st: args(st)[:-2], env=env)
     s.api_config(sar_policy=POLICY)
     return s
@@ -275,6 +276,22 @@ def test_original_groups_fill_two_slots_then_refused(cached):
     st, body = get(cached, alice(cached, groups=groups + ["breakglass"]), [("Impersonate-User", "oidc:root")])
     assert st == 403 and "at most 8 per key" in body["message"]
     assert forwarded(cached) == []
+
+
+def test_impersonated_groups_past_max_groups_are_403_not_cut(cached):
+    """An authorized impersonation asking for more groups than --max-groups is refused like a token with too many
+    groups (status 3, 403) after its reviews: never forwarded with a cut list, never a 503."""
+    cached.api_reset()
+    groups = [f"team-{i:02d}" for i in range(41)]
+    st, body = get(cached, alice(cached, groups=["bulk", "breakglass"]),
+                   [("Impersonate-User", "oidc:root")] + [("Impersonate-Group", g) for g in groups])
+    assert st == 403 and "more groups than this proxy forwards" in body["message"], (st, body)
+    assert forwarded(cached) == []
+    cached.api_reset()
+    st, _ = get(cached, alice(cached, groups=["bulk", "breakglass"]),
+                [("Impersonate-User", "oidc:root")] + [("Impersonate-Group", g) for g in groups[:40]])
+    assert st == 200
+    assert header_values(forwarded(cached)[-1]["headers"], "Impersonate-Group") == groups[:40]
 
 
 def test_after_a_key_rotation_the_held_request_is_reviewed(cached):
