@@ -37,8 +37,13 @@ void https_setup(void *easy, const char *url, const char *ca_file, const char *c
 		struct curl_blob blob = {(void *)ca_pem, ca_pem_len ? ca_pem_len : strlen(ca_pem), CURL_BLOB_NOCOPY};
 
 		curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+		curl_easy_setopt(c, CURLOPT_CAINFO, NULL);
+		/* a configured CA is the only trust anchor, as for the API server: libcurl would otherwise also load its
+		 * built-in CA directory (Debian's: /etc/ssl/certs, every public root) beside it */
+		curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
 	} else if (ca_file != NULL) {
 		curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
+		curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
 	}
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
