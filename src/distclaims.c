@@ -391,6 +391,13 @@ int distclaims_get(distclaims *dc, const distclaims_src *src, uint8_t **body, si
 	slot *s;
 	fetch *f;
 
+	/* the access token becomes a header line: CR/LF or any control byte would add lines of its own (Go's
+	 * net/http refuses such a value outright) */
+	if (src->access_token != NULL &&
+	    kx_ctl_find((const uint8_t *)src->access_token, strlen(src->access_token)) != strlen(src->access_token)) {
+		*why = "distributed claims: the source's access_token has control characters";
+		return DISTCLAIMS_E_FAILED;
+	}
 	src_key(src, key);
 	pthread_mutex_lock(&dc->mu);
 	if (dc->stopping) {

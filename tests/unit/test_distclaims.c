@@ -157,6 +157,11 @@ static void test_fetcher_refusals_and_single_flight(void **state)
 	assert_non_null(strstr(why, "not an https URL"));
 	/* port 1 on loopback: nothing listens; the fetch is started and then fails */
 	src.url = "https://127.0.0.1:1/claims";
+	/* an access token that would add header lines of its own is refused before any fetch */
+	src.access_token = "secret\r\nX-Injected: 1";
+	assert_int_equal(distclaims_get(dc, &src, &body, &len, &why), DISTCLAIMS_E_FAILED);
+	assert_non_null(strstr(why, "control characters"));
+	assert_null(strstr(why, "secret"));
 	src.access_token = "secret";
 	assert_int_equal(distclaims_get(dc, &src, &body, &len, &why), DISTCLAIMS_PENDING);
 	distclaims_stats_get(dc, &st);
