@@ -413,7 +413,6 @@ static int imp_finish(impreq *r)
 	const imp_request *rq = r->rq;
 	const identity *who = r->who, *as = NULL;
 	const handler_sink *k = &r->sink;
-	const char **groups = NULL;
 	identity_extra *extra = NULL;
 	satoken_val *sa = NULL;
 	const char *detail = NULL;
@@ -437,9 +436,8 @@ static int imp_finish(impreq *r)
 				NULL, kx_mono_ns() - r->t0_ns);
 	}
 	/* every item allowed: the identity as asked, plus who acted */
-	groups = malloc((who->ngroups + 1) * sizeof(*groups));
 	extra = malloc((rq->nextra + who->ngroups + 2) * sizeof(*extra));
-	if (groups == NULL || extra == NULL) {
+	if (extra == NULL) {
 		status = HANDLER_UNAVAILABLE;
 		why = HR_V_INTERNAL;
 		goto out;
@@ -468,7 +466,6 @@ static int imp_finish(impreq *r)
 		detail = msg;
 	}
 out:
-	free(groups);
 	free(extra);
 	status = conclude(h, &r->in, k, status, why, detail, as, sa, kx_mono_ns() - r->t0_ns);
 	identity_release(who);
