@@ -383,8 +383,8 @@ class Bench:
                     line = f"    bind 127.0.0.1:{port}"
                 elif s.startswith("filter spoe engine kos"):
                     line = f"    filter spoe engine kos config {engine_conf}"
-                elif s.startswith("default_backend"):
-                    line = "    default_backend be_up"
+                elif s.startswith(("default_backend", "use_backend")):
+                    line = line.replace("kos_apiserver", "be_up")
                 elif s.startswith("log-format"):
                     continue
                 out.append(line)
@@ -466,7 +466,7 @@ frontend fe_b1
 {agent_backend("hit", agents["hit"])}
 {agent_backend("miss", agents["miss"])}
 {agent_backend("noop", agents["noop"])}
-"""
+{self.routed_backends(front, shipped)}"""
 
     def wrk(self, port, tokens, secs):
         r = subprocess.run(["wrk", "-t", "2", "-c", str(self.a.conns), "-d", f"{secs:g}s", "--latency", "-s",
@@ -727,6 +727,18 @@ frontend fe_b1
                  "flat (1.00)")
 
     # -- E: what each element of the shipped frontend costs HAProxy
+    @staticmethod
+    def routed_backends(front, shipped):
+        """The shipped backends the frontend routes to other than the API server (be_up stands for it), e.g. the
+        refusals' kos_verdict, as configuration text."""
+        names = set()
+        for line in front.splitlines():
+            w = line.split()
+            if w and w[0] in ("use_backend", "default_backend") and len(w) > 1 and w[1] != "kos_apiserver":
+                names.add(w[1])
+        return "".join(f"backend {n}\n" + kostest.haproxy_section(shipped, f"backend {n}") + "\n"
+                       for n in sorted(names))
+
     def e_variants(self, front, spoe):
         """(label, sign, frontend text, spoe-kos.conf text) per element of the shipped frontend (B4's) and message:
         sign 1 = the element is in the shipped conf with the default environment and the variant leaves it out;
@@ -804,11 +816,13 @@ frontend fe_b1
         else:
             v.append(("message args xff1…xff8", 1, front, drop_args(spoe, xffs)))
         v.append(("503: SPOE error or no status", 1, j(keep(rule("var(txn.kos.err) -m found"))), spoe))
+        v.append(("verdict: allow unless status 0 (the refusals are answered in backend kos_verdict)", 1,
+                  j(keep(rule("allow unless { var(txn.kos.status) -m str 0 }"))), spoe))
         v.append(("verdict returns 401/403/500/400 (statuses 1, 2, 3, 6, 7, 8, 9)", 1, j(keep(verdict)), spoe))
         v.append(("status 5, passthrough (403 with impersonation headers, allow)", 1,
                   j(keep(rule("var(txn.kos.status) -m str 5"))), spoe))
-        v.append(("503: status not 0, or user/ng/sv missing", 1,
-                  j(keep(rule("!{ var(txn.kos.status) -m str 0 }"))), spoe))
+        v.append(("503: an allow without user, ng or sv (up to 2026-12: also any status not 0)", 1,
+                  j(keep(rule("!{ var(txn.kos.user) -m found }"))), spoe))
         v.append(("403: impersonation headers despite an allow", 1,
                   j(keep(rule("var(txn.kos_imp) -m found", "!{ var(txn.kos.imp) -m found }", "return"))), spoe))
         v.append(("service-account token: version check (503 unless it is txn.kos.sv)", 1,
@@ -827,6 +841,11 @@ frontend fe_b1
                   j(keep(rule("Impersonate-Extra-Remote-Client-Ip"))), spoe))
         v.append(("group block (403 past the lines; 3 groups: 4 allow-unless, 3 add-header)", 1,
                   j(block(lines, "    # BEGIN generated", "    # END generated")), spoe))
+        routed = [x for x in lines if x.split()[:1] == ["use_backend"]]
+        if routed:
+            v.append(("routing: use_backend to the API server (allow, passthrough), default kos_verdict", 1,
+                      j([x for x in lines if x not in routed and not x.strip().startswith("default_backend")]
+                        + ["    default_backend kos_apiserver"]), spoe))
         v.append(("extras blocks (no KOS_EXTRA_<n> set: left out when parsed)", 1,
                   j(block(lines, "    # BEGIN extras generated", "    # END extras generated")), spoe))
         key = "example.com%2Ftenant"
@@ -891,8 +910,8 @@ frontend fe_b1
                     line = f"    bind 127.0.0.1:{ports[i]}"
                 elif s.startswith("filter spoe engine kos"):
                     line = f"    filter spoe engine kos config {sfile}"
-                elif s.startswith("default_backend"):
-                    line = "    default_backend be_up"
+                elif s.startswith(("default_backend", "use_backend")):
+                    line = line.replace("kos_apiserver", "be_up")
                 elif s.startswith("log-format"):
                     continue
                 out.append(line)
@@ -922,7 +941,8 @@ backend be_up
     server up 127.0.0.1:{ports['up']}
 
 backend be_agent_e
-""" + agents_body.replace('"${KOS_AGENT}"', f"127.0.0.1:{agent.port}") + "\n" + "\n".join(fronts))
+""" + agents_body.replace('"${KOS_AGENT}"', f"127.0.0.1:{agent.port}") + "\n" + self.routed_backends(front, shipped)
+                    + "\n".join(fronts))
         env = {k: v for k, v in os.environ.items() if not k.startswith("KOS_")}
         env["KOS_SPOE_TIMEOUT"] = "5s"
         out = os.path.join(self.tmp, "haproxy-e.callgrind")
