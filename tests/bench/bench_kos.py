@@ -902,8 +902,9 @@ def main():
     ap.add_argument("--soak", type=float, default=20, help="seconds of steady load for the RSS growth figure")
     ap.add_argument("--results", default=None, help="write the table as markdown here (bench/RESULTS.md)")
     ap.add_argument("--only", default="ABCDF")
-    ap.add_argument("--transport", choices=("tcp", "unix"), default="tcp",
-                    help="how HAProxy reaches the agents in B: loopback TCP or a unix socket")
+    ap.add_argument("--transport", choices=("tcp", "unix"), default="unix",
+                    help="how HAProxy reaches the agents in B: a unix socket as deploy/ runs it (default), or "
+                         "loopback TCP (conf/haproxy.cfg's bare default, docker-compose)")
     ap.add_argument("--haproxy", default=os.environ.get("KOS_HAPROXY_BINS", "haproxy"),
                     help="HAProxy for B: a binary, or several as LABEL=PATH;LABEL=PATH (scripts/haproxy-versions.py "
                          "--bins; make bench passes 2.6, 3.2 and 3.4)")
