@@ -184,6 +184,15 @@ def bench(hap_bin, a, tmp, tokens, agent, probe, noop):
                 stderr=subprocess.STDOUT, env=dict(os.environ, KOS_SPOE_TIMEOUT="2s"))
     try:
         end = time.monotonic() + 20
+        while True:
+            if hap.poll() is not None or time.monotonic() > end:
+                raise RuntimeError("HAProxy did not start: " + open(os.path.join(tmp, "haproxy.log")).read()[-3000:])
+            try:
+                socket.create_connection(("127.0.0.1", ports["B4-on"]), 0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        end = time.monotonic() + 20
         while time.monotonic() < end:  # spop-checks up, B4's cache warm with every user
             if all(wrk(ports[n], tokens, 1, a.conns)["bad"] == 0 for n in names):
                 break
