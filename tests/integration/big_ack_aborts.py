@@ -8,8 +8,8 @@ test_big_ack_stress.py — the case pipelining-off does not cover (docs/spop.md 
 Each run starts HAProxy with conf/ as shipped (or pipelining forced on) beside the test's agent, and for SECS
 seconds CLIENTS threads open a TLS connection, send five requests with the token and reset the connection after
 each, so HAProxy abandons SPOE streams whose ACKs are still to come; a light wrk (2 connections) runs beside them.
-Prints per run the requests, SPOE errors (1 = timeout: a request stuck on a wedged connection; 4 = the
-abandoned ones) and the SPOP connections left wedged (`show fd`: DFULL and a full demux buffer).
+Prints per run the requests, the SPOE errors of requests the client did not abandon (1 = timeout: a request
+stuck on a wedged connection) and the SPOP connections left wedged (`show fd`: DFULL and a full demux buffer).
 """
 import os
 import random
