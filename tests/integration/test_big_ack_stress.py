@@ -314,12 +314,12 @@ def run_load(w, hap_bin, tmp, spoe_text, secs, alongside=None):
 
 
 def spoe_errors(log):
-    """(txn.kos.err, termination state) of each logged request with an SPOE error, except those the client
-    abandoned (termination state C…: wrk closes its connections at the end, mid-request), whose SPOE processing
-    HAProxy interrupts (err 4 or 5) whatever the agent does."""
+    """txn.kos.err of each logged request with an SPOE error, except the requests the client abandoned: 4 is
+    SPOE_CTX_ERR_INTERRUPT on 3.1+ (the client's side closed or failed while the SPOE waited: wrk closes its
+    connections mid-request when it stops), and a termination state starting with C is a client abort."""
     out = []
     for m in re.finditer(r" -?\d+ \d+ (\S{4}) \d+/\d+/\d+/\d+/\d+ .*? spoe_err=(\d+)$", log, re.M):
-        if not m.group(1).startswith("C"):
+        if not m.group(1).startswith("C") and m.group(2) != "4":
             out.append(m.group(2))
     return out
 
