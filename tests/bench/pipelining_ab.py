@@ -4,12 +4,13 @@
 with that line removed, on each HAProxy given. Figures only; never fails on speed.
 
     /usr/bin/python3 tests/bench/pipelining_ab.py [--haproxy BIN]... [--rounds N] [--secs S] [--conns C]
-                                                  [--nbthread N] [--build DIR]
+                                                  [--nbthread N] [--build DIR] [--syscalls]
 
 B3: the SPOE round trip with the shipped message and the no-op agent (spoa_example --noop). B4: the shipped
 frontend rules with kube-oidc-spoa answering from its cache (USERS users, two short groups each: the typical
 ~150-250-byte allow ACK). Per run: wrk's rate, HAProxy's and the agent's CPU per request (from /proc), and for B4
-the SPOP connections the agent accepted and the bytes per ACK. The pipelined variant is safe here only because
+the SPOP connections the agent accepted and the bytes per ACK; with --syscalls, B4's system calls per request of
+the agent and of HAProxy (strace -c), which unlike the rates do not depend on how busy the machine is. The pipelined variant is safe here only because
 every ACK is small (20 x ~250 B << tune.bufsize): that is not a configuration to ship (docs/spop.md §10).
 
 Everything on 127.0.0.1, ports picked at run time, every run bounded; each process started here is stopped by its pid.
@@ -173,6 +174,37 @@ def wrk(port, tokens, secs, conns):
     return {"rps": float(rps.group(1)), "n": int(n.group(1)), "bad": int(non2.group(1)) if non2 else 0}
 
 
+def strace_counts(path):
+    """{syscall: calls} from an `strace -c` summary."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            fl = line.split()
+            if len(fl) >= 5 and fl[0][0].isdigit() and fl[-1] != "total":
+                out[fl[-1]] = int(fl[3])
+    return out
+
+
+def syscalls(port, tokens, a, pids, tmp, tag):
+    """Syscalls per request of each pid in `pids` ({name: pid}) during one 2 s wrk run, under strace -c (strace
+    slows the process down: the counts per request are the figure, not the rate)."""
+    st = {}
+    for name, pid in pids.items():
+        out = os.path.join(tmp, f"strace-{tag}-{name}.txt")
+        st[name] = (start(["strace", "-c", "-f", "-p", str(pid), "-o", out], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL), out)
+    time.sleep(1)
+    w = wrk(port, tokens, 2, a.conns)
+    res = {}
+    for name, (p, out) in st.items():
+        p.send_signal(signal.SIGINT)
+        p.wait(20)
+        c = strace_counts(out)
+        res[name] = (sum(c.values()) / max(1, w["n"]),
+                     {k: v / max(1, w["n"]) for k, v in sorted(c.items(), key=lambda kv: -kv[1])[:5]})
+    return res
+
+
 def bench(hap_bin, a, tmp, tokens, agent, probe, noop):
     ver = kostest.haproxy_version(hap_bin)
     names = ["B3-off", "B3-on", "B4-off", "B4-on"]
@@ -218,6 +250,10 @@ def bench(hap_bin, a, tmp, tokens, agent, probe, noop):
             log(f"  {ver} round {r}: " + ", ".join(f"{n} {rd[n]['rps']:.0f}" + (f" ({rd[n]['bad']} bad)"
                                                                                   if rd[n]["bad"] else "")
                                                    for n in names))
+        sc = {}
+        if a.syscalls and shutil.which("strace"):
+            for n in ("B4-off", "B4-on"):
+                sc[n] = syscalls(ports[n], tokens, a, {"agent": agent[0].pid, "HAProxy": hap.pid}, tmp, n)
     finally:
         hap.send_signal(signal.SIGTERM)
         hap.wait(20)
@@ -238,6 +274,10 @@ def bench(hap_bin, a, tmp, tokens, agent, probe, noop):
         ag = [rd[f"{b}-on"]["agent_us"] / rd[f"{b}-off"]["agent_us"] for rd in rounds]
         print(f"\n{b} pipelining on / off (median of per-round ratios): req/s {med(rr):.2f}, HAProxy CPU/req "
               f"{med(ha):.2f}, agent CPU/req {med(ag):.2f}")
+    for n, r in sc.items():
+        for who, (tot, top) in r.items():
+            print(f"\n{n} syscalls per request, {who}: {tot:.2f} (" +
+                  ", ".join(f"{k} {v:.2f}" for k, v in top.items()) + ")")
 
 
 def main():
@@ -249,6 +289,7 @@ def main():
     ap.add_argument("--secs", type=float, default=3)
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--nbthread", type=int, default=0, help="HAProxy nbthread (0: HAProxy's default)")
+    ap.add_argument("--syscalls", action="store_true", help="also B4's syscalls per request (strace -c), off and on")
     a = ap.parse_args()
     bins = a.haproxy or [os.path.join(ROOT, "build", "haproxy", s, "haproxy") for s in ("sid", "experimental")]
     tmp = tempfile.mkdtemp(prefix="kos-pipe-ab-")
