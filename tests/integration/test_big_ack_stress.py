@@ -9,7 +9,8 @@ shipped configuration carries — --max-groups (256) groups with long names, all
 conf/haproxy.cfg (its generated rules) and conf/spoe-kos.conf, at full rate (wrk, 64 TLS keep-alive connections):
 
 - test_worst_case_acks_never_wedge_the_shipped_conf: every request is a 200 whose forwarded request carries every
-  group and extra value in order (an upstream in the same HAProxy checks each one and answers 500 otherwise), no
+  group and extra value in order (an upstream HAProxy checks each one and answers 500 otherwise; a token with one
+  group a letter off must get that 500, so the check can fail), no
   SPOE error in HAProxy's log, and no SPOP connection left wedged (a full demux buffer in `show fd`);
 - test_pipelining_forced_on_wedges: the same load with the `no option pipelining` line removed must wedge a
   connection. That is what shows the first test can fail; the day it fails, HAProxy has fixed its multiplexer
@@ -124,6 +125,9 @@ class World:
                 break
             room -= 256
         self.groups = [GROUPS_PREFIX + g for g in groups]
+        # The same identity but one group one letter off: the upstream must refuse it (the check can fail).
+        self.wrong_token = self.issuer.mint({"sub": "stress-user", "groups": groups[:200] + [groups[200][:-1] + "#"]
+                                             + groups[201:]})
         self.extras = {k: [f"x{i}v{j}-" + "x" * EXTRA_VALUE_LEN for j in range(EXTRA_VALUES)]
                        for i, k in enumerate(EXTRA_KEYS, start=1)}
         # Extras come from the AuthenticationConfiguration (CEL lists: the flags' static extras have one value a
@@ -287,6 +291,13 @@ def run_load(w, hap_bin, tmp, spoe_text, secs, alongside=None):
                 break
             assert st == 503 and time.monotonic() < deadline, (st, body[:300], hap.log()[-2000:])
             time.sleep(0.2)
+        c = http.client.HTTPSConnection("127.0.0.1", front, context=ctx, timeout=10)
+        try:
+            c.request("GET", "/api", headers={"Authorization": f"Bearer {w.wrong_token}"})
+            r = c.getresponse()
+            wrong = (r.status, r.read())
+        finally:
+            c.close()
         m0 = w.metrics()
         side = alongside(front) if alongside else None  # a Popen running beside wrk (by hand: abort storms)
         r = subprocess.run(["wrk", "-t", "2", "-c", str(CONNS), "-d", f"{secs}s", "--timeout", "5s",
@@ -310,7 +321,7 @@ def run_load(w, hap_bin, tmp, spoe_text, secs, alongside=None):
             "non2xx": int(non2.group(1)) if non2 else 0, "sock_errors": sum(map(int, err.groups())) if err else 0,
             "spoe_errors": spoe_errors(log), "logged": len(re.findall(r"kos_status=", log)),
             "ack_bytes": (m1.get("kos_spop_bytes_sent_total", 0) - m0.get("kos_spop_bytes_sent_total", 0))
-            / max(1, notifies), "wedged": wedged(fds), "version": kostest.haproxy_version(hap_bin)}
+            / max(1, notifies), "wedged": wedged(fds), "wrong": wrong, "version": kostest.haproxy_version(hap_bin)}
 
 
 def spoe_errors(log):
@@ -338,6 +349,7 @@ def test_worst_case_acks_never_wedge_the_shipped_conf(world, stress_bin, tmp_pat
     # The ACK really is the worst case: more than half of the 64 KiB demux buffer (conf/haproxy.cfg's
     # tune.bufsize), so that two of them in one read would wedge a connection (see the forced-on test).
     assert res["ack_bytes"] > 32768, res
+    assert res["wrong"][0] == 500 and b"impersonate-group" in res["wrong"][1], res["wrong"]
     assert res["requests"] > 200, res["wrk"]
     assert res["non2xx"] == 0 and res["sock_errors"] == 0, res["wrk"]
     assert res["spoe_errors"] == [], res["spoe_errors"][:10]
