@@ -22,7 +22,8 @@ COPY --from=build /src/build/kube-oidc-spoa /usr/local/bin/kube-oidc-spoa
 # A numeric, non-root user so Kubernetes' runAsNonRoot can verify it. The agent writes no file: it runs with a
 # read-only root filesystem and no capabilities (deploy/base/deployment.yaml, tests/image).
 USER 65532:65532
-# SPOP for HAProxy (loopback only: it hands out the service-account token), and /ready, /healthz, /metrics.
+# SPOP for HAProxy (loopback or a unix socket only: it hands out the service-account token; deploy/ uses a socket on
+# an emptyDir shared with HAProxy), and /ready, /healthz, /metrics.
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/kube-oidc-spoa"]
 

@@ -20,10 +20,11 @@ generate() { # $1: the directory that stands for deploy/
   done
   # In the ingress controller, HAProxy's environment is the controller's: the settings are fixed in the file
   # instead (setenv replaces conf/'s presetenv defaults), everything else is conf/haproxy.cfg unchanged. The agent
-  # is a sidecar in the controller's pod, on loopback (an exposed SPOP port would hand out its token).
+  # is a sidecar in the controller's pod, on a unix socket in an emptyDir the two containers share (helm-values.yaml;
+  # an exposed SPOP port would hand out its token).
   sed -e 's|^\(    \)presetenv KOS_LISTEN .*|\1setenv KOS_LISTEN         :6443|' \
       -e 's|^\(    \)presetenv KOS_TLS_CERT .*|\1setenv KOS_TLS_CERT       /etc/haproxy/kos/tls/tls.pem|' \
-      -e 's|^\(    \)presetenv KOS_AGENT .*|\1setenv KOS_AGENT          127.0.0.1:12345|' \
+      -e 's|^\(    \)presetenv KOS_AGENT .*|\1setenv KOS_AGENT          unix@/run/kube-oidc-spoa/spop.sock|' \
       -e 's|^\(    \)presetenv KOS_CONF_DIR .*|\1setenv KOS_CONF_DIR       /etc/haproxy/kos|' \
       conf/haproxy.cfg > "$out/ingress-controller/controller/haproxy-aux.cfg"
 }

@@ -150,7 +150,8 @@ enum spoa_log_level { SPOA_LOG_ERROR = 0, SPOA_LOG_WARN = 1, SPOA_LOG_INFO = 2, 
 typedef void (*spoa_log_fn)(void *userdata, enum spoa_log_level level, const char *msg);
 
 typedef struct spoa_server_config {
-	const char *listen;              /* "127.0.0.1:12345", "[::1]:12345", ":12345" (all), "unix:/path" */
+	const char *listen;              /* "127.0.0.1:12345", "[::1]:12345", ":12345" (all), "unix:/path" (made
+	                                  * 0660: its owner and group may connect; a stale socket there is replaced) */
 	unsigned nthreads;               /* 0 = number of CPUs */
 	uint32_t max_frame_size;         /* our cap; 0 = default 65536; we announce min(HAProxy's, ours) */
 	unsigned max_inflight_per_conn;  /* 0 = default 256 NOTIFYs parsed but not yet ACKed */

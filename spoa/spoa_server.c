@@ -204,6 +204,21 @@ static int open_listener(spoa_server *s, char *err, size_t errlen)
 		close(fd);
 		return SPOP_E_SYS;
 	}
+	if (ss.ss_family == AF_UNIX) {
+		/* Connecting needs write permission on the socket file, and the agent's answers carry the
+		 * service-account token: the owner and the socket's group only (0660), never "others". The group is
+		 * the one HAProxy shares with the agent: in a pod, the fsGroup that kubelet gives both containers and
+		 * sets on the emptyDir (setgid, so the socket inherits it); elsewhere, a setgid directory of a group
+		 * HAProxy is in (README). bind() created it as 0777 & ~umask; changed before listen(), so no peer can
+		 * connect while it is wider. chmod on the path: Linux ignores fchmod() on a socket's descriptor. */
+		if (chmod(s->unix_path, 0660) < 0) {
+			snprintf(err, errlen, "chmod %s: %s", s->unix_path, strerror(errno));
+			close(fd);
+			unlink(s->unix_path);
+			s->unix_path[0] = 0;
+			return SPOP_E_SYS;
+		}
+	}
 	/* HAProxy reloads open all their agent connections at once: take the kernel's largest backlog. */
 	if (listen(fd, 65535) < 0) {
 		snprintf(err, errlen, "listen %s: %s", s->cfg.listen, strerror(errno));

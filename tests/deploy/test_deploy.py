@@ -51,6 +51,9 @@ IC = "ingress-controller"
 # Ports the HAProxy Kubernetes Ingress Controller's chart uses in its pods (containerPort http/https/stat/admin and
 # the controller's /healthz listener): a sidecar must not take one.
 IC_CONTROLLER_PORTS = {8080, 8443, 1024, 6060, 1042}
+# The chart runs the controller (and its HAProxy) as 1000:1000 (controller.unprivileged, the default) and offers no
+# fsGroup: the sidecar's runAsGroup is what puts HAProxy in the SPOP socket's group.
+IC_CONTROLLER_GID = 1000
 
 
 def helm_values():
@@ -171,7 +174,8 @@ def test_renders_every_object(path):
     if path == IC:
         # The controller's pod security settings are the chart's: the sidecar carries all of its own.
         sc = agent["securityContext"]
-        assert sc["runAsNonRoot"] is True and sc["runAsUser"] == sc["runAsGroup"] == 65532, sc
+        # runAsGroup: the controller's group, the SPOP socket's (test_spop_is_a_unix_socket_in_a_pod_private_emptydir)
+        assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 65532 and sc["runAsGroup"] == IC_CONTROLLER_GID, sc
         assert sc["seccompProfile"]["type"] == "RuntimeDefault"
     # The agent's token is a projected, expiring service-account token.
     vols = {v["name"]: v for v in spec["volumes"]}
@@ -327,11 +331,12 @@ def test_probes_and_ports_are_real(path):
     args = agent.get("args", [])
     probe_port = int(flag(args, env, "readiness-probe-port", "KOS_READINESS_PROBE_PORT") or 8080)
     listen = flag(args, env, "listen", "KOS_AGENT_LISTEN") or "127.0.0.1:12345"
-    # SPOP on loopback only, in every topology: nothing in it is authenticated and the agent's answers carry its
-    # service-account token. HAProxy is always in the same pod.
+    # SPOP on loopback or a unix socket only, in every topology: nothing in it is authenticated and the agent's
+    # answers carry its service-account token. HAProxy is always in the same pod.
     assert listen.startswith("127.0.0.1:") or listen.startswith("unix:"), listen
+    spop_port = None if listen.startswith("unix:") else int(listen.rsplit(":", 1)[1])
     all_ports = {p["name"]: p["containerPort"] for c in spec["containers"] for p in c.get("ports", [])}
-    assert int(listen.rsplit(":", 1)[1]) not in all_ports.values()  # not declared as a pod port either
+    assert spop_port not in all_ports.values()  # not declared as a pod port either
     for c in spec["containers"]:
         ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
 
@@ -349,10 +354,10 @@ def test_probes_and_ports_are_real(path):
                 kos_listen = {e["name"]: e.get("value") for e in c["env"]}["KOS_LISTEN"]
                 assert port_of(pr["tcpSocket"]["port"]) == int(kos_listen.rsplit(":", 1)[1])
     if path == IC:
-        assert probe_port not in IC_CONTROLLER_PORTS and int(listen.rsplit(":", 1)[1]) not in IC_CONTROLLER_PORTS
+        assert probe_port not in IC_CONTROLLER_PORTS and spop_port not in IC_CONTROLLER_PORTS
         (aux,) = find(objs, "ConfigMap", "kube-oidc-spoa-aux")
         m = re.search(r"(?m)^\s*setenv KOS_AGENT\s+(\S+)$", aux["data"]["haproxy-aux.cfg"])
-        assert m and m.group(1) == listen
+        assert m and m.group(1) == haproxy_addr(listen)
         return
     # Every Service and NetworkPolicy port names a port some selected container really has.
     (dep,) = find(objs, "Deployment", "kube-oidc-spoa")
@@ -367,7 +372,55 @@ def test_probes_and_ports_are_real(path):
             for p in rule["ports"]:
                 assert port_of_any(p["port"], all_ports)
     (haproxy,) = [c for c in spec["containers"] if c["name"] == "haproxy"]
-    assert {e["name"]: e.get("value") for e in haproxy["env"]}["KOS_AGENT"] == listen
+    assert {e["name"]: e.get("value") for e in haproxy["env"]}["KOS_AGENT"] == haproxy_addr(listen)
+
+
+def haproxy_addr(listen):
+    """HAProxy's name for the agent's --listen address (unix:PATH is unix@PATH on a server line)."""
+    return "unix@" + listen[len("unix:"):] if listen.startswith("unix:") else listen
+
+
+def haproxy_container(path):
+    """HAProxy's container in this topology: "haproxy" in the Deployment; for the ingress controller, the chart's
+    controller container, of which helm-values.yaml sets only the extra mounts."""
+    if path == IC:
+        return {"name": "controller", "volumeMounts": helm_values()["controller"]["extraVolumeMounts"]}
+    spec, _ = pod(path)
+    (h,) = [c for c in spec["containers"] if c["name"] == "haproxy"]
+    return h
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_spop_is_a_unix_socket_in_a_pod_private_emptydir(path):
+    """Every topology runs SPOP over a unix socket (one recv/send fewer per request than loopback TCP on HAProxy
+    3.1+, docs/spop.md): its directory is an in-memory emptyDir mounted by exactly the agent (writable: it creates
+    the socket) and HAProxy (at the same path, read-only: connecting needs write permission on the socket only),
+    and both containers share the socket's group (the agent makes it 0660): the pod's fsGroup, or for the ingress
+    controller, whose chart has no fsGroup, the controller's own group as the sidecar's runAsGroup."""
+    spec, agent = pod(path)
+    env = agent_env(objects(path), agent)
+    listen = flag(agent.get("args", []), env, "listen", "KOS_AGENT_LISTEN")
+    assert listen and listen.startswith("unix:/"), listen
+    sock = listen[len("unix:"):]
+    assert haproxy_env(path)["KOS_AGENT"] == "unix@" + sock
+    sock_dir = os.path.dirname(sock)
+    (am,) = [m for m in agent["volumeMounts"] if m["mountPath"].rstrip("/") == sock_dir]
+    assert not am.get("readOnly") and "subPath" not in am, am
+    (vol,) = [v for v in spec["volumes"] if v["name"] == am["name"]]
+    assert set(vol) == {"name", "emptyDir"} and vol["emptyDir"].get("medium") == "Memory", vol
+    h = haproxy_container(path)
+    (hm,) = [m for m in h["volumeMounts"] if m["name"] == am["name"]]
+    assert hm["mountPath"].rstrip("/") == sock_dir and hm.get("readOnly") is True and "subPath" not in hm, hm
+    # No third container mounts it (the ingress controller's chart adds only its own container and ours).
+    others = [c["name"] for c in spec["containers"] + spec.get("initContainers", [])
+              if c is not agent and c["name"] != "haproxy"
+              and any(m["name"] == am["name"] for m in c.get("volumeMounts", []))]
+    assert others == [], others
+    if path == IC:
+        assert agent["securityContext"]["runAsGroup"] == IC_CONTROLLER_GID
+    else:
+        fs_group = spec["securityContext"].get("fsGroup")
+        assert isinstance(fs_group, int) and fs_group not in (0, 99, 65532), fs_group  # a group of its own
 
 
 def port_of_any(p, ports):
@@ -447,8 +500,8 @@ def test_haproxy_accepts_the_ingress_controller_aux_config(haproxy_bin, tmp_path
     d.mkdir()
     pem, ca = self_signed(tmp_path)
     aux = cm["data"]["haproxy-aux.cfg"]
+    # KOS_AGENT stays the pod's unix@ path: HAProxy resolves a unix socket only when it connects.
     for var, val in (("KOS_CONF_DIR", str(d)), ("KOS_TLS_CERT", str(pem)),
-                     ("KOS_AGENT", f"127.0.0.1:{kostest.free_port()}"),
                      ("KOS_LISTEN", f"127.0.0.1:{kostest.free_port()}")):
         aux, n = re.subn(rf"(?m)^(\s*setenv {var}\s+).*$", lambda m: m.group(1) + val, aux)
         assert n == 1, var

@@ -101,9 +101,30 @@ def test_service_account_token_only_where_needed():
                 assert s["serviceAccountToken"].get("expirationSeconds", 3600) <= 3600
     mounted_in = {c["name"] for c in containers() for m in c.get("volumeMounts", []) if m["name"] in projected}
     assert mounted_in == {"agent"}, mounted_in
+
+
+def test_every_mount_is_read_only_but_the_agents_socket_directory():
+    """Nothing is writable but the in-memory emptyDir where the agent creates its SPOP socket (HAProxy mounts it
+    read-only: connecting needs write permission on the socket, not on the mount)."""
+    spec = pod_spec()
+    vols = {v["name"]: v for v in spec["volumes"]}
     for c in containers():
         for m in c.get("volumeMounts", []):
-            assert m.get("readOnly") is True, (c["name"], m["name"])
+            if m.get("readOnly") is True:
+                continue
+            assert c["name"] == "agent" and set(vols[m["name"]]) == {"name", "emptyDir"}, (c["name"], m["name"])
+            assert vols[m["name"]]["emptyDir"]["medium"] == "Memory"
+            assert any(a == f"--listen=unix:{m['mountPath'].rstrip('/')}/spop.sock" for a in c["args"]), c["args"]
+
+
+def test_spop_socket_group_is_the_pods_fsgroup():
+    """The agent (65532) makes its socket 0660; HAProxy (99) may connect only through a group both have: the pod's
+    fsGroup, which kubelet adds to every container and sets (set-group-ID) on the emptyDir the socket is in."""
+    sc = pod_spec()["securityContext"]
+    assert isinstance(sc.get("fsGroup"), int) and sc["fsGroup"] not in (0, 99, 65532), sc
+    for c in containers():
+        # a supplementalGroups/runAsGroup of 0 would give root's group files; none may drop the fsGroup either
+        assert (c.get("securityContext") or {}).get("runAsGroup", 1) != 0, c["name"]
 
 
 def test_no_service_links():

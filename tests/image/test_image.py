@@ -7,7 +7,10 @@ read from the rendered manifests and turned into podman flags, so the manifests 
 in front of the suite's test issuer and stand-in API server. What a user of the images relies on is checked:
 `kubectl auth whoami` through both containers, 401 and 403 with Status JSON, /ready and /metrics of the agent
 container, a service-account token rotated kubelet-style in the mounted volume, and an agent container restart
-during which every request fails closed.
+during which every request fails closed. SPOP runs as in the pod: over the manifest's unix socket, in a host
+directory mounted into both containers that stands for the pod's emptyDir (set-group-ID, in the pod's fsGroup,
+which both containers get as a supplementary group), so the images' own users (agent 65532, HAProxy 99) are what
+is tested to connect.
 
 Timings and image sizes go to build/image-report.json.
 """
@@ -15,6 +18,7 @@ import importlib.util
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -85,7 +89,7 @@ def deployment():
 # Every securityContext field the manifests may use must be understood here (an unknown one fails the test rather
 # than being silently left out of what is tested).
 SC_FIELDS = {"readOnlyRootFilesystem", "allowPrivilegeEscalation", "capabilities", "runAsUser", "runAsGroup",
-             "runAsNonRoot", "seccompProfile"}
+             "runAsNonRoot", "seccompProfile", "fsGroup", "fsGroupChangePolicy"}
 
 
 def security_flags(pod_spec, name, image):
@@ -95,6 +99,10 @@ def security_flags(pod_spec, name, image):
     sc.update(c.get("securityContext", {}))
     assert set(sc) <= SC_FIELDS, f"{name}: securityContext fields this test does not apply: {set(sc) - SC_FIELDS}"
     flags = []
+    if "fsGroup" in sc:
+        # kubelet adds the pod's fsGroup to every container's supplementary groups (and owns volumes by it: the
+        # socket directory, ImageStack._make_spop_dir).
+        flags += ["--group-add", str(sc["fsGroup"])]
     if sc.get("readOnlyRootFilesystem"):
         # Kubernetes adds no writable tmpfs of its own; podman's --read-only would (/tmp, /var/tmp, /run).
         flags += ["--read-only", "--read-only-tmpfs=false"]
@@ -121,9 +129,10 @@ class ImageStack(Stack):
     API server and kubectl stay on the host; every port is on 127.0.0.1 (host network)."""
 
     def __init__(self, info):
-        super().__init__("unused")
+        super().__init__("unused", transport="unix")
         self.info = info
         self.pod = deployment()
+        self.SPOP_GID = self.pod["securityContext"]["fsGroup"]  # the emptyDir's group, as kubelet sets it
         self.agent_flags, self.agent_spec = security_flags(self.pod, "agent", info["agent_image"])
         self.haproxy_flags, self.haproxy_spec = security_flags(self.pod, "haproxy", info["haproxy_image"])
         self.names = []
@@ -139,14 +148,22 @@ class ImageStack(Stack):
         (m,) = [m for m in self.agent_spec["volumeMounts"] if m["name"] == "sa-token"]
         return m["mountPath"]
 
+    def spop_mount(self, spec):
+        """(-v flag, socket path in the container) for the manifest's socket volume in this container."""
+        (listen,) = [a.split("=", 1)[1] for a in self.agent_spec["args"] if a.startswith("--listen=")]
+        assert listen.startswith("unix:"), listen
+        sock = listen[len("unix:"):]
+        (m,) = [m for m in spec["volumeMounts"] if m["mountPath"].rstrip("/") == os.path.dirname(sock)]
+        return ["-v", f"{self.spop_dir}:{m['mountPath']}" + (":ro" if m.get("readOnly") else "")], sock
+
     def start_agent(self, port=None, attempts=3):
         for attempt in range(attempts):
             self.agent_port = port or kostest.free_port()
             self.probe_port = kostest.free_port()
-            # The manifest's arguments, with ports picked here (host network) and the probes on loopback only.
+            # The manifest's arguments (its unix socket too), with the probe port picked here (host network) and
+            # on loopback only.
             args = []
             for a in self.agent_spec["args"]:
-                a = re.sub(r"^--listen=.*", f"--listen=127.0.0.1:{self.agent_port}", a)
                 a = re.sub(r"^--readiness-probe-port=.*", f"--readiness-probe-port={self.probe_port}", a)
                 args.append(a)
             args += ["--readiness-probe-address=127.0.0.1", "--threads=2"]
@@ -154,6 +171,7 @@ class ImageStack(Stack):
                    "KOS_OIDC_CA_FILE": "/etc/kube-oidc-spoa/issuer-ca.pem", "KOS_OIDC_GROUPS_CLAIM": "groups"}
             run = list(self.agent_flags)
             run += ["-v", f"{self.sa_dir}:{self.sa_mount()}:ro", "-v", f"{self.issuer.ca}:{env['KOS_OIDC_CA_FILE']}:ro"]
+            run += self.spop_mount(self.agent_spec)[0]
             for k, v in env.items():
                 run += ["-e", f"{k}={v}"]
             self.agent, self.agent_name = self._run("agent", run + [self.info["agent_image"]] + args)
@@ -174,13 +192,16 @@ class ImageStack(Stack):
         env = {e["name"]: e["value"] for e in self.haproxy_spec["env"]}
         for attempt in range(attempts):
             self.front_port = kostest.free_port()
-            env.update(KOS_LISTEN=f"127.0.0.1:{self.front_port}", KOS_AGENT=f"127.0.0.1:{self.agent_port}",
+            # KOS_AGENT stays the manifest's unix@ path, on the mounted socket directory.
+            env.update(KOS_LISTEN=f"127.0.0.1:{self.front_port}",
                        KOS_APISERVER=f"127.0.0.1:{self.api_port}", KOS_APISERVER_NAME="localhost",
                        KOS_SPOE_TIMEOUT=self.spoe_timeout)
             env.pop("KOS_CONF_DIR")  # the image's own (conf/ baked in at /usr/local/etc/haproxy)
             run = list(self.haproxy_flags)
             run += ["-v", f"{self.front_pem}:{env['KOS_TLS_CERT']}:ro",
                     "-v", f"{self.api_ca}:{env['KOS_APISERVER_CA']}:ro"]
+            run += self.spop_mount(self.haproxy_spec)[0]
+            assert env["KOS_AGENT"] == "unix@" + self.spop_mount(self.haproxy_spec)[1], env["KOS_AGENT"]
             for k, v in env.items():
                 run += ["-e", f"{k}={v}"]
             self.haproxy, self.haproxy_name = self._run("haproxy", run + [self.info["haproxy_image"]])
@@ -302,9 +323,17 @@ def test_containers_run_with_the_manifests_security_context(stack):
             assert uid == str(spec["securityContext"]["runAsUser"]), (name, uid)
         w = stack.exec(name, "sh", "-c", "echo x > /kos-probe")
         assert w.returncode != 0 and "Read-only file system" in w.stdout, w.stdout
-    # Loopback only: nothing of either container listens on another address (host network).
+        groups = re.search(r"(?m)^Groups:\s*(.*)$", status).group(1).split()
+        assert str(stack.SPOP_GID) in groups, (name, groups)  # the pod's fsGroup, as kubelet adds it
+    # The agent's socket: its user's, in the fsGroup handed down by the directory, 0660 (HAProxy's uid 99 connects
+    # through the group: the requests of the tests below).
+    st = os.lstat(stack.spop_sock)
+    agent_uid = int(re.search(r"(?m)^Uid:\s+(\d+)", stack.exec(stack.agent_name, "cat", "/proc/1/status").stdout).group(1))
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660, oct(st.st_mode)
+    assert (st.st_uid, st.st_gid) == (agent_uid, stack.SPOP_GID)
+    # Loopback only: nothing of either container listens on another address (host network); SPOP on no port.
     ss = subprocess.run(["ss", "-Htlnp"], stdout=subprocess.PIPE, text=True, timeout=30).stdout
-    for port in (stack.agent_port, stack.probe_port, stack.front_port):
+    for port in (stack.probe_port, stack.front_port):
         lines = [ln for ln in ss.splitlines() if re.search(rf"[:\]]{port}\s", ln)]
         assert lines, (port, ss)
         for ln in lines:

@@ -3,6 +3,8 @@
 Stack(haproxy_bin, ...).start() brings everything up on ports picked at run time in a private temp dir, and
 stop() takes it down. The agent is the real binary (kostest.build_path("kube-oidc-spoa")) unless agent="stub",
 which runs tests/integration/spop_stub.py (scripted verdicts, for the config's fail-closed branches).
+transport="unix" puts the SPOP link on a unix socket (agent --listen unix:PATH, HAProxy KOS_AGENT unix@PATH) as
+deploy/ does, in a directory of its own shaped like the pod's emptyDir (see spop_dir); "tcp" (default) on loopback.
 HAProxy runs conf/haproxy.cfg unchanged; only the KOS_* environment variables differ from production.
 kubectl runs with a kubeconfig and HOME inside the temp dir: ~/.kube is never touched.
 """
@@ -85,7 +87,7 @@ def write_sa_token(sa_dir, token, n):
 
 class Stack:
     def __init__(self, haproxy_bin, agent="real", agent_args=(), env=None, watch_gaps=(0.2,),
-                 spoe_timeout="1s", oidc_flags=True, before_agent=None, conf_dir=None):
+                 spoe_timeout="1s", oidc_flags=True, before_agent=None, conf_dir=None, transport="tcp"):
         """oidc_flags=False leaves out the --oidc-* flags (e.g. for --authentication-config in agent_args);
         before_agent(stack), if given, runs once the issuer is up and before the agent starts (to write files
         that name the issuer) and may return more agent arguments."""
@@ -105,6 +107,10 @@ class Stack:
         self.haproxy = None
         self.sa_gen = 0
         self.sa_token = SA_TOKEN
+        assert transport in ("tcp", "unix") and (transport == "tcp" or agent == "real"), transport
+        self.transport = transport
+        self.spop_dir = self.spop_sock = None
+        self.spop_gid = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def start(self):
@@ -135,9 +141,35 @@ class Stack:
                     out.write(f.read())
         if self.before_agent is not None:
             self.agent_args += list(self.before_agent(self) or ())
+        if self.transport == "unix":
+            self._make_spop_dir()
         self.start_agent()
         self.start_haproxy()
         self.kubeconfig = self.write_kubeconfig()
+
+    # The group the socket's directory hands down, standing for the pod's fsGroup (deploy/base): neither the
+    # agent's nor HAProxy's own group, and not a group of the test's "other" user (tests/integration/test_unix.py).
+    SPOP_GID = 4242
+
+    def _make_spop_dir(self):
+        """A directory like the pod's emptyDir with an fsGroup: mode 2777 (anyone may reach the socket, so only the
+        socket's own mode keeps others out), group SPOP_GID when we may chown (root), set-group-ID so the socket
+        bind() creates there takes that group. Outside self.dir (mkdtemp's 0700 would keep out the other uids the
+        permission tests run as); sockaddr_un limits the path to 107 bytes, /tmp keeps it short."""
+        self.spop_dir = tempfile.mkdtemp(prefix="kos-spop-")
+        try:
+            os.chown(self.spop_dir, -1, self.SPOP_GID)
+            self.spop_gid = self.SPOP_GID
+        except PermissionError:
+            self.spop_gid = os.getgid()
+        os.chmod(self.spop_dir, 0o2777)
+        self.spop_sock = os.path.join(self.spop_dir, "spop.sock")
+
+    def agent_listen(self):
+        """The agent's --listen and HAProxy's KOS_AGENT for this stack's transport."""
+        if self.transport == "unix":
+            return f"unix:{self.spop_sock}", f"unix@{self.spop_sock}"
+        return f"127.0.0.1:{self.agent_port}", f"127.0.0.1:{self.agent_port}"
 
     def _mkdir(self, name):
         d = os.path.join(self.dir, name)
@@ -153,7 +185,7 @@ class Stack:
         oidc = ["--oidc-issuer-url", self.issuer.issuer, "--oidc-client-id", CLIENT_ID,
                 "--oidc-ca-file", self.issuer.ca] if self.oidc_flags else []
         return [kostest.build_path("kube-oidc-spoa")] + oidc + [
-                "--listen", f"127.0.0.1:{port}", "--readiness-probe-port", str(probe_port),
+                "--listen", self.agent_listen()[0], "--readiness-probe-port", str(probe_port),
                 "--readiness-probe-address", "127.0.0.1", "--service-account-token-file", self.sa_file,
                 "--threads", "2", "--log-level", "info"] + self.agent_args
 
@@ -202,7 +234,7 @@ class Stack:
 
     def haproxy_env(self):
         env = {"KOS_LISTEN": f"127.0.0.1:{self.front_port}", "KOS_TLS_CERT": self.front_pem,
-               "KOS_AGENT": f"127.0.0.1:{self.agent_port}", "KOS_APISERVER": f"127.0.0.1:{self.api_port}",
+               "KOS_AGENT": self.agent_listen()[1], "KOS_APISERVER": f"127.0.0.1:{self.api_port}",
                "KOS_APISERVER_NAME": "localhost", "KOS_APISERVER_CA": self.api_ca, "KOS_CONF_DIR": self.conf_dir,
                "KOS_SPOE_TIMEOUT": self.spoe_timeout}
         env.update({f"KOS_EXTRA_{i + 1}": k for i, k in enumerate(EXTRA_SLOTS)})
@@ -259,6 +291,8 @@ class Stack:
 
     def cleanup(self):
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.spop_dir:
+            shutil.rmtree(self.spop_dir, ignore_errors=True)
 
     def check_sanitizer(self, proc):
         rep = proc.sanitizer_report()

@@ -1,6 +1,7 @@
 """spoa_example over real sockets without HAProxy: hostile bytes, unix listener, SIGTERM drain."""
 import os
 import socket
+import stat
 import struct
 import tempfile
 import time
@@ -87,6 +88,7 @@ def test_unix_socket_listener(procs):
     d = tempfile.mkdtemp(prefix="kos-spoa-")
     path = os.path.join(d, "agent.sock")
     a = start(procs, f"unix:{path}")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o660  # owner and group only, whatever the umask
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(5)
         s.connect(path)
