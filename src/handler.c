@@ -38,6 +38,7 @@ const char *const handler_reason_names[HR_COUNT] = {
 	[HR_TOO_MANY_GROUPS] = "too many groups",
 	[HR_NO_MESSAGE] = "no kos-auth message",
 	[HR_BAD_MESSAGE] = "malformed kos-auth message",
+	[HR_NO_XFF] = "no X-Forwarded-For arguments",
 	[HR_NO_SATOKEN] = "service-account token not loaded",
 	[HR_TOO_BIG] = "identity too large for the SPOP frame",
 	[HR_TOO_MANY_VALUES] = "too many values for an extra key",
@@ -671,6 +672,13 @@ static bool front(handler *h, const handler_input *in, const handler_sink *k, si
 	} else if (in->bad_msg) {
 		st = HANDLER_UNAVAILABLE;
 		why = HR_BAD_MESSAGE;
+	} else if (h->cfg.trusted != NULL && h->cfg.trusted->n > 0 && !in->have_xff) {
+		/* HAProxy sends xff1…xff8 only when its environment has KOS_TRUSTED_PROXIES: without them the
+		 * client address would silently be the load balancer's, so every request fails until both agree */
+		*status = conclude(h, in, k, HANDLER_UNAVAILABLE, HR_NO_XFF, "--trusted-proxies is set but HAProxy "
+				   "sent no xff1..xff8 arguments: set KOS_TRUSTED_PROXIES in HAProxy's environment too "
+				   "(conf/spoe-kos.conf sends them only then)", NULL, NULL, -1);
+		return false;
 	} else if (!in->have_auth) {
 		st = HANDLER_UNAUTHENTICATED;
 		why = HR_MISSING;

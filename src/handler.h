@@ -49,7 +49,9 @@
  *
  * The client address (cfg.trusted, --trusted-proxies): HAProxy's src and the right-most X-Forwarded-For entries
  * (xff1…) become the address clientaddr.h's walk finds, before anything else looks at the request, so cip, the
- * logs and a held request all see that one address.
+ * logs and a held request all see that one address. conf/spoe-kos.conf sends xff1…xff8 only when HAProxy's
+ * environment has KOS_TRUSTED_PROXIES (they cost HAProxy eight header scans a request): with cfg.trusted set, a
+ * message without them is a 503 (HR_NO_XFF, the log line says what to set), never the load balancer's address.
  *
  * Client impersonation (cfg.authorizer set, --allow-client-impersonation): once the token is valid (401 still
  * wins), impersonation headers are no longer status 2: the client's header lines (argument imh, HAProxy's
@@ -120,6 +122,7 @@ enum handler_reason {
 	HR_TOO_MANY_GROUPS,    /* "too many groups" */
 	HR_NO_MESSAGE,         /* "no kos-auth message" */
 	HR_BAD_MESSAGE,        /* "malformed kos-auth message" */
+	HR_NO_XFF,             /* "no X-Forwarded-For arguments" (--trusted-proxies, HAProxy without them) */
 	HR_NO_SATOKEN,         /* "service-account token not loaded" */
 	HR_TOO_BIG,            /* "identity too large for the SPOP frame" */
 	HR_TOO_MANY_VALUES,    /* "too many values for an extra key" */

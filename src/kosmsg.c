@@ -93,6 +93,7 @@ int kosmsg_read(const spop_msg *m, kosmsg_args *in)
 			   a.name.ptr[3] < '1' + CADDR_MAX_HOPS) {
 			caddr_slice *x = &in->xff[a.name.ptr[3] - '1'];
 
+			in->have_xff = true;
 			if (x->p != NULL)
 				goto bad; /* the same entry twice: not what conf/spoe-kos.conf sends */
 			if ((got = bytes_arg(&a, &x->p, &x->len)) < 0)

@@ -37,6 +37,8 @@ typedef struct kosmsg_args {
 	caddr_slice xff[CADDR_MAX_HOPS]; /* xff1…xff8: X-Forwarded-For entries, right-most first (p NULL: absent).
 					  * handler_submit()/handler_process() replace src by the client address
 					  * (clientaddr.h) when cfg.trusted is set, and never keep these slices. */
+	bool have_xff;       /* the message had xff arguments (NULL ones included): conf/spoe-kos.conf sends them
+			      * only with KOS_TRUSTED_PROXIES set, and the agent's --trusted-proxies needs them */
 	bool have_imh;       /* the message had the imh argument (conf/ of contract v2.1 or later) */
 	const uint8_t *imh;  /* imh: req.hdrs_bin when impersonation headers came and the block fits
 			      * IMP_MAX_HEADERS_BYTES; NULL otherwise */

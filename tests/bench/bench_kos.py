@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """Issue 7's benchmark table: the agent alone (A), end to end through HAProxy (B), memory (C), instruction counts
-(D) and flatness (F), as medians of short runs with ratios taken pair by pair inside the same round (the machine is
-shared: absolute numbers drift between runs, ratios much less). Figures only; never fails on speed.
+(D), what each element of the shipped conf costs HAProxy (E) and flatness (F), as medians of short runs with ratios
+taken pair by pair inside the same round (the machine is shared: absolute numbers drift between runs, ratios much
+less). Figures only; never fails on speed.
 
     /usr/bin/python3 tests/bench/bench_kos.py [--build DIR] [--rounds N] [--secs S] [--results FILE] [--quick]
-                                              [--soak SECONDS] [--only ABCDF] [--haproxy BINARY]
+                                              [--soak SECONDS] [--only ABCDEF] [--haproxy BINARY]
 
 Everything on 127.0.0.1, ports picked at run time, every run bounded in time; every process started here is
 stopped by its pid on exit. Tokens are minted in-process with python3-cryptography from the test issuer's keys
@@ -434,8 +435,8 @@ class Bench:
                     line = f"    bind 127.0.0.1:{port}"
                 elif s.startswith("filter spoe engine kos"):
                     line = f"    filter spoe engine kos config {engine_conf}"
-                elif s.startswith("default_backend"):
-                    line = "    default_backend be_up"
+                elif s.startswith(("default_backend", "use_backend")):
+                    line = line.replace("kos_apiserver", "be_up")
                 elif s.startswith("log-format"):
                     continue
                 out.append(line)
@@ -517,7 +518,7 @@ frontend fe_b1
 {agent_backend("hit", agents["hit"])}
 {agent_backend("miss", agents["miss"])}
 {agent_backend("noop", agents["noop"])}
-"""
+{self.routed_backends(front, shipped)}"""
 
     def wrk(self, port, tokens, secs):
         r = subprocess.run(["wrk", "-t", "2", "-c", str(self.a.conns), "-d", f"{secs:g}s", "--latency", "-s",
@@ -810,6 +811,284 @@ frontend fe_b1
                  f"{miss['hundred'] / miss['one']:.3f} ({miss['hundred']:,.0f} vs {miss['one']:,.0f})",
                  "flat (1.00)")
 
+    # -- E: what each element of the shipped frontend costs HAProxy
+    @staticmethod
+    def routed_backends(front, shipped):
+        """The shipped backends the frontend routes to other than the API server (be_up stands for it), e.g. the
+        refusals' kos_verdict, as configuration text."""
+        names = set()
+        for line in front.splitlines():
+            w = line.split()
+            if w and w[0] in ("use_backend", "default_backend") and len(w) > 1 and w[1] != "kos_apiserver":
+                names.add(w[1])
+        return "".join(f"backend {n}\n" + kostest.haproxy_section(shipped, f"backend {n}") + "\n"
+                       for n in sorted(names))
+
+    def e_variants(self, front, spoe):
+        """(label, sign, frontend text, spoe-kos.conf text) per element of the shipped frontend (B4's) and message:
+        sign 1 = the element is in the shipped conf with the default environment and the variant leaves it out;
+        sign -1 = the defaults leave it out (an `.if` on an environment variable) and the variant puts it in. Lines
+        are found by what they do, so the table follows conf/ as it changes; an element not found gives no row."""
+        lines = front.splitlines()
+
+        def keep(pred, ls=None):
+            return [x for x in (lines if ls is None else ls) if not pred(x.strip())]
+
+        def block(ls, begin, end):  # lines between the markers (inclusive) taken out
+            out, skip = [], False
+            for x in ls:
+                if x.startswith(begin):
+                    skip = True
+                if not skip:
+                    out.append(x)
+                if skip and x.startswith(end):
+                    skip = False
+            return out
+
+        def ungate(text, needle):  # the .if whose line names needle, and its .endif, taken out (body kept)
+            ls, out, depth = text.splitlines(), [], None
+            for x in ls:
+                s = x.strip()
+                if depth is None and s.startswith(".if") and needle in s:
+                    depth = 0
+                    continue
+                if depth is not None:
+                    if s.startswith(".if"):
+                        depth += 1
+                    elif s.startswith(".endif"):
+                        if depth == 0:
+                            depth = None
+                            continue
+                        depth -= 1
+                out.append(x)
+            return "\n".join(out) + "\n"
+
+        def gated(text, needle):
+            return any(x.strip().startswith(".if") and needle in x for x in text.splitlines())
+
+        def drop_args(text, names):  # message arguments name=... taken out; an args line left empty goes
+            out = []
+            for x in text.splitlines():
+                s = x.strip()
+                if s.startswith("args "):
+                    toks = [t for t in s.split()[1:] if t.split("=", 1)[0] not in names]
+                    if not toks:
+                        continue
+                    x = "    args " + " ".join(toks)
+                out.append(x)
+            return "\n".join(out) + "\n"
+
+        def rule(*subs):
+            return lambda s: s.startswith("http-request") and all(t in s for t in subs)
+
+        def verdict(s):
+            return rule("http-request return")(s) and re.search(r"var\(txn\.kos\.status\) -m str [1236789] ", s)
+
+        j = lambda ls: "\n".join(ls) + "\n"  # noqa: E731
+        xffs = [f"xff{i}" for i in range(1, 9)]
+        v = []
+        v.append(("400: two Authorization headers (req.fhdr_cnt)", 1, j(keep(rule("fhdr_cnt(authorization)"))),
+                  spoe))
+        v.append(("impersonation detection: set-var kos_imp, kos_imh and message args imp, imh", 1,
+                  j(keep(lambda s: rule("set-var(txn.kos_imp)")(s) or rule("set-var(txn.kos_imh)")(s))),
+                  drop_args(spoe, ("imp", "imh"))))
+        v.append(("message arg sv (without it every ACK carries the ~1 KB service-account token)", 1, front,
+                  drop_args(spoe, ("sv",))))
+        v.append(("message arg xk (the extra slots)", 1, front, drop_args(spoe, ("xk",))))
+        if gated(spoe, "KOS_TRUSTED_PROXIES"):
+            v.append(("message args xff1…xff8 (sent only with KOS_TRUSTED_PROXIES set)", -1, front,
+                      ungate(spoe, "KOS_TRUSTED_PROXIES")))
+        else:
+            v.append(("message args xff1…xff8", 1, front, drop_args(spoe, xffs)))
+        v.append(("503: SPOE error or no status", 1, j(keep(rule("var(txn.kos.err) -m found"))), spoe))
+        v.append(("verdict: allow unless status 0 (the refusals are answered in backend kos_verdict)", 1,
+                  j(keep(rule("allow unless { var(txn.kos.status) -m str 0 }"))), spoe))
+        v.append(("verdict returns 401/403/500/400 (statuses 1, 2, 3, 6, 7, 8, 9)", 1, j(keep(verdict)), spoe))
+        v.append(("status 5, passthrough (403 with impersonation headers, allow)", 1,
+                  j(keep(rule("var(txn.kos.status) -m str 5"))), spoe))
+        v.append(("503: an allow without user, ng or sv (up to 2026-12: also any status not 0)", 1,
+                  j(keep(rule("!{ var(txn.kos.user) -m found }"))), spoe))
+        v.append(("403: impersonation headers despite an allow", 1,
+                  j(keep(rule("var(txn.kos_imp) -m found", "!{ var(txn.kos.imp) -m found }", "return"))), spoe))
+        v.append(("service-account token: version check (503 unless it is txn.kos.sv)", 1,
+                  j(keep(rule("strcmp(txn.kos.sv)"))), spoe))
+        # The copy into the transaction is what makes the check and the header one credential: read the shared
+        # variable directly instead to see what the copy costs.
+        v.append(("service-account token: copy of proc.kos.sa into the transaction", 1,
+                  j(x.replace("var(txn.kos_sa)", "var(proc.kos.sa)")
+                    for x in keep(rule("set-var(txn.kos_sa)"))), spoe))
+        v.append(("set-header Authorization (the ~1 KB service-account token)", 1,
+                  j(keep(rule("set-header Authorization"))), spoe))
+        v.append(("del-header impersonate- -m beg", 1, j(keep(rule("del-header impersonate-"))), spoe))
+        v.append(("add-header Impersonate-User", 1, j(keep(rule("Impersonate-User"))), spoe))
+        v.append(("Impersonate-Uid (none mapped: its condition)", 1, j(keep(rule("Impersonate-Uid"))), spoe))
+        v.append(("Impersonate-Extra-Remote-Client-Ip (no cip: its condition)", 1,
+                  j(keep(rule("Impersonate-Extra-Remote-Client-Ip"))), spoe))
+        v.append(("group block (403 past the lines; 3 groups: 4 allow-unless, 3 add-header)", 1,
+                  j(block(lines, "    # BEGIN generated", "    # END generated")), spoe))
+        routed = [x for x in lines if x.split()[:1] == ["use_backend"]]
+        if routed:
+            v.append(("routing: use_backend to the API server (allow, passthrough), default kos_verdict", 1,
+                      j([x for x in lines if x not in routed and not x.strip().startswith("default_backend")]
+                        + ["    default_backend kos_apiserver"]), spoe))
+        v.append(("extras blocks (no KOS_EXTRA_<n> set: left out when parsed)", 1,
+                  j(block(lines, "    # BEGIN extras generated", "    # END extras generated")), spoe))
+        key = "example.com%2Ftenant"
+        v.append(("one extra slot declared (KOS_EXTRA_1; no value for it)", -1,
+                  ungate(front, "defined(KOS_EXTRA_1)").replace("${KOS_EXTRA_1}", key),
+                  spoe.replace("${KOS_EXTRA_1}", key)))
+        return [x for x in v if x[1] == -1 or x[2] != front or x[3] != spoe]
+
+    @staticmethod
+    def e_requests(port, tokens):
+        """One request per token, in order, one after the other on one keep-alive connection: every variant gets
+        the same requests, and no batching that would vary with the machine's load. Returns how many were not
+        200 (or failed)."""
+        import http.client
+        bad = 0
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            for t in tokens:
+                try:
+                    conn.request("GET", "/api/v1/namespaces/default/pods", headers={"Authorization": "Bearer " + t})
+                    r = conn.getresponse()
+                    r.read()
+                    bad += r.status != 200
+                    if r.will_close:
+                        conn.close()
+                except (OSError, http.client.HTTPException):
+                    bad += 1
+                    conn.close()
+        finally:
+            conn.close()
+        return bad
+
+    def bench_e(self, branch, binary):
+        """Per-element cost of the shipped conf: HAProxy's instructions per request (callgrind, nbthread 1, as in
+        haproxy_instructions) for B4's frontend in full and with one element taken out (or put in) at a time, all
+        frontends in one HAProxy process behind one cache-hit agent; a row is the difference to the full frontend
+        (an allowed request of a bench user: 3 groups, a ~1 KB service-account token forwarded). The full frontend
+        is measured first and last: their difference is the noise."""
+        if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+            log("== E: skipped (no valgrind)")
+            return
+        log(f"== E {branch}: what each element of the shipped conf costs HAProxy {branch} (callgrind, nbthread 1, "
+            "1,000 requests each)")
+        with open(os.path.join(ROOT, "conf", "haproxy.cfg")) as f:
+            shipped = f.read()
+        with open(os.path.join(ROOT, "conf", "spoe-kos.conf")) as f:
+            spoe = f.read().replace("use-backend kos_agents", "use-backend be_agent_e")
+        front = kostest.haproxy_section(shipped, "frontend kos_front")
+        agents_body = kostest.haproxy_section(shipped, "backend kos_agents")
+        variants = [("full", 0, front, spoe)] + self.e_variants(front, spoe) + [("full (again)", 0, front, spoe)]
+        agent = Agent(self, "e-hit", unix=self.a.transport == "unix")
+        ports = {"up": free_port()}
+        fronts = []
+        for i, (label, _, ftext, stext) in enumerate(variants):
+            ports[i] = free_port()
+            sfile = os.path.join(self.tmp, f"spoe-e{i}.conf")
+            with open(sfile, "w") as f:
+                f.write(stext)
+            out = []
+            for line in ftext.splitlines():
+                s = line.strip()
+                if s.startswith("bind "):
+                    line = f"    bind 127.0.0.1:{ports[i]}"
+                elif s.startswith("filter spoe engine kos"):
+                    line = f"    filter spoe engine kos config {sfile}"
+                elif s.startswith(("default_backend", "use_backend")):
+                    line = line.replace("kos_apiserver", "be_up")
+                elif s.startswith("log-format"):
+                    continue
+                out.append(line)
+            fronts.append(f"frontend fe_e{i}\n" + "\n".join(out) + "\n")
+        bufsize = re.search(r"^\s*presetenv\s+KOS_BUFSIZE\s+(\S+)", shipped, re.M).group(1)
+        maxrewrite = re.search(r"^\s*presetenv\s+KOS_MAXREWRITE\s+(\S+)", shipped, re.M).group(1)
+        cfg = os.path.join(self.tmp, "haproxy-e.cfg")
+        with open(cfg, "w") as f:
+            f.write(f"""global
+    nbthread 1
+    maxconn 2000
+    tune.bufsize {bufsize}
+    tune.maxrewrite {maxrewrite}
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 30s
+
+frontend fe_up
+    bind 127.0.0.1:{ports['up']}
+    http-request return status 200 content-type text/plain string "ok"
+
+backend be_up
+    server up 127.0.0.1:{ports['up']}
+
+backend be_agent_e
+""" + agents_body.replace('"${KOS_AGENT}"', agent.addr) + "\n" + self.routed_backends(front, shipped)
+                    + "\n".join(fronts))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KOS_")}
+        env["KOS_SPOE_TIMEOUT"] = "5s"
+        out = os.path.join(self.tmp, "haproxy-e.callgrind")
+        hlog = open(os.path.join(self.tmp, "haproxy-e.log"), "w")
+        hap = start(["valgrind", "--tool=callgrind", "--trace-children=yes", "--instr-atstart=no",
+                     f"--callgrind-out-file={out}.%p",
+                     binary, "-db", "-f", cfg], stdout=hlog, stderr=subprocess.STDOUT, env=env)
+        with open(self.tok["users"]) as f:
+            users = [t for t in f.read().split() if t]
+        res = {}
+        try:
+            wait_port(ports[len(variants) - 1], hap, timeout=120)
+            end = time.monotonic() + 30  # the spop-check, then every user's token cached by the agent
+            while time.monotonic() < end and self.e_requests(ports[0], users[:20]):
+                time.sleep(0.5)
+            self.e_requests(ports[0], users)
+            ctl = lambda *what: subprocess.run(["callgrind_control", *what, str(hap.pid)],  # noqa: E731
+                                               capture_output=True, timeout=60)
+            for i, (label, _, _, _) in enumerate(variants):
+                self.e_requests(ports[i], users[:50])  # warm: connection, SPOE, pools
+                for f in glob.glob(f"{out}.{hap.pid}*"):
+                    os.unlink(f)
+                ctl("-z")
+                ctl("-i", "on")
+                bad = self.e_requests(ports[i], users)
+                ctl("-i", "off")
+                ctl("-d")
+                ir = 0
+                for f in glob.glob(f"{out}.{hap.pid}*"):
+                    with open(f) as fh:
+                        for line in fh:
+                            if line.startswith(("summary:", "totals:")):
+                                ir += int(line.split()[1])
+                if not bad:
+                    res[i] = ir / len(users)
+                else:
+                    log(f"  E {label}: {bad} of {len(users)} requests not 200: no figure")
+        finally:
+            stop(hap)
+            agent.stop()
+        last = len(variants) - 1
+        if not res.get(0) or not res.get(last):
+            log("  E: no figure for the full frontend")
+            return
+        full = (res[0] + res[last]) / 2
+        hv = subprocess.run([binary, "-v"], capture_output=True, text=True).stdout.split()
+        ver = hv[2] if len(hv) > 2 else "?"
+        self.row(f"E {branch}", f"HAProxy {ver}: instructions per allowed request, shipped frontend (B4's rules)",
+                 f"{full:,.0f} (first / last run {res[0]:,.0f} / {res[last]:,.0f}: the noise)",
+                 "the rows below: what each element adds")
+        for i, (label, sign, _, _) in enumerate(variants):
+            if not sign:
+                continue
+            if i not in res:
+                self.row(f"E {branch}", f"  {label}", "no figure (requests failed)")
+                continue
+            cost = (full - res[i]) * sign
+            self.row(f"E {branch}", f"  {label}", f"{cost:+,.0f} ({cost / full:+.1%})",
+                     "not in the defaults: what setting it adds" if sign < 0 else "")
+
     def bench_f(self):
         log("== F: cache size (tests/bench/cache_flat: src/cache.c with 1,000 vs 1,000,000 entries)")
         out = subprocess.run([os.path.join(self.build, "bench", "cache_flat"), "5", "300000"], capture_output=True,
@@ -901,7 +1180,7 @@ def main():
     ap.add_argument("--fill", type=int, default=100_000, help="identities to cache for the memory figure")
     ap.add_argument("--soak", type=float, default=20, help="seconds of steady load for the RSS growth figure")
     ap.add_argument("--results", default=None, help="write the table as markdown here (bench/RESULTS.md)")
-    ap.add_argument("--only", default="ABCDF")
+    ap.add_argument("--only", default="ABCDEF")
     ap.add_argument("--transport", choices=("tcp", "unix"), default="unix",
                     help="how HAProxy reaches the agents in B: a unix socket as deploy/ runs it (default), or "
                          "loopback TCP (conf/haproxy.cfg's bare default, docker-compose)")
@@ -927,6 +1206,9 @@ def main():
             b.bench_c()
         if "D" in a.only:
             b.bench_d()
+        if "E" in a.only:
+            for label, binary in haproxy_branches(a.haproxy):
+                b.bench_e(label, binary)
         if "F" in a.only:
             b.bench_f()
         text = b.table()

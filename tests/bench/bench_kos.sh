@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 7's and issue 16's table (agent alone, end to end through HAProxy vs its own baselines on HAProxy 2.6, 3.2
-# and 3.4, memory, instruction counts, flatness): tests/bench/bench_kos.py against the release build in BUILD
-# (default build); writes the table at the top of bench/RESULTS.md (notes below it are kept).
-# Figures only, never pass/fail on speed. Bounded: about 15 minutes, loopback only.
+# and 3.4, memory, instruction counts, what each element of conf/ costs HAProxy per branch, flatness):
+# tests/bench/bench_kos.py against the release build in BUILD (default build); writes the table at the top of
+# bench/RESULTS.md (notes below it are kept). Figures only, never pass/fail on speed. Bounded: about 19 minutes
+# (E: about a minute per branch), loopback only.
 # KOS_HAPROXY_BINS (LABEL=PATH;...) picks the branches; by default the machine's 2.6 plus Debian sid's 3.2 and
 # experimental's 3.4, fetched once into build/haproxy/ by scripts/haproxy-versions.py.
 set -uo pipefail

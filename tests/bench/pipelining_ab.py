@@ -116,8 +116,8 @@ def haproxy_cfg(tmp, ports, agent_port, noop_port, nbthread):
                 line = f"    bind 127.0.0.1:{ports['B4-' + mode]}"
             elif s.startswith("filter spoe engine kos"):
                 line = f"    filter spoe engine kos config {tmp}/spoe-hit-{mode}.conf"
-            elif s.startswith("default_backend"):
-                line = "    default_backend be_up"
+            elif s.startswith(("default_backend", "use_backend")):
+                line = line.replace("kos_apiserver", "be_up")  # the refusals keep their kos_verdict
             elif s.startswith("log-format"):
                 continue
             out.append(line)
@@ -129,6 +129,7 @@ def haproxy_cfg(tmp, ports, agent_port, noop_port, nbthread):
                 "    http-request send-spoe-group kos kos-auth\n    default_backend be_up\n")
 
     agents = kostest.haproxy_section(shipped, "backend kos_agents")
+    verdict = kostest.haproxy_section(shipped, "backend kos_verdict")
     bufsize = re.search(r"presetenv\s+KOS_BUFSIZE\s+(\d+)", shipped).group(1)
     maxrw = re.search(r"presetenv\s+KOS_MAXREWRITE\s+(\d+)", shipped).group(1)
     nbt = f"    nbthread {nbthread}\n" if nbthread else ""
@@ -159,6 +160,7 @@ backend be_agent_hit
 {agents.replace('"${KOS_AGENT}"', f"127.0.0.1:{agent_port}")}
 backend be_agent_noop
 {agents.replace('"${KOS_AGENT}"', f"127.0.0.1:{noop_port}")}
+{"backend kos_verdict" + chr(10) + verdict if verdict else ""}
 """
 
 

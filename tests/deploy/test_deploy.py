@@ -90,7 +90,14 @@ def agent_env(objs, c):
         assert name in cms, f"envFrom names a ConfigMap the kustomization does not create: {name}"
         env.update(cms[name].get("data", {}))
     for e in c.get("env", []):
-        env[e["name"]] = e.get("value", "")
+        ref = e.get("valueFrom", {}).get("configMapKeyRef")
+        if ref is None:
+            env[e["name"]] = e.get("value", "")
+            continue
+        assert ref["name"] in cms or ref.get("optional"), f"{e['name']} names a ConfigMap not created: {ref}"
+        data = cms.get(ref["name"], {}).get("data", {})
+        if ref["key"] in data:  # an optional key that is absent leaves the variable unset
+            env[e["name"]] = data[ref["key"]]
     return env
 
 
@@ -190,8 +197,7 @@ def haproxy_env(path):
     if path == IC:
         with open(os.path.join(DEPLOY, IC, "controller", "haproxy-aux.cfg")) as f:
             env = dict(re.findall(r"^\s*setenv\s+(KOS_\w+)\s+(\S+)", f.read(), re.M))
-        for e in helm_values()["controller"].get("extraEnvs", []) or []:
-            env[e["name"]] = e.get("value", "")
+        env.update(agent_env(objects(IC), {"env": helm_values()["controller"].get("extraEnvs", []) or []}))
         return env
     objs = objects(path)
     (dep,) = find(objs, "Deployment", "kube-oidc-spoa")
@@ -226,6 +232,29 @@ def test_haproxy_has_a_slot_for_every_extra_key(path):
     slots = {henv[f"KOS_EXTRA_{n}"].lower() for n in range(1, 9) if henv.get(f"KOS_EXTRA_{n}")}
     for k in keys:
         assert pct_key(k).lower() in slots, f"{path}: extra key {k!r} has no KOS_EXTRA_<n> in HAProxy's environment"
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_haproxy_sends_x_forwarded_for_exactly_when_the_agent_reads_it(path):
+    """conf/spoe-kos.conf sends the X-Forwarded-For entries only when HAProxy's environment defines
+    KOS_TRUSTED_PROXIES, and an agent with --trusted-proxies answers 503 without them: HAProxy's variable must come
+    from the agent's own ConfigMap key, so that setting it there sets both, and the rendered pair must agree."""
+    objs = objects(path)
+    spec, c = pod(path)
+    if path == IC:
+        henv_list = helm_values()["controller"].get("extraEnvs", []) or []
+    else:
+        (dep,) = find(objs, "Deployment", "kube-oidc-spoa")
+        (h,) = [x for x in dep["spec"]["template"]["spec"]["containers"] if x["name"] == "haproxy"]
+        henv_list = h.get("env", [])
+    agent_cms = [src["configMapRef"]["name"] for src in c.get("envFrom", [])]
+    refs = [e["valueFrom"]["configMapKeyRef"] for e in henv_list
+            if e["name"] == "KOS_TRUSTED_PROXIES" and "configMapKeyRef" in e.get("valueFrom", {})]
+    assert len(refs) == 1 and refs[0]["name"] in agent_cms and refs[0]["key"] == "KOS_TRUSTED_PROXIES", \
+        f"{path}: HAProxy's KOS_TRUSTED_PROXIES is not the agent's ConfigMap key: {henv_list}"
+    env = agent_env(objs, c)
+    agent_list = flag(c.get("args", []), env, "trusted-proxies", "KOS_TRUSTED_PROXIES")
+    assert (agent_list is not None) == ("KOS_TRUSTED_PROXIES" in haproxy_env(path)), path
 
 
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)
@@ -455,7 +484,7 @@ def test_haproxy_accepts_the_mounted_config(haproxy_bin, tmp_path):
         (conf / name).write_text(text)
     (dep,) = find(objs, "Deployment")
     (h,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "haproxy"]
-    env = {e["name"]: e["value"] for e in h["env"]}
+    env = {e["name"]: e["value"] for e in h["env"] if "value" in e}
     assert h["args"] == ["-f", "/etc/haproxy/haproxy.cfg"] and env["KOS_CONF_DIR"] == "/etc/haproxy"
     pem, ca = self_signed(tmp_path)
     # Same variables, with the pod's paths mapped to this machine (kubernetes.default.svc does not resolve here).

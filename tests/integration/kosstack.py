@@ -241,15 +241,15 @@ class Stack:
         env.update(self.extra_env)
         return {k: v for k, v in env.items() if v is not None}  # None in extra_env: unset
 
-    def restart_haproxy(self, env=None):
-        """HAProxy again with extra_env replaced by env (None: as it was), once the agent is up in it."""
+    def restart_haproxy(self, env=None, wait=True):
+        """HAProxy again with extra_env replaced by env (None: as it was), once the agent is up in it (wait=False:
+        at once, for a pairing the agent answers 503 to every request)."""
         if env is not None:
             self.extra_env = dict(env)
         self.haproxy.stop()
-        self.start_haproxy(port=self.front_port)
-        self.wait_agent_up_in_haproxy()
+        self.start_haproxy(port=self.front_port, wait=wait)
 
-    def start_haproxy(self, attempts=3, port=None):
+    def start_haproxy(self, attempts=3, port=None, wait=True):
         """HAProxy on `port` (a restart keeps its port, so kubeconfigs stay valid), or on a new free one."""
         with open(os.path.join(self.conf_dir, "haproxy.cfg")) as f:
             cfg = f.read()
@@ -263,7 +263,8 @@ class Stack:
                 log = open(e.__traceback__ and self._last_haproxy_log()).read() if self._last_haproxy_log() else ""
                 if attempt == attempts - 1 or "Cannot bind" not in log and "cannot bind" not in log.lower():
                     raise RuntimeError(f"HAProxy did not start: {e}\n{log[-3000:]}") from e
-        self.wait_agent_up_in_haproxy()
+        if wait:
+            self.wait_agent_up_in_haproxy()
 
     def _last_haproxy_log(self):
         import glob

@@ -3,11 +3,14 @@ the stand-in API server receives.
 
 One stack: HAProxy with KOS_PROXY_PROTOCOL_FROM=127.0.0.2 (a "load balancer" that speaks the PROXY protocol, v1 or
 v2), the agent with --extra-user-header-client-ip and --trusted-proxies 10.0.0.0/8,fd00::/8,127.0.0.3 (127.0.0.3
-plays an L7 load balancer that appends X-Forwarded-For, like an ALB). Tests connect from 127.0.0.1 (a client
-reaching HAProxy directly), 127.0.0.2 or 127.0.0.3 — all loopback."""
+plays an L7 load balancer that appends X-Forwarded-For, like an ALB), and the same list as KOS_TRUSTED_PROXIES in
+HAProxy's environment, which makes conf/spoe-kos.conf send the X-Forwarded-For entries. Tests connect from
+127.0.0.1 (a client reaching HAProxy directly), 127.0.0.2 or 127.0.0.3 — all loopback."""
 import http.client
+import json
 import socket
 import struct
+import time
 
 import pytest
 
@@ -20,8 +23,10 @@ TRUSTED = "10.0.0.0/8,fd00::/8," + LB_XFF
 
 @pytest.fixture(scope="module")
 def stack(make_stack):
-    return make_stack(agent_args=["--extra-user-header-client-ip", "--trusted-proxies", TRUSTED],
-                      env={"KOS_PROXY_PROTOCOL_FROM": LB_PROXY})
+    return make_stack(agent_args=["--extra-user-header-client-ip", "--trusted-proxies", TRUSTED], env=HAPROXY_ENV)
+
+
+HAPROXY_ENV = {"KOS_PROXY_PROTOCOL_FROM": LB_PROXY, "KOS_TRUSTED_PROXIES": TRUSTED}
 
 
 def proxy_v1(src, dst="127.0.0.1", sport=40000, dport=6443):
@@ -135,3 +140,33 @@ def test_bad_token_is_still_401_whatever_the_address(stack):
     status, _ = send(stack, source=LB_XFF, xff=("203.0.113.20",), token="not-a-token")
     assert status == 401
     assert stack.api_requests() == []
+
+
+def test_agent_with_trusted_proxies_refuses_haproxy_without_them(stack):
+    """HAProxy sends the X-Forwarded-For entries only when its environment has KOS_TRUSTED_PROXIES (eight header
+    scans a request otherwise). An agent started with --trusted-proxies behind an HAProxy without it would take
+    the load balancer for every client: it answers 503 instead, says why in its log, and nothing is forwarded.
+    Runs last in this module: HAProxy is put back as it was at the end."""
+    stack.restart_haproxy(env={"KOS_PROXY_PROTOCOL_FROM": LB_PROXY}, wait=False)
+    try:
+        stack.api_reset()
+        before = stack.agent.log().count("no X-Forwarded-For arguments")
+        deadline = time.monotonic() + 20
+        while True:  # the first requests may be HAProxy's own 503 until its spop-check marks the agent up
+            status, body = send(stack, source=LB_XFF, xff=("203.0.113.30",))
+            if stack.agent.log().count("no X-Forwarded-For arguments") > before or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert status == 503, body
+        assert json.loads(body)["reason"] == "ServiceUnavailable"
+        # direct clients too: the agent cannot tell, so no request is judged without the entries
+        status, _ = send(stack, source="127.0.0.1")
+        assert status == 503
+        assert stack.api_requests() == []
+        lines = [json.loads(l) for l in stack.agent.log().splitlines()
+                 if l.startswith("{") and "no X-Forwarded-For arguments" in l]
+        assert len(lines) >= 2 and lines[-1]["status"] == 4, lines[-3:]
+        assert "KOS_TRUSTED_PROXIES" in lines[-1]["detail"], lines[-1]
+    finally:
+        stack.restart_haproxy(env=HAPROXY_ENV)
+    assert client_ip(stack, source=LB_XFF, xff=("203.0.113.31",)) == "203.0.113.31"

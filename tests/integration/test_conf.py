@@ -119,11 +119,14 @@ def test_generator_refuses_a_rule_after_the_group_block(tmp_path):
 
 def test_every_variable_has_a_documented_default():
     text = cfg_text()
-    used = set(re.findall(r"\$\{(KOS_[A-Z_]+)\}", text))
     with open(os.path.join(CONF, "spoe-kos.conf")) as f:
-        used |= set(re.findall(r"\$\{(KOS_[A-Z_]+)\}", f.read()))
-    # unset on purpose: no slot; no PROXY protocol (presetenv cannot set an empty default on 2.6)
-    optional = {v for v in used if re.fullmatch(r"KOS_EXTRA_\d+|KOS_PROXY_PROTOCOL_FROM", v)}
+        spoe = f.read()
+    # ${KOS_X}, and the conditions .if defined(KOS_X)
+    used = {a or b for a, b in re.findall(r"\$\{(KOS_[A-Z_]+)\}|defined\((KOS_[A-Z_0-9]+)\)", text + spoe)}
+    # unset on purpose: no slot; no PROXY protocol (presetenv cannot set an empty default on 2.6); no
+    # X-Forwarded-For entries sent (the agent's --trusted-proxies unset)
+    optional = {v for v in used if re.fullmatch(r"KOS_EXTRA_\d+|KOS_PROXY_PROTOCOL_FROM|KOS_TRUSTED_PROXIES", v)}
+    assert "KOS_TRUSTED_PROXIES" in used, "conf/spoe-kos.conf no longer gates the xff arguments on it"
     used -= optional
     preset = set(re.findall(r"^\s*presetenv\s+(KOS_[A-Z_]+)\s", text, re.M))
     header = "\n".join(line for line in text.splitlines() if line.startswith("#"))

@@ -643,6 +643,7 @@ static void test_trusted_proxies(void **state)
 		in.src[0] = 10, in.src[1] = 0, in.src[2] = 0, in.src[3] = 5;
 		for (size_t i = 0; i < 3; i++)
 			in.xff[i] = (caddr_slice){(const uint8_t *)xff[i], strlen(xff[i])};
+		in.have_xff = true;
 		memset(&r, 0, sizeof(r));
 		assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_ALLOW);
 		assert_string_equal(r.s[find(&r, "cip")], with ? "203.0.113.7" : "10.0.0.5");
@@ -651,6 +652,19 @@ static void test_trusted_proxies(void **state)
 		memset(&r, 0, sizeof(r));
 		assert_int_equal(handler_process(f->h, &in, 1700000000, &k), HANDLER_ALLOW);
 		assert_string_equal(r.s[find(&r, "cip")], "198.51.100.9");
+		/* HAProxy without KOS_TRUSTED_PROXIES sends no xff arguments at all: with the list that is a 503 (the
+		 * client would silently be the load balancer), never an allow; without it nothing changes */
+		in = input_auth("Bearer good");
+		in.src[0] = 10, in.src[1] = 0, in.src[2] = 0, in.src[3] = 5;
+		memset(&r, 0, sizeof(r));
+		assert_int_equal(handler_process(f->h, &in, 1700000000, &k), with ? HANDLER_UNAVAILABLE : HANDLER_ALLOW);
+		if (with) {
+			assert_string_equal(r.s[find(&r, "reason")], "no X-Forwarded-For arguments");
+			assert_int_equal(find(&r, "user"), -1);
+			assert_int_equal(find(&r, "cip"), -1);
+		} else {
+			assert_string_equal(r.s[find(&r, "cip")], "10.0.0.5");
+		}
 		handler_destroy(f->h);
 		fx_base_free(f);
 	}
@@ -739,6 +753,25 @@ static void test_read_msg_xff(void **state)
 	assert_non_null(in.xff[1].p); /* empty: present, skipped by the walk */
 	assert_int_equal(in.xff[1].len, 0);
 	assert_null(in.xff[2].p);
+	assert_true(in.have_xff);
+
+	/* a NULL entry alone still says HAProxy sends them (no X-Forwarded-For header); no xff at all does not */
+	o = 0;
+	o += put_name(b + o, "xff1");
+	b[o++] = SPOP_T_NULL;
+	m.nargs = 1;
+	m.args = (spop_slice){b, o};
+	memset(&in, 0, sizeof(in));
+	assert_int_equal(kosmsg_read(&m, &in), 0);
+	assert_true(in.have_xff);
+	assert_null(in.xff[0].p);
+	o = 0;
+	o += put_name(b + o, "xff9");
+	b[o++] = SPOP_T_NULL;
+	m.args = (spop_slice){b, o};
+	memset(&in, 0, sizeof(in));
+	assert_int_equal(kosmsg_read(&m, &in), 0);
+	assert_false(in.have_xff);
 
 	/* an integer, or the same entry twice, is outside the contract */
 	o = 0;
