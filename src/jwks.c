@@ -4,7 +4,7 @@
  * Every key is turned into an EVP_PKEY once, here, so that a verification never decodes key material. A key we
  * cannot use (unknown kty or crv, use other than "sig", an alg we do not implement, RSA below 2048 bits, an EC
  * point off the curve…) is skipped with a note; only a set left with no usable key is an error. One of the
- * crypto files (with jws.c and ecverify.c): key import and each key's verify contexts live here; the document
+ * crypto files (with jws.c, ecverify.c and rsaverify.c): key import and each key's verify contexts live here; the document
  * is strict JSON (jsonstrict.h) and algorithm names come from jwa.h, so nothing here reaches up to jwt or jws.
  */
 #include "jwks.h"
@@ -29,6 +29,7 @@
 #include "ecverify.h"
 #include "jsonstrict.h"
 #include "jwa.h"
+#include "rsaverify.h"
 
 struct jwks_keyset {
 	atomic_uint refs;
@@ -307,8 +308,31 @@ static void key_clear(jwks_key *k)
 		EVP_PKEY_CTX_free(k->vctx[i]);
 	EVP_PKEY_free(k->pkey);
 	ecverify_free((ecverify_key *)k->ecv);
+	rsaverify_free((rsaverify_key *)k->rsav);
+	EVP_MD_CTX_free(k->edctx);
 	free((char *)k->kid);
 	memset(k, 0, sizeof(*k));
+}
+
+/* The optional fast paths of a key that cost little to build (any key of the set): RSA's IFMA verifier and
+ * Ed25519's initialised digest-verify context. A failure is not an error: the key verifies through EVP as
+ * before. rsaverify does the arithmetic outside the provider layer: where the FIPS provider is the default, RSA
+ * stays on EVP so that every verification goes through it. */
+static void prepare_fast(jwks_key *k)
+{
+	if (k->kty == JWKS_KTY_RSA && !EVP_default_properties_is_fips_enabled(NULL)) {
+		rsaverify_key *v = NULL;
+
+		if (rsaverify_new(k->pkey, &v) == 0)
+			k->rsav = v;
+	} else if (k->kty == JWKS_KTY_OKP) {
+		EVP_MD_CTX *c = EVP_MD_CTX_new();
+
+		if (c && EVP_DigestVerifyInit(c, NULL, NULL, NULL, k->pkey) == 1)
+			k->edctx = c;
+		else
+			EVP_MD_CTX_free(c);
+	}
 }
 
 /* Returns NULL and fills k when usable, else a static reason. */
@@ -379,6 +403,8 @@ static const char *build_key(const cJSON *o, jwks_key *k)
 	for (int a = 1; !why && a <= JWA_MAX; a++)
 		if (a != JWA_EDDSA && jwks_key_fits(k, a) && !(k->vctx[a] = verify_ctx_new(k, a)))
 			why = "cannot prepare a verify context";
+	if (!why)
+		prepare_fast(k);
 	if (why)
 		key_clear(k);
 	return why;
