@@ -7,6 +7,10 @@
  * - verdicts against EVP_PKEY_verify (the context jwks.c prepares: padding, digest, PSS salt AUTO, MGF1) on real
  *   keys: valid signatures, and encodings signed raw with the private key (RSA_NO_PADDING) that break PKCS#1
  *   v1.5 or PSS in one place each — every case names the verdict it expects and EVP must give the same;
+ * - Wycheproof's vectors (tests/fixtures/wycheproof/, extracted by extract.py there): PKCS#1 v1.5 with
+ *   RSA-2048/SHA-256 and RSA-4096/SHA-512 keep Wycheproof's verdict and EVP's; PSS (RSA-2048, SHA-256) EVP's with
+ *   RSA_PSS_SALTLEN_AUTO, since Wycheproof assumes one salt length and go-jose accepts any; Ed25519 through
+ *   jws_verify (the key's copied context) keeps Wycheproof's verdict;
  * - several threads on one key;
  * - jws_verify through key sets: RSA and Ed25519 keys of two sets interleaved on one thread, and a kid rotated
  *   to a new key: the old key's tokens are refused, so no context of a departed key is ever used.
@@ -405,6 +409,204 @@ static void test_verdicts_3072_and_odd_size(void **state)
 	verdicts_for(2051);
 }
 
+/* ---- Wycheproof vectors (tests/fixtures/wycheproof/, made by extract.py from C2SP/wycheproof) ---- */
+
+#define WP "tests/fixtures/wycheproof/"
+
+/* Hex text (or "-" for empty) into a heap buffer; *n its length. */
+static uint8_t *unhex(const char *h, size_t *n)
+{
+	size_t l = strcmp(h, "-") == 0 ? 0 : strlen(h);
+	uint8_t *b = malloc(l / 2 + 1);
+
+	if (!b || l % 2)
+		fail_msg("hex");
+	for (size_t i = 0; i < l / 2; i++) {
+		unsigned v;
+
+		if (sscanf(h + 2 * i, "%2x", &v) != 1)
+			fail_msg("hex");
+		b[i] = (uint8_t)v;
+	}
+	*n = l / 2;
+	return b;
+}
+
+/* One vector file: calls fn for each vector with the current key line's fields. Returns the number of vectors. */
+typedef void (*wp_fn)(void *ud, const char *kn, const char *ke, int id, const char *result, const uint8_t *msg,
+		      size_t ml, const uint8_t *sig, size_t sl, const char *flags);
+
+static int wp_each(const char *file, wp_fn fn, void *ud)
+{
+	FILE *f = fopen(file, "r");
+	char *line = NULL, kn[1100] = "", ke[80] = "";
+	size_t cap = 0;
+	int nv = 0;
+
+	if (!f)
+		fail_msg("%s: cannot open (run from the repository root)", file);
+	while (getline(&line, &cap, f) > 0) {
+		static char a[8192], b[8192], c[8192], d[256], r[16];
+		int id;
+
+		if (line[0] == '#')
+			continue;
+		if (sscanf(line, "key %1099s %79s", kn, ke) == 2)
+			continue;
+		if (sscanf(line, "v %d %15s %8191s %8191s %255s", &id, r, a, b, d) == 5) {
+			size_t ml, sl;
+			uint8_t *m = unhex(a, &ml), *sg = unhex(b, &sl);
+
+			(void)c;
+			fn(ud, kn, ke, id, r, m, ml, sg, sl, d);
+			free(m);
+			free(sg);
+			nv++;
+			continue;
+		}
+		fail_msg("%s: bad line %s", file, line);
+	}
+	free(line);
+	fclose(f);
+	return nv;
+}
+
+typedef struct wp_rsa {
+	bool pss;
+	const EVP_MD *md;
+	char kn[1100];       /* the key of v below */
+	EVP_PKEY *k;
+	rsaverify_key *v;
+	int checked, fast;
+} wp_rsa;
+
+static void wp_rsa_one(void *ud, const char *kn, const char *ke, int id, const char *result, const uint8_t *msg,
+		       size_t ml, const uint8_t *sig, size_t sl, const char *flags)
+{
+	wp_rsa *w = ud;
+	uint8_t h[64];
+	unsigned hl = 0;
+	int ours, evp;
+	size_t k;
+
+	if (strcmp(kn, w->kn) != 0) { /* a new key group */
+		BIGNUM *n = NULL, *e = NULL;
+
+		rsaverify_free(w->v);
+		EVP_PKEY_free(w->k);
+		w->v = NULL;
+		if (!BN_hex2bn(&n, kn) || !BN_hex2bn(&e, ke))
+			fail_msg("key");
+		w->k = pub_of(n, e);
+		if (rsaverify_new(w->k, &w->v) != 0)
+			w->v = NULL; /* e.g. a key jwks.c would not take either: only EVP's verdict is checked */
+		snprintf(w->kn, sizeof(w->kn), "%s", kn);
+		BN_free(n);
+		BN_free(e);
+	}
+	if (EVP_Digest(msg, ml, h, &hl, w->md, NULL) != 1)
+		fail_msg("digest");
+	k = (size_t)EVP_PKEY_get_size(w->k);
+	/* jws_verify refuses any length but k before either verifier runs */
+	evp = sl == k && evp_verdict(w->k, w->pss, h, hl, sig, sl);
+	if (!w->pss && strcmp(result, "valid") == 0 && !evp)
+		fail_msg("tcId %d (%s): valid, EVP refuses", id, flags);
+	if (!w->pss && strcmp(result, "invalid") == 0 && evp)
+		fail_msg("tcId %d (%s): invalid, EVP accepts", id, flags);
+	if (w->pss && strcmp(result, "valid") == 0 && !evp)
+		fail_msg("tcId %d (%s): valid PSS, EVP refuses", id, flags);
+	if (!w->v)
+		return;
+	ours = sl == k && rsaverify_verify(w->v, w->pss, w->md, h, hl, sig, sl) == 0;
+	/* PSS: Wycheproof's verdicts assume its one salt length; ours (and the API server's) is any length, so the
+	 * reference is EVP with RSA_PSS_SALTLEN_AUTO */
+	if (ours != evp)
+		fail_msg("tcId %d (%s, %s): rsaverify %d, EVP %d", id, result, flags, ours, evp);
+	w->fast++;
+	w->checked++;
+}
+
+static void wp_rsa_file(const char *file, bool pss, const EVP_MD *md)
+{
+	wp_rsa w;
+	int n;
+
+	memset(&w, 0, sizeof(w));
+	w.pss = pss;
+	w.md = md;
+	n = wp_each(file, wp_rsa_one, &w);
+	rsaverify_free(w.v);
+	EVP_PKEY_free(w.k);
+	if (w.fast == 0) {
+		rsaverify_key *v = NULL;
+		EVP_PKEY *k = tj_keygen("RSA");
+
+		if (rsaverify_new(k, &v) == RSAVERIFY_E_UNAVAILABLE) {
+			EVP_PKEY_free(k);
+			skip();
+		}
+		rsaverify_free(v);
+		EVP_PKEY_free(k);
+		fail_msg("%s: no vector reached rsaverify", file);
+	}
+	print_message("%s: %d vectors, %d through rsaverify\n", file, n, w.fast);
+}
+
+static void test_wycheproof_pkcs1(void **state)
+{
+	(void)state;
+	wp_rsa_file(WP "rsa_signature_2048_sha256.txt", false, EVP_sha256());
+	wp_rsa_file(WP "rsa_signature_4096_sha512.txt", false, EVP_sha512());
+}
+
+static void test_wycheproof_pss(void **state)
+{
+	(void)state;
+	wp_rsa_file(WP "rsa_pss_2048_sha256_mgf1_32.txt", true, EVP_sha256());
+}
+
+/* Ed25519 through jws_verify (the key's copied context): Wycheproof's verdict, and EVP's one-shot agrees. */
+static void wp_ed_one(void *ud, const char *kn, const char *ke, int id, const char *result, const uint8_t *msg,
+		      size_t ml, const uint8_t *sig, size_t sl, const char *flags)
+{
+	size_t pl;
+	uint8_t *pk = unhex(kn, &pl);
+	char *x = tj_b64(pk, pl), doc[256];
+	jwks_keyset *s = NULL;
+	const jwks_key *k;
+	jwt_token t;
+	int ours, want = strcmp(result, "valid") == 0;
+
+	(void)ud, (void)ke;
+	snprintf(doc, sizeof(doc), "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"%s\"}]}", x);
+	if (jwks_parse((const uint8_t *)doc, strlen(doc), &s, NULL, 0) != 0) {
+		/* a public key OpenSSL will not take: nothing can verify with it */
+		assert_false(want);
+		goto out;
+	}
+	k = jwks_keyset_key(s, 0);
+	assert_non_null(k->edctx);
+	memset(&t, 0, sizeof(t));
+	t.alg = JWA_EDDSA;
+	t.signing_input = msg;
+	t.signing_input_len = ml;
+	t.sig = (uint8_t *)sig;
+	t.sig_len = sl;
+	ours = jws_verify(&t, k) == 0;
+	if (ours != want)
+		fail_msg("Ed25519 tcId %d (%s, %s): jws_verify %d", id, result, flags, ours);
+	jwks_keyset_release(s);
+out:
+	free(x);
+	free(pk);
+}
+
+static void test_wycheproof_ed25519(void **state)
+{
+	(void)state;
+	assert_true(wp_each(WP "ed25519.txt", wp_ed_one, NULL) > 100);
+}
+
 /* ---- threads ---- */
 
 typedef struct thr_fx {
@@ -546,6 +748,9 @@ int main(void)
 		cmocka_unit_test(test_refused_keys),
 		cmocka_unit_test(test_verdicts_2048),
 		cmocka_unit_test(test_verdicts_3072_and_odd_size),
+		cmocka_unit_test(test_wycheproof_pkcs1),
+		cmocka_unit_test(test_wycheproof_pss),
+		cmocka_unit_test(test_wycheproof_ed25519),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_jws_keys_interleaved_and_rotated),
 	};
