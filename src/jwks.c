@@ -4,7 +4,7 @@
  * Every key is turned into an EVP_PKEY once, here, so that a verification never decodes key material. A key we
  * cannot use (unknown kty or crv, use other than "sig", an alg we do not implement, RSA below 2048 bits, an EC
  * point off the curve…) is skipped with a note; only a set left with no usable key is an error. One of the
- * crypto files (with jws.c, ecverify.c and rsaverify.c): key import and each key's verify contexts live here; the document
+ * crypto files (with jws.c, ecverify.c, edverify.c and rsaverify.c): key import and each key's verify contexts live here; the document
  * is strict JSON (jsonstrict.h) and algorithm names come from jwa.h, so nothing here reaches up to jwt or jws.
  */
 #include "jwks.h"
@@ -27,6 +27,7 @@
 
 #include "b64url.h"
 #include "ecverify.h"
+#include "edverify.h"
 #include "jsonstrict.h"
 #include "jwa.h"
 #include "rsaverify.h"
@@ -309,6 +310,7 @@ static void key_clear(jwks_key *k)
 	EVP_PKEY_free(k->pkey);
 	ecverify_free((ecverify_key *)k->ecv);
 	rsaverify_free((rsaverify_key *)k->rsav);
+	edverify_free((edverify_key *)k->edv);
 	EVP_MD_CTX_free(k->edctx);
 	free((char *)k->kid);
 	memset(k, 0, sizeof(*k));
@@ -410,23 +412,33 @@ static const char *build_key(const cJSON *o, jwks_key *k)
 	return why;
 }
 
-/* Gives EC key k its precomputed verifier while fewer than JWKS_EC_FAST_MAX keys of the set have one. A failure
- * is not an error: the key verifies through EVP, as fast as before. */
-static void prepare_fast_ec(jwks_key *k, size_t *nfast)
+/* Gives EC key k its precomputed verifier while fewer than JWKS_EC_FAST_MAX keys of the set have one, and an
+ * Ed25519 key its tables while fewer than JWKS_ED_FAST_MAX have them. A failure is not an error: the key
+ * verifies through EVP, as fast as before. */
+static void prepare_fast_ec(jwks_key *k, size_t *nfast, size_t *nfast_ed)
 {
 #ifdef KOS_FUZZING
 	(void)k;
 	(void)nfast;
+	(void)nfast_ed;
 #else
 	ecverify_key *v = NULL;
+	edverify_key *e = NULL;
+	uint8_t raw[32];
+	size_t rl = sizeof(raw);
 
-	/* ecverify does the arithmetic with libcrypto's EC code directly, outside the provider layer: where the
-	 * FIPS provider is the default, ES* stays on EVP so that every verification goes through it. */
-	if (k->kty != JWKS_KTY_EC || *nfast >= JWKS_EC_FAST_MAX || EVP_default_properties_is_fips_enabled(NULL))
+	/* ecverify and edverify do the arithmetic outside the provider layer: where the FIPS provider is the default,
+	 * ES* and EdDSA stay on EVP so that every verification goes through it. */
+	if (EVP_default_properties_is_fips_enabled(NULL))
 		return;
-	if (ecverify_new(k->pkey, &v) == 0) {
+	if (k->kty == JWKS_KTY_EC && *nfast < JWKS_EC_FAST_MAX && ecverify_new(k->pkey, &v) == 0) {
 		k->ecv = v;
 		(*nfast)++;
+	}
+	if (k->kty == JWKS_KTY_OKP && *nfast_ed < JWKS_ED_FAST_MAX &&
+	    EVP_PKEY_get_raw_public_key(k->pkey, raw, &rl) == 1 && rl == 32 && edverify_new(raw, &e) == 0) {
+		k->edv = e;
+		(*nfast_ed)++;
 	}
 #endif
 }
@@ -436,7 +448,7 @@ int jwks_parse(const uint8_t *p, size_t len, jwks_keyset **out, char *err, size_
 	cJSON *doc = NULL;
 	const cJSON *keys, *it;
 	jwks_keyset *ks = NULL;
-	size_t cap, skipped = 0, nfast = 0;
+	size_t cap, skipped = 0, nfast = 0, nfast_ed = 0;
 	const char *first_skip = NULL;
 	int rc;
 
@@ -480,7 +492,7 @@ int jwks_parse(const uint8_t *p, size_t len, jwks_keyset **out, char *err, size_
 		} else {
 			why = build_key(it, &ks->keys[ks->n]);
 			if (!why) {
-				prepare_fast_ec(&ks->keys[ks->n], &nfast);
+				prepare_fast_ec(&ks->keys[ks->n], &nfast, &nfast_ed);
 				ks->n++;
 				continue;
 			}

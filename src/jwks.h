@@ -40,6 +40,8 @@ enum jwks_crv { JWKS_CRV_NONE = 0, JWKS_CRV_P256, JWKS_CRV_P384, JWKS_CRV_P521, 
  * set holds at most ~1.2 MiB of tables for P-256 keys (~2.2 MiB for P-384), and a refresh spends at most
  * ~0.25 s on them, on the fetcher thread. */
 #define JWKS_EC_FAST_MAX 8
+/* Ed25519 keys that get tables (edverify.h), in set order; ~60 KiB and ~2 ms each, on the fetcher thread. */
+#define JWKS_ED_FAST_MAX 8
 
 /*
  * Verification work, for the verifier's per-token cap (issue 14, finding 6): every key carries an estimate of
@@ -56,6 +58,7 @@ enum jwks_crv { JWKS_CRV_NONE = 0, JWKS_CRV_P256, JWKS_CRV_P384, JWKS_CRV_P521, 
 struct evp_pkey_st;
 struct ecverify_key;
 struct rsaverify_key;
+struct edverify_key;
 struct evp_md_ctx_st;
 
 /* One usable public key. Lives as long as its key set; read-only after jwks_parse(). It sits on the
@@ -85,6 +88,9 @@ typedef struct jwks_key {
 	 * OpenSSL 3.0); NULL when it could not be made (then jws.c initialises per call). Owned, freed with the set;
 	 * read-only after jwks_parse(), copied by any number of threads at once. */
 	struct evp_md_ctx_st *edctx;
+	/* Ed25519: the tabulated verifier (edverify.h, about 4x EVP), NULL beyond JWKS_ED_FAST_MAX keys, for a key
+	 * OpenSSL decodes leniently, under the FIPS provider, or in fuzzing builds; owned, freed with the set. */
+	const struct edverify_key *edv;
 	/* EC: the precomputed verifier (about twice as fast as EVP), NULL beyond JWKS_EC_FAST_MAX keys, when
 	 * building it failed, or in fuzzing builds (its ~26 ms per key would starve the JWKS fuzzer); owned, freed
 	 * with the set. jws_verify() uses it when present and EVP otherwise. */

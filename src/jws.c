@@ -4,7 +4,8 @@
  * Design: the digests are fetched once (EVP_MD_fetch) so a verification does no name lookup; keys arrive as
  * ready EVP_PKEYs with a verify context per alg (padding, digest) from jwks.c; ECDSA's JOSE r||s is
  * range-checked against the group order, then verified by the key's precomputed verifier (ecverify.h) or
- * DER-encoded on the stack for EVP.
+ * DER-encoded on the stack for EVP; RSA goes to the key's IFMA verifier (rsaverify.h) and Ed25519 to its
+ * tabulated one (edverify.h) where jwks.c made them, to EVP otherwise.
  */
 #include "jws.h"
 
@@ -16,6 +17,7 @@
 #include <openssl/evp.h>
 
 #include "ecverify.h"
+#include "edverify.h"
 #include "jwa.h"
 #include "rsaverify.h"
 
@@ -223,6 +225,12 @@ int jws_verify(const jwt_token *t, const jwks_key *k)
 	 * jwks.c gives every RSA and EC key a context for each alg it fits, or skips the key. */
 	if (k->kty != JWKS_KTY_OKP)
 		return JWT_E_NOMEM;
+	if (k->edv) {
+		rc = edverify_verify(k->edv, t->signing_input, t->signing_input_len, sig);
+		if (rc == 0 || rc == EDVERIFY_E_SIGNATURE)
+			return rc == 0 ? 0 : JWT_E_SIGNATURE;
+		rc = JWT_E_SIGNATURE; /* no verdict: EVP decides */
+	}
 	if (k->edctx && tls()) {
 		/* the key's context, initialised once, copied into this thread's (a dup of the provider context, no
 		 * fetch); reset after so that no key outlives the verification in a thread's context */
