@@ -307,6 +307,18 @@ static bool base_ok;
 static pthread_once_t base_once = PTHREAD_ONCE_INIT;
 static BIGNUM *order_l; /* L, for the reduction of k */
 
+/* Per verifying thread, the BN_CTX of the reduction mod L, made on its first verification and freed at thread
+ * exit, so that a verification allocates nothing. */
+static pthread_key_t bn_key;
+static bool bn_key_ok;
+static _Thread_local BN_CTX *bn_tls;
+
+static void bn_tls_free(void *p)
+{
+	BN_CTX_free(p);
+	bn_tls = NULL;
+}
+
 static void p3_0(ge_p3 *h)
 {
 	fe_0(&h->X);
@@ -465,6 +477,7 @@ static void base_init(void)
 					  0x58, 0x12, 0x63, 0x1a, 0x5c, 0xf5, 0xd3, 0xed };
 	ge_p3 B;
 
+	bn_key_ok = pthread_key_create(&bn_key, bn_tls_free) == 0;
 	if (p3_frombytes(&B, b) != 0 || (order_l = BN_bin2bn(l_be, 32, NULL)) == NULL)
 		return;
 	table_build(base_table, &B);
@@ -547,7 +560,8 @@ int edverify_verify(const edverify_key *k, const uint8_t *msg, size_t len, const
 	uint8_t h[64], kk[32], rcheck[32];
 	int8_t es[64], ek[64];
 	SHA512_CTX sh;
-	BN_CTX *bc = NULL;
+	BN_CTX *bc = bn_tls;
+	bool own = false;
 	BIGNUM *bn;
 	ge_p3 acc;
 	int rc = EDVERIFY_E_NOMEM;
@@ -558,8 +572,14 @@ int edverify_verify(const edverify_key *k, const uint8_t *msg, size_t len, const
 	    SHA512_Update(&sh, msg, len) != 1 || SHA512_Final(h, &sh) != 1)
 		return EDVERIFY_E_NOMEM;
 	/* k = h mod L (h is 512 bits, little-endian) */
-	if ((bc = BN_CTX_new()) == NULL)
-		return EDVERIFY_E_NOMEM;
+	if (bc == NULL) {
+		if ((bc = BN_CTX_new()) == NULL)
+			return EDVERIFY_E_NOMEM;
+		if (bn_key_ok && pthread_setspecific(bn_key, bc) == 0)
+			bn_tls = bc;
+		else
+			own = true;
+	}
 	BN_CTX_start(bc);
 	if ((bn = BN_CTX_get(bc)) == NULL || BN_lebin2bn(h, 64, bn) == NULL || BN_nnmod(bn, bn, order_l, bc) != 1 ||
 	    BN_bn2lebinpad(bn, kk, 32) != 32)
@@ -573,7 +593,8 @@ int edverify_verify(const edverify_key *k, const uint8_t *msg, size_t len, const
 	rc = CRYPTO_memcmp(rcheck, sig, 32) == 0 ? 0 : EDVERIFY_E_SIGNATURE;
 out:
 	BN_CTX_end(bc);
-	BN_CTX_free(bc);
+	if (own)
+		BN_CTX_free(bc);
 	return rc;
 }
 

@@ -15,8 +15,8 @@
  * against EVP_DigestVerify and Wycheproof's vectors.
  *
  * Owns: an edverify_key holds A's table (~60 KiB); edverify_free() releases it. Read-only after edverify_new(),
- * usable by any number of threads at once; a verification allocates nothing but OpenSSL's BN_CTX for the
- * reduction mod L. Building a key takes ~2 ms: off the event loop (jwks.c builds keys on the fetcher thread).
+ * usable by any number of threads at once; a verification allocates nothing (each verifying thread keeps a
+ * BN_CTX for the reduction mod L, made on its first verification, freed at thread exit). Building a key takes ~2 ms: off the event loop (jwks.c builds keys on the fetcher thread).
  */
 #ifndef KOS_EDVERIFY_H
 #define KOS_EDVERIFY_H
