@@ -4,7 +4,7 @@
  * Every key is turned into an EVP_PKEY once, here, so that a verification never decodes key material. A key we
  * cannot use (unknown kty or crv, use other than "sig", an alg we do not implement, RSA below 2048 bits, an EC
  * point off the curve…) is skipped with a note; only a set left with no usable key is an error. One of the
- * crypto files (with jws.c and ecverify.c): key import and each key's verify contexts live here; the document
+ * crypto files (with jws.c, ecverify.c, edverify.c and rsaverify.c): key import and each key's verify contexts live here; the document
  * is strict JSON (jsonstrict.h) and algorithm names come from jwa.h, so nothing here reaches up to jwt or jws.
  */
 #include "jwks.h"
@@ -27,8 +27,10 @@
 
 #include "b64url.h"
 #include "ecverify.h"
+#include "edverify.h"
 #include "jsonstrict.h"
 #include "jwa.h"
+#include "rsaverify.h"
 
 struct jwks_keyset {
 	atomic_uint refs;
@@ -307,8 +309,32 @@ static void key_clear(jwks_key *k)
 		EVP_PKEY_CTX_free(k->vctx[i]);
 	EVP_PKEY_free(k->pkey);
 	ecverify_free((ecverify_key *)k->ecv);
+	rsaverify_free((rsaverify_key *)k->rsav);
+	edverify_free((edverify_key *)k->edv);
+	EVP_MD_CTX_free(k->edctx);
 	free((char *)k->kid);
 	memset(k, 0, sizeof(*k));
+}
+
+/* The optional fast paths of a key that cost little to build (any key of the set): RSA's IFMA verifier and
+ * Ed25519's initialised digest-verify context. A failure is not an error: the key verifies through EVP as
+ * before. rsaverify does the arithmetic outside the provider layer: where the FIPS provider is the default, RSA
+ * stays on EVP so that every verification goes through it. */
+static void prepare_fast(jwks_key *k)
+{
+	if (k->kty == JWKS_KTY_RSA && !EVP_default_properties_is_fips_enabled(NULL)) {
+		rsaverify_key *v = NULL;
+
+		if (rsaverify_new(k->pkey, &v) == 0)
+			k->rsav = v;
+	} else if (k->kty == JWKS_KTY_OKP) {
+		EVP_MD_CTX *c = EVP_MD_CTX_new();
+
+		if (c && EVP_DigestVerifyInit(c, NULL, NULL, NULL, k->pkey) == 1)
+			k->edctx = c;
+		else
+			EVP_MD_CTX_free(c);
+	}
 }
 
 /* Returns NULL and fills k when usable, else a static reason. */
@@ -379,28 +405,40 @@ static const char *build_key(const cJSON *o, jwks_key *k)
 	for (int a = 1; !why && a <= JWA_MAX; a++)
 		if (a != JWA_EDDSA && jwks_key_fits(k, a) && !(k->vctx[a] = verify_ctx_new(k, a)))
 			why = "cannot prepare a verify context";
+	if (!why)
+		prepare_fast(k);
 	if (why)
 		key_clear(k);
 	return why;
 }
 
-/* Gives EC key k its precomputed verifier while fewer than JWKS_EC_FAST_MAX keys of the set have one. A failure
- * is not an error: the key verifies through EVP, as fast as before. */
-static void prepare_fast_ec(jwks_key *k, size_t *nfast)
+/* Gives EC key k its precomputed verifier while fewer than JWKS_EC_FAST_MAX keys of the set have one, and an
+ * Ed25519 key its tables while fewer than JWKS_ED_FAST_MAX have them. A failure is not an error: the key
+ * verifies through EVP, as fast as before. */
+static void prepare_fast_ec(jwks_key *k, size_t *nfast, size_t *nfast_ed)
 {
 #ifdef KOS_FUZZING
 	(void)k;
 	(void)nfast;
+	(void)nfast_ed;
 #else
 	ecverify_key *v = NULL;
+	edverify_key *e = NULL;
+	uint8_t raw[32];
+	size_t rl = sizeof(raw);
 
-	/* ecverify does the arithmetic with libcrypto's EC code directly, outside the provider layer: where the
-	 * FIPS provider is the default, ES* stays on EVP so that every verification goes through it. */
-	if (k->kty != JWKS_KTY_EC || *nfast >= JWKS_EC_FAST_MAX || EVP_default_properties_is_fips_enabled(NULL))
+	/* ecverify and edverify do the arithmetic outside the provider layer: where the FIPS provider is the default,
+	 * ES* and EdDSA stay on EVP so that every verification goes through it. */
+	if (EVP_default_properties_is_fips_enabled(NULL))
 		return;
-	if (ecverify_new(k->pkey, &v) == 0) {
+	if (k->kty == JWKS_KTY_EC && *nfast < JWKS_EC_FAST_MAX && ecverify_new(k->pkey, &v) == 0) {
 		k->ecv = v;
 		(*nfast)++;
+	}
+	if (k->kty == JWKS_KTY_OKP && *nfast_ed < JWKS_ED_FAST_MAX &&
+	    EVP_PKEY_get_raw_public_key(k->pkey, raw, &rl) == 1 && rl == 32 && edverify_new(raw, &e) == 0) {
+		k->edv = e;
+		(*nfast_ed)++;
 	}
 #endif
 }
@@ -410,7 +448,7 @@ int jwks_parse(const uint8_t *p, size_t len, jwks_keyset **out, char *err, size_
 	cJSON *doc = NULL;
 	const cJSON *keys, *it;
 	jwks_keyset *ks = NULL;
-	size_t cap, skipped = 0, nfast = 0;
+	size_t cap, skipped = 0, nfast = 0, nfast_ed = 0;
 	const char *first_skip = NULL;
 	int rc;
 
@@ -454,7 +492,7 @@ int jwks_parse(const uint8_t *p, size_t len, jwks_keyset **out, char *err, size_
 		} else {
 			why = build_key(it, &ks->keys[ks->n]);
 			if (!why) {
-				prepare_fast_ec(&ks->keys[ks->n], &nfast);
+				prepare_fast_ec(&ks->keys[ks->n], &nfast, &nfast_ed);
 				ks->n++;
 				continue;
 			}

@@ -40,6 +40,8 @@ enum jwks_crv { JWKS_CRV_NONE = 0, JWKS_CRV_P256, JWKS_CRV_P384, JWKS_CRV_P521, 
  * set holds at most ~1.2 MiB of tables for P-256 keys (~2.2 MiB for P-384), and a refresh spends at most
  * ~0.25 s on them, on the fetcher thread. */
 #define JWKS_EC_FAST_MAX 8
+/* Ed25519 keys that get tables (edverify.h), in set order; ~60 KiB and ~2 ms each, on the fetcher thread. */
+#define JWKS_ED_FAST_MAX 8
 
 /*
  * Verification work, for the verifier's per-token cap (issue 14, finding 6): every key carries an estimate of
@@ -55,6 +57,9 @@ enum jwks_crv { JWKS_CRV_NONE = 0, JWKS_CRV_P256, JWKS_CRV_P384, JWKS_CRV_P521, 
 
 struct evp_pkey_st;
 struct ecverify_key;
+struct rsaverify_key;
+struct edverify_key;
+struct evp_md_ctx_st;
 
 /* One usable public key. Lives as long as its key set; read-only after jwks_parse(). It sits on the
  * verification path, hence not opaque; only jwks.c writes it. */
@@ -71,8 +76,21 @@ typedef struct jwks_key {
 	uint8_t ec_order[66];     /* EC: the group order, big-endian, ec_order_len bytes (r and s must be below it) */
 	size_t ec_order_len;
 	/* RSA and EC: per alg (enum jwa_alg), a verify context initialised once (padding, digest) that each verification
-	 * duplicates, so no per-call provider initialisation; NULL where the key does not fit the alg. */
+	 * duplicates, so no per-call provider initialisation; NULL where the key does not fit the alg. RSA keys with
+	 * rsav use these only when rsav gives no verdict. */
 	struct evp_pkey_ctx_st *vctx[16];
+	/* RSA: the IFMA verifier (rsaverify.h, about 2.2x EVP's speed; ~1.8 KiB, so a full set of 256 keys adds
+	 * ~0.5 MiB), NULL where the CPU lacks AVX-512 IFMA, above RSAVERIFY_MAX_BITS, or under the FIPS provider;
+	 * owned, freed with the set. */
+	const struct rsaverify_key *rsav;
+	/* Ed25519: a digest-verify context initialised once with the key, that each verification copies
+	 * (EVP_MD_CTX_copy_ex, ~0.1 us) instead of EVP_DigestVerifyInit (~1.6 us: a provider fetch by name in
+	 * OpenSSL 3.0); NULL when it could not be made (then jws.c initialises per call). Owned, freed with the set;
+	 * read-only after jwks_parse(), copied by any number of threads at once. */
+	struct evp_md_ctx_st *edctx;
+	/* Ed25519: the tabulated verifier (edverify.h, about 4x EVP), NULL beyond JWKS_ED_FAST_MAX keys, for a key
+	 * OpenSSL decodes leniently, under the FIPS provider, or in fuzzing builds; owned, freed with the set. */
+	const struct edverify_key *edv;
 	/* EC: the precomputed verifier (about twice as fast as EVP), NULL beyond JWKS_EC_FAST_MAX keys, when
 	 * building it failed, or in fuzzing builds (its ~26 ms per key would starve the JWKS fuzzer); owned, freed
 	 * with the set. jws_verify() uses it when present and EVP otherwise. */

@@ -4,7 +4,8 @@
  * Design: the digests are fetched once (EVP_MD_fetch) so a verification does no name lookup; keys arrive as
  * ready EVP_PKEYs with a verify context per alg (padding, digest) from jwks.c; ECDSA's JOSE r||s is
  * range-checked against the group order, then verified by the key's precomputed verifier (ecverify.h) or
- * DER-encoded on the stack for EVP.
+ * DER-encoded on the stack for EVP; RSA goes to the key's IFMA verifier (rsaverify.h) and Ed25519 to its
+ * tabulated one (edverify.h) where jwks.c made them, to EVP otherwise.
  */
 #include "jws.h"
 
@@ -16,7 +17,9 @@
 #include <openssl/evp.h>
 
 #include "ecverify.h"
+#include "edverify.h"
 #include "jwa.h"
+#include "rsaverify.h"
 
 static EVP_MD *md_sha[3]; /* SHA-256, -384, -512; fetched once, kept for the life of the process */
 static pthread_once_t md_once = PTHREAD_ONCE_INIT;
@@ -26,6 +29,7 @@ static pthread_once_t md_once = PTHREAD_ONCE_INIT;
  * the key's destructor when the thread exits. */
 struct md_tls {
 	EVP_MD_CTX *c[3];
+	EVP_MD_CTX *ed; /* Ed25519: the key's initialised context is copied here per verification, reset after */
 };
 static pthread_key_t md_tls_key;
 static bool md_tls_ok;
@@ -37,6 +41,7 @@ static void md_tls_free(void *p)
 
 	for (size_t i = 0; i < 3; i++)
 		EVP_MD_CTX_free(t->c[i]);
+	EVP_MD_CTX_free(t->ed);
 	free(t);
 	md_tls = NULL;
 }
@@ -49,12 +54,10 @@ static void md_init(void)
 	md_tls_ok = pthread_key_create(&md_tls_key, md_tls_free) == 0;
 }
 
-/* The message digest of t's signing input; false on an OpenSSL failure (no memory). */
-static bool digest(const jwt_token *t, const EVP_MD *md, uint8_t *h, unsigned *hl)
+/* This thread's contexts, made on its first call; NULL when that failed (callers then allocate per call). */
+static struct md_tls *tls(void)
 {
-	size_t i = md == md_sha[0] ? 0 : md == md_sha[1] ? 1 : 2;
-	EVP_MD_CTX *c;
-
+	pthread_once(&md_once, md_init);
 	if (!md_tls && md_tls_ok) {
 		struct md_tls *n = calloc(1, sizeof(*n));
 
@@ -63,7 +66,16 @@ static bool digest(const jwt_token *t, const EVP_MD *md, uint8_t *h, unsigned *h
 		else
 			free(n);
 	}
-	if (!md_tls)
+	return md_tls;
+}
+
+/* The message digest of t's signing input; false on an OpenSSL failure (no memory). */
+static bool digest(const jwt_token *t, const EVP_MD *md, uint8_t *h, unsigned *hl)
+{
+	size_t i = md == md_sha[0] ? 0 : md == md_sha[1] ? 1 : 2;
+	EVP_MD_CTX *c;
+
+	if (!tls())
 		return EVP_Digest(t->signing_input, t->signing_input_len, h, hl, md, NULL) == 1;
 	c = md_tls->c[i];
 	if (!c && !(c = md_tls->c[i] = EVP_MD_CTX_new()))
@@ -184,6 +196,17 @@ int jws_verify(const jwt_token *t, const jwks_key *k)
 		 * integer without its leading zero octet, so a second encoding of one signature would verify here and
 		 * not in the API server. Ed25519 signatures are 64 octets (RFC 8032 §5.1.6). */
 		return JWT_E_SIGNATURE;
+	} else if (k->rsav) {
+		uint8_t h[EVP_MAX_MD_SIZE];
+		unsigned int hl = 0;
+
+		if (!digest(t, md, h, &hl))
+			return JWT_E_NOMEM;
+		rc = rsaverify_verify(k->rsav, jwa_is_pss(t->alg), md, h, hl, sig, sig_len);
+		if (rc == 0 || rc == RSAVERIFY_E_SIGNATURE)
+			return rc == 0 ? 0 : JWT_E_SIGNATURE;
+		/* no verdict: EVP below decides */
+		rc = JWT_E_SIGNATURE;
 	}
 	if (t->alg >= 0 && (size_t)t->alg < sizeof(k->vctx) / sizeof(k->vctx[0]) && k->vctx[t->alg]) {
 		uint8_t h[EVP_MAX_MD_SIZE];
@@ -202,6 +225,25 @@ int jws_verify(const jwt_token *t, const jwks_key *k)
 	 * jwks.c gives every RSA and EC key a context for each alg it fits, or skips the key. */
 	if (k->kty != JWKS_KTY_OKP)
 		return JWT_E_NOMEM;
+	if (k->edv) {
+		rc = edverify_verify(k->edv, t->signing_input, t->signing_input_len, sig);
+		if (rc == 0 || rc == EDVERIFY_E_SIGNATURE)
+			return rc == 0 ? 0 : JWT_E_SIGNATURE;
+		rc = JWT_E_SIGNATURE; /* no verdict: EVP decides */
+	}
+	if (k->edctx && tls()) {
+		/* the key's context, initialised once, copied into this thread's (a dup of the provider context, no
+		 * fetch); reset after so that no key outlives the verification in a thread's context */
+		mctx = md_tls->ed;
+		if (!mctx && !(mctx = md_tls->ed = EVP_MD_CTX_new()))
+			return JWT_E_NOMEM;
+		if (EVP_MD_CTX_copy_ex(mctx, k->edctx) != 1)
+			rc = JWT_E_NOMEM;
+		else if (EVP_DigestVerify(mctx, sig, sig_len, t->signing_input, t->signing_input_len) == 1)
+			rc = 0;
+		EVP_MD_CTX_reset(mctx);
+		return rc;
+	}
 	mctx = EVP_MD_CTX_new();
 	if (!mctx)
 		return JWT_E_NOMEM;
