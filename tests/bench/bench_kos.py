@@ -163,6 +163,57 @@ def haproxy_branches(spec):
     return out
 
 
+def shipped_env(shipped, name):
+    """A `presetenv NAME VALUE` default of conf/haproxy.cfg."""
+    m = re.search(rf"^\s*presetenv\s+{name}\s+(\S+)", shipped, re.M)
+    assert m, f"conf/haproxy.cfg presets no {name}"
+    return m.group(1)
+
+
+def haproxy_head(shipped, up_port, nbthread=None, maxconn=8000):
+    """global/defaults with conf/haproxy.cfg's buffers, and the bench upstream (fe_up answering 200, be_up): what
+    every bench HAProxy config (B, E, pipelining_ab.py) starts with."""
+    nbt = f"    nbthread {nbthread}\n" if nbthread else ""
+    return f"""global
+    maxconn {maxconn}
+{nbt}    # conf/haproxy.cfg's buffers (KOS_BUFSIZE / KOS_MAXREWRITE defaults)
+    tune.bufsize {shipped_env(shipped, "KOS_BUFSIZE")}
+    tune.maxrewrite {shipped_env(shipped, "KOS_MAXREWRITE")}
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 30s
+
+frontend fe_up
+    bind 127.0.0.1:{up_port}
+    http-request return status 200 content-type text/plain string "ok"
+
+backend be_up
+    server up 127.0.0.1:{up_port}
+"""
+
+
+def bench_frontend(name, front, port, engine_conf):
+    """conf/haproxy.cfg's kos_front as shipped, renamed, bound to 127.0.0.1:port, with its SPOE engine config at
+    engine_conf, the API server replaced by the bench upstream (the refusals keep kos_verdict), and no log line."""
+    out = []
+    for line in front.splitlines():
+        s = line.strip()
+        if s.startswith("bind "):
+            line = f"    bind 127.0.0.1:{port}"
+        elif s.startswith("filter spoe engine kos"):
+            line = f"    filter spoe engine kos config {engine_conf}"
+        elif s.startswith(("default_backend", "use_backend")):
+            line = line.replace("kos_apiserver", "be_up")
+        elif s.startswith("log-format"):
+            continue
+        out.append(line)
+    return f"frontend {name}\n" + "\n".join(out) + "\n"
+
+
 def sa_token_like():
     """1,000 bytes shaped like a projected service-account token (header.payload.signature, base64url)."""
     def b64(n, seed):
@@ -422,25 +473,8 @@ class Bench:
             shipped = f.read()
         front = kostest.haproxy_section(shipped, "frontend kos_front")
 
-        def shipped_env(name):
-            m = re.search(rf"^\s*presetenv\s+{name}\s+(\S+)", shipped, re.M)
-            assert m, f"conf/haproxy.cfg presets no {name}"
-            return m.group(1)
-
         def kos_frontend(name, port, engine_conf):
-            out = []
-            for line in front.splitlines():
-                s = line.strip()
-                if s.startswith("bind "):
-                    line = f"    bind 127.0.0.1:{port}"
-                elif s.startswith("filter spoe engine kos"):
-                    line = f"    filter spoe engine kos config {engine_conf}"
-                elif s.startswith(("default_backend", "use_backend")):
-                    line = line.replace("kos_apiserver", "be_up")
-                elif s.startswith("log-format"):
-                    continue
-                out.append(line)
-            return f"frontend {name}\n" + "\n".join(out) + "\n"
+            return bench_frontend(name, front, port, engine_conf)
 
         with open(os.path.join(ROOT, "conf", "spoe-kos.conf")) as f:
             spoe = f.read()
@@ -484,26 +518,7 @@ class Bench:
     http-request send-spoe-group kos kos-auth
     default_backend be_up
 """
-        return f"""global
-    maxconn 8000
-    # conf/haproxy.cfg's buffers (KOS_BUFSIZE / KOS_MAXREWRITE defaults)
-    tune.bufsize {shipped_env("KOS_BUFSIZE")}
-    tune.maxrewrite {shipped_env("KOS_MAXREWRITE")}
-
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout http-keep-alive 30s
-
-frontend fe_up
-    bind 127.0.0.1:{ports['up']}
-    http-request return status 200 content-type text/plain string "ok"
-
-backend be_up
-    server up 127.0.0.1:{ports['up']}
-
+        return haproxy_head(shipped, ports["up"]) + f"""
 frontend fe_b1
     bind 127.0.0.1:{ports['B1']}
     default_backend be_up
@@ -989,43 +1004,10 @@ frontend fe_b1
             sfile = os.path.join(self.tmp, f"spoe-e{i}.conf")
             with open(sfile, "w") as f:
                 f.write(stext)
-            out = []
-            for line in ftext.splitlines():
-                s = line.strip()
-                if s.startswith("bind "):
-                    line = f"    bind 127.0.0.1:{ports[i]}"
-                elif s.startswith("filter spoe engine kos"):
-                    line = f"    filter spoe engine kos config {sfile}"
-                elif s.startswith(("default_backend", "use_backend")):
-                    line = line.replace("kos_apiserver", "be_up")
-                elif s.startswith("log-format"):
-                    continue
-                out.append(line)
-            fronts.append(f"frontend fe_e{i}\n" + "\n".join(out) + "\n")
-        bufsize = re.search(r"^\s*presetenv\s+KOS_BUFSIZE\s+(\S+)", shipped, re.M).group(1)
-        maxrewrite = re.search(r"^\s*presetenv\s+KOS_MAXREWRITE\s+(\S+)", shipped, re.M).group(1)
+            fronts.append(bench_frontend(f"fe_e{i}", ftext, ports[i], sfile))
         cfg = os.path.join(self.tmp, "haproxy-e.cfg")
         with open(cfg, "w") as f:
-            f.write(f"""global
-    nbthread 1
-    maxconn 2000
-    tune.bufsize {bufsize}
-    tune.maxrewrite {maxrewrite}
-
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout http-keep-alive 30s
-
-frontend fe_up
-    bind 127.0.0.1:{ports['up']}
-    http-request return status 200 content-type text/plain string "ok"
-
-backend be_up
-    server up 127.0.0.1:{ports['up']}
-
+            f.write(haproxy_head(shipped, ports["up"], nbthread=1, maxconn=2000) + """
 backend be_agent_e
 """ + agents_body.replace('"${KOS_AGENT}"', agent.addr) + "\n" + self.routed_backends(front, shipped)
                     + "\n".join(fronts))

@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import kosstack  # noqa: E402
 import kostest  # noqa: E402
+import bench_kos  # noqa: E402  (tests/bench: the bench's HAProxy config pieces)
 from issuer import TestIssuer  # noqa: E402
 
 USERS = 200
@@ -109,19 +110,7 @@ def haproxy_cfg(tmp, ports, agent_port, noop_port, nbthread):
     front = kostest.haproxy_section(shipped, "frontend kos_front")
 
     def b4(mode):
-        out = []
-        for line in front.splitlines():
-            s = line.strip()
-            if s.startswith("bind "):
-                line = f"    bind 127.0.0.1:{ports['B4-' + mode]}"
-            elif s.startswith("filter spoe engine kos"):
-                line = f"    filter spoe engine kos config {tmp}/spoe-hit-{mode}.conf"
-            elif s.startswith(("default_backend", "use_backend")):
-                line = line.replace("kos_apiserver", "be_up")  # the refusals keep their kos_verdict
-            elif s.startswith("log-format"):
-                continue
-            out.append(line)
-        return f"frontend fe_b4_{mode}\n" + "\n".join(out) + "\n"
+        return bench_kos.bench_frontend(f"fe_b4_{mode}", front, ports["B4-" + mode], f"{tmp}/spoe-hit-{mode}.conf")
 
     def b3(mode):
         return (f"frontend fe_b3_{mode}\n    bind 127.0.0.1:{ports['B3-' + mode]}\n"
@@ -130,28 +119,7 @@ def haproxy_cfg(tmp, ports, agent_port, noop_port, nbthread):
 
     agents = kostest.haproxy_section(shipped, "backend kos_agents")
     verdict = kostest.haproxy_section(shipped, "backend kos_verdict")
-    bufsize = re.search(r"presetenv\s+KOS_BUFSIZE\s+(\d+)", shipped).group(1)
-    maxrw = re.search(r"presetenv\s+KOS_MAXREWRITE\s+(\d+)", shipped).group(1)
-    nbt = f"    nbthread {nbthread}\n" if nbthread else ""
-    return f"""global
-    maxconn 8000
-{nbt}    tune.bufsize {bufsize}
-    tune.maxrewrite {maxrw}
-
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout http-keep-alive 30s
-
-frontend fe_up
-    bind 127.0.0.1:{ports['up']}
-    http-request return status 200 content-type text/plain string "ok"
-
-backend be_up
-    server up 127.0.0.1:{ports['up']}
-
+    return bench_kos.haproxy_head(shipped, ports["up"], nbthread=nbthread) + f"""
 {b3("off")}
 {b3("on")}
 {b4("off")}
