@@ -154,3 +154,23 @@ def test_agent_server_pools_and_bounds_spop_connections():
     low, cap = re.search(r"\bpool-low-conn (\d+)\b", m.group(1)), re.search(r"\bmaxconn (\d+)\b", m.group(1))
     assert low and int(low.group(1)) >= 16, "kos_agents' server lost its pool-low-conn"
     assert cap and int(low.group(1)) <= int(cap.group(1)) <= 4096, "kos_agents' server lost its maxconn"
+
+
+def test_only_the_verdict_and_the_group_lines_end_the_frontends_rules():
+    """Refusals live in backend kos_verdict (the default backend) and the API server is reached only by use_backend
+    once txn.kos_sa is set, after every check: an `http-request allow` anywhere else in kos_front could skip a
+    check or the header rewrites. The only allows are the verdict's (status not 0 goes to kos_verdict) and the
+    generated group lines, after the group-count 403."""
+    front = kostest.haproxy_section(cfg_text(), "frontend kos_front")
+    lines = [ln.strip() for ln in front.splitlines() if ln.strip().startswith("http-request")]
+    allows = [i for i, ln in enumerate(lines) if ln.startswith("http-request allow")]
+    verdict = "http-request allow unless { var(txn.kos.status) -m str 0 }"
+    assert lines[allows[0]] == verdict, lines[allows[0]]
+    sa = next(i for i, ln in enumerate(lines) if ln.startswith("http-request set-var(txn.kos_sa)"))
+    count = next(i for i, ln in enumerate(lines) if "var(txn.kos.ng) -m int gt" in ln)
+    assert allows[0] < sa < count
+    group = re.compile(r"^http-request allow unless \{ var\(txn\.kos\.g(\d+)\) -m found \}$")
+    rest = allows[1:]
+    assert rest and rest[0] > count
+    assert all(group.match(lines[i]) for i in rest), [lines[i] for i in rest if not group.match(lines[i])]
+    assert [int(group.match(lines[i]).group(1)) for i in rest] == list(range(len(rest)))

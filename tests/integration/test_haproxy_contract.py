@@ -1,5 +1,6 @@
 """conf/haproxy.cfg against a scripted agent (spop_stub.py): every branch of the contract's rules, including the
 verdicts the real agent never gives. Nothing but an explicit, complete allow may reach the API server."""
+import http.client
 import json
 import signal
 
@@ -335,3 +336,23 @@ def test_allow_without_imp_despite_impersonation_headers_is_403(stack):
     st, _, body = get(stack, allow(), headers=[("Impersonate-User", "carol")])
     assert (st, json.loads(body)) == (403, IMPERSONATION)
     assert stack.api_requests() == []
+
+
+def test_verdicts_alternate_on_one_connection(stack):
+    """Routing is per request (the refusals live in backend kos_verdict, the API server is reached by use_backend):
+    on one keep-alive connection a passthrough, a 401, an allow, an agent error and an allow missing its token
+    version each get their own answer, and only the passthrough and the allow reach the API server."""
+    stack.api_reset()
+    conn = http.client.HTTPSConnection("127.0.0.1", stack.front_port, context=stack.ssl_context(), timeout=20)
+    out = []
+    try:
+        for v in [{"status": 5}, {"status": 1}, allow(), {"status": 4}, {"status": 0, "user": "x", "ng": 0}]:
+            conn.putrequest("GET", "/version", skip_accept_encoding=True)
+            conn.putheader("Authorization", "Bearer " + stub_token(v))
+            conn.endheaders()
+            r = conn.getresponse()
+            out.append((r.status, r.read()))
+    finally:
+        conn.close()
+    assert [st for st, _ in out][1:] == [401, 200, 503, 503], out
+    assert [header_values(r["headers"], "Impersonate-User") for r in stack.api_requests()] == [[], ["alice"]]
