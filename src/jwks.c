@@ -122,8 +122,9 @@ static const char *build_rsa(const cJSON *o, jwks_key *k)
 		why = "RSA key shorter than 2048 bits";
 		goto out;
 	}
-	/* e: odd, > 1, at most 32 bits (what Go's crypto/rsa accepts in practice) */
-	if (BN_num_bits(be) > 32 || !BN_is_odd(be) || BN_is_one(be)) {
+	/* e: odd, > 1, at most 2^31 - 1: Go's crypto/rsa refuses a larger E ("public exponent too large"), so the
+	 * API server verifies nothing with such a key and neither may the agent */
+	if (BN_num_bits(be) > 31 || !BN_is_odd(be) || BN_is_one(be)) {
 		why = "RSA exponent unusable";
 		goto out;
 	}

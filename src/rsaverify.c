@@ -88,7 +88,7 @@ int rsaverify_verify(const rsaverify_key *k, bool pss, const struct evp_md_st *m
 struct rsaverify_key {
 	unsigned nv;                        /* 512-bit registers per number: 5, 8 or 10 */
 	size_t nbytes;                      /* k, the modulus in octets */
-	uint32_t e;                         /* public exponent (jwks.c: odd, > 1, at most 32 bits) */
+	uint32_t e;                         /* public exponent (jwks.c: odd, > 1, below 2^31; this code takes 32 bits) */
 	uint64_t k0;                        /* -n^-1 mod 2^52 */
 	uint64_t n[ND_MAX];                 /* modulus, 52-bit digits, zero beyond its length */
 	uint64_t rr[ND_MAX];                /* R^2 mod n */

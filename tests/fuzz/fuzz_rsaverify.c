@@ -1,6 +1,6 @@
 /*
  * fuzz_rsaverify.c — differential fuzzing of the IFMA RSA public operation (rsaverify_public) against
- * OpenSSL's BN_mod_exp: for any modulus size the fast path takes, any exponent jwks.c accepts and any s, the two
+ * OpenSSL's BN_mod_exp: for any modulus size the fast path takes, any odd 32-bit exponent (a superset of what jwks.c admits, which stops at Go's 2^31 - 1) and any s, the two
  * must agree (s < n), or rsaverify must refuse s (s >= n); else abort().
  *
  * Input: bytes 0-1 pick the modulus size, 2048 + (LE16 % 2049) bits (every register count and each boundary

@@ -185,6 +185,10 @@ static const struct kcase {
 	{ "RSA e = 0", "{\"kty\":\"RSA\",\"n\":\"$N\",\"e\":\"AA\"}", 0, "exponent" },
 	{ "RSA e empty", "{\"kty\":\"RSA\",\"n\":\"$N\",\"e\":\"\"}", 0, "exponent" },
 	{ "RSA e of 33 bits", "{\"kty\":\"RSA\",\"n\":\"$N\",\"e\":\"AQAAAAE\"}", 0, "exponent" },
+	/* Go's crypto/rsa refuses E > 2^31 - 1 ("public exponent too large"): the API server verifies nothing with
+	 * such a key, so neither may the agent. */
+	{ "RSA e = 2^31 + 1 (above Go's limit)", "{\"kty\":\"RSA\",\"n\":\"$N\",\"e\":\"gAAAAQ\"}", 0, "exponent" },
+	{ "RSA e = 2^31 - 1 (Go's largest)", "{\"kty\":\"RSA\",\"n\":\"$N\",\"e\":\"f____w\"}", 1, NULL },
 	{ "RSA 1024 bits", "{\"kty\":\"RSA\",\"n\":\"$N1024\",\"e\":\"$E\"}", 0, "shorter than 2048" },
 	{ "RSA n above the size cap", "{\"kty\":\"RSA\",\"n\":\"$NHUGE\",\"e\":\"$E\"}", 0, "too large" },
 	{ "RSA n missing", "{\"kty\":\"RSA\",\"e\":\"$E\"}", 0, "n/e" },
