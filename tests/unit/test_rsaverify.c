@@ -10,7 +10,7 @@
  * - Wycheproof's vectors (tests/fixtures/wycheproof/, extracted by extract.py there): PKCS#1 v1.5 with
  *   RSA-2048/SHA-256 and RSA-4096/SHA-512 keep Wycheproof's verdict and EVP's; PSS (RSA-2048, SHA-256) EVP's with
  *   RSA_PSS_SALTLEN_AUTO, since Wycheproof assumes one salt length and go-jose accepts any; Ed25519 through
- *   jws_verify (the key's copied context) keeps Wycheproof's verdict;
+ *   jws_verify (one key per set: the per-key table path of edverify) keeps Wycheproof's verdict;
  * - several threads on one key;
  * - jws_verify through key sets: RSA and Ed25519 keys of two sets interleaved on one thread, and a kid rotated
  *   to a new key: the old key's tokens are refused, so no context of a departed key is ever used.
@@ -565,7 +565,8 @@ static void test_wycheproof_pss(void **state)
 	wp_rsa_file(WP "rsa_pss_2048_sha256_mgf1_32.txt", true, EVP_sha256());
 }
 
-/* Ed25519 through jws_verify (the key's copied context): Wycheproof's verdict, and EVP's one-shot agrees. */
+/* Ed25519 through jws_verify (one key per set: edverify's table path, not the copied EVP context): Wycheproof's
+ * verdict, and EVP's one-shot agrees. */
 static void wp_ed_one(void *ud, const char *kn, const char *ke, int id, const char *result, const uint8_t *msg,
 		      size_t ml, const uint8_t *sig, size_t sl, const char *flags)
 {
