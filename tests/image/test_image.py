@@ -197,7 +197,8 @@ class ImageStack(Stack):
             # A key of the agent's ConfigMap (KOS_TRUSTED_PROXIES): this test gives the agent no such key, so
             # kubelet would leave the optional variable unset for HAProxy too, and the two agree.
             ref = e["valueFrom"]["configMapKeyRef"]
-            assert ref["name"] == "kube-oidc-spoa-oidc" and ref.get("optional"), e
+            agent_maps = [f["configMapRef"]["name"] for f in self.agent_spec.get("envFrom", []) if "configMapRef" in f]
+            assert ref["name"] in agent_maps and ref.get("optional"), (e, agent_maps)
         for attempt in range(attempts):
             self.front_port = kostest.free_port()
             # KOS_AGENT stays the manifest's unix@ path, on the mounted socket directory.
