@@ -317,27 +317,6 @@ static void key_clear(jwks_key *k)
 	memset(k, 0, sizeof(*k));
 }
 
-/* The optional fast paths of a key that cost little to build (any key of the set): RSA's IFMA verifier and
- * Ed25519's initialised digest-verify context. A failure is not an error: the key verifies through EVP as
- * before. rsaverify does the arithmetic outside the provider layer: where the FIPS provider is the default, RSA
- * stays on EVP so that every verification goes through it. */
-static void prepare_fast(jwks_key *k)
-{
-	if (k->kty == JWKS_KTY_RSA && !EVP_default_properties_is_fips_enabled(NULL)) {
-		rsaverify_key *v = NULL;
-
-		if (rsaverify_new(k->pkey, &v) == 0)
-			k->rsav = v;
-	} else if (k->kty == JWKS_KTY_OKP) {
-		EVP_MD_CTX *c = EVP_MD_CTX_new();
-
-		if (c && EVP_DigestVerifyInit(c, NULL, NULL, NULL, k->pkey) == 1)
-			k->edctx = c;
-		else
-			EVP_MD_CTX_free(c);
-	}
-}
-
 /* Returns NULL and fills k when usable, else a static reason. */
 static const char *build_key(const cJSON *o, jwks_key *k)
 {
@@ -406,21 +385,37 @@ static const char *build_key(const cJSON *o, jwks_key *k)
 	for (int a = 1; !why && a <= JWA_MAX; a++)
 		if (a != JWA_EDDSA && jwks_key_fits(k, a) && !(k->vctx[a] = verify_ctx_new(k, a)))
 			why = "cannot prepare a verify context";
-	if (!why)
-		prepare_fast(k);
 	if (why)
 		key_clear(k);
 	return why;
 }
 
-/* Gives EC key k its precomputed verifier while fewer than JWKS_EC_FAST_MAX keys of the set have one, and an
- * Ed25519 key its tables while fewer than JWKS_ED_FAST_MAX have them. A failure is not an error: the key
- * verifies through EVP, as fast as before. */
-static void prepare_fast_ec(jwks_key *k, size_t *nfast, size_t *nfast_ed)
+/* The optional fast paths of a usable key; a failure is not an error (the key verifies through EVP as before):
+ * - any RSA key: its IFMA verifier (rsaverify.h); any Ed25519 key: an initialised digest-verify context that a
+ *   verification copies instead of initialising one (cheap to build);
+ * - EC keys while fewer than JWKS_EC_FAST_MAX of the set have one: the precomputed verifier (ecverify.h); Ed25519
+ *   keys while fewer than JWKS_ED_FAST_MAX have them: the tables (edverify.h) — milliseconds and tens of KiB each.
+ * rsaverify, ecverify and edverify do the arithmetic outside the provider layer: where the FIPS provider is the
+ * default they are not made, so that every verification goes through it. */
+static void prepare_fast(jwks_key *k, size_t *nfast_ec, size_t *nfast_ed)
 {
+	bool fips = EVP_default_properties_is_fips_enabled(NULL);
+
+	if (k->kty == JWKS_KTY_RSA && !fips) {
+		rsaverify_key *v = NULL;
+
+		if (rsaverify_new(k->pkey, &v) == 0)
+			k->rsav = v;
+	} else if (k->kty == JWKS_KTY_OKP) {
+		EVP_MD_CTX *c = EVP_MD_CTX_new();
+
+		if (c && EVP_DigestVerifyInit(c, NULL, NULL, NULL, k->pkey) == 1)
+			k->edctx = c;
+		else
+			EVP_MD_CTX_free(c);
+	}
 #ifdef KOS_FUZZING
-	(void)k;
-	(void)nfast;
+	(void)nfast_ec;
 	(void)nfast_ed;
 #else
 	ecverify_key *v = NULL;
@@ -428,13 +423,11 @@ static void prepare_fast_ec(jwks_key *k, size_t *nfast, size_t *nfast_ed)
 	uint8_t raw[32];
 	size_t rl = sizeof(raw);
 
-	/* ecverify and edverify do the arithmetic outside the provider layer: where the FIPS provider is the default,
-	 * ES* and EdDSA stay on EVP so that every verification goes through it. */
-	if (EVP_default_properties_is_fips_enabled(NULL))
+	if (fips)
 		return;
-	if (k->kty == JWKS_KTY_EC && *nfast < JWKS_EC_FAST_MAX && ecverify_new(k->pkey, &v) == 0) {
+	if (k->kty == JWKS_KTY_EC && *nfast_ec < JWKS_EC_FAST_MAX && ecverify_new(k->pkey, &v) == 0) {
 		k->ecv = v;
-		(*nfast)++;
+		(*nfast_ec)++;
 	}
 	if (k->kty == JWKS_KTY_OKP && *nfast_ed < JWKS_ED_FAST_MAX &&
 	    EVP_PKEY_get_raw_public_key(k->pkey, raw, &rl) == 1 && rl == 32 && edverify_new(raw, &e) == 0) {
@@ -493,7 +486,7 @@ int jwks_parse(const uint8_t *p, size_t len, jwks_keyset **out, char *err, size_
 		} else {
 			why = build_key(it, &ks->keys[ks->n]);
 			if (!why) {
-				prepare_fast_ec(&ks->keys[ks->n], &nfast, &nfast_ed);
+				prepare_fast(&ks->keys[ks->n], &nfast, &nfast_ed);
 				ks->n++;
 				continue;
 			}
