@@ -214,6 +214,27 @@ def bench_frontend(name, front, port, engine_conf):
     return f"frontend {name}\n" + "\n".join(out) + "\n"
 
 
+def callgrind_instructions(pid, out, fn):
+    """Runs fn() with callgrind's instrumentation on in the (valgrind --instr-atstart=no) process pid whose
+    --callgrind-out-file is out.%p; returns (fn's result, instructions executed meanwhile, every thread)."""
+    def ctl(*what):
+        subprocess.run(["callgrind_control", *what, str(pid)], capture_output=True, timeout=60)
+    for f in glob.glob(f"{out}.{pid}*"):
+        os.unlink(f)
+    ctl("-z")
+    ctl("-i", "on")
+    res = fn()
+    ctl("-i", "off")
+    ctl("-d")
+    ir = 0
+    for f in glob.glob(f"{out}.{pid}*"):
+        with open(f) as fh:
+            for line in fh:
+                if line.startswith(("summary:", "totals:")):
+                    ir += int(line.split()[1])
+    return res, ir
+
+
 def sa_token_like():
     """1,000 bytes shaped like a projected service-account token (header.payload.signature, base64url)."""
     def b64(n, seed):
@@ -705,21 +726,7 @@ frontend fe_b1
             time.sleep(3)  # the spop-checks
             for n in names:
                 self.wrk(ports[n], self.tok["users"], 2)  # warm: connections, SPOE, pools
-                ctl = lambda what: subprocess.run(["callgrind_control", what, str(hap.pid)],  # noqa: E731
-                                                  capture_output=True, timeout=60)
-                for f in glob.glob(f"{out}.{hap.pid}*"):
-                    os.unlink(f)
-                ctl("-z")
-                subprocess.run(["callgrind_control", "-i", "on", str(hap.pid)], capture_output=True, timeout=60)
-                w = self.wrk(ports[n], self.tok["users"], 3)
-                subprocess.run(["callgrind_control", "-i", "off", str(hap.pid)], capture_output=True, timeout=60)
-                ctl("-d")
-                ir = 0
-                for f in glob.glob(f"{out}.{hap.pid}*"):
-                    with open(f) as fh:
-                        for line in fh:
-                            if line.startswith(("summary:", "totals:")):
-                                ir += int(line.split()[1])
+                w, ir = callgrind_instructions(hap.pid, out, lambda: self.wrk(ports[n], self.tok["users"], 3))
                 if w["n"] and not w["bad"]:
                     res[n] = ir / w["n"]
         finally:
@@ -1027,23 +1034,9 @@ backend be_agent_e
             while time.monotonic() < end and self.e_requests(ports[0], users[:20]):
                 time.sleep(0.5)
             self.e_requests(ports[0], users)
-            ctl = lambda *what: subprocess.run(["callgrind_control", *what, str(hap.pid)],  # noqa: E731
-                                               capture_output=True, timeout=60)
             for i, (label, _, _, _) in enumerate(variants):
                 self.e_requests(ports[i], users[:50])  # warm: connection, SPOE, pools
-                for f in glob.glob(f"{out}.{hap.pid}*"):
-                    os.unlink(f)
-                ctl("-z")
-                ctl("-i", "on")
-                bad = self.e_requests(ports[i], users)
-                ctl("-i", "off")
-                ctl("-d")
-                ir = 0
-                for f in glob.glob(f"{out}.{hap.pid}*"):
-                    with open(f) as fh:
-                        for line in fh:
-                            if line.startswith(("summary:", "totals:")):
-                                ir += int(line.split()[1])
+                bad, ir = callgrind_instructions(hap.pid, out, lambda: self.e_requests(ports[i], users))
                 if not bad:
                     res[i] = ir / len(users)
                 else:

@@ -40,40 +40,14 @@ from issuer import TestIssuer  # noqa: E402
 
 USERS = 200
 PIPELINING_OFF = re.compile(r"^\.if version_atleast\(3\.1\)\n\s+no option pipelining\n\.endif\n", re.M)
-PROCS = []
 
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
-def start(cmd, **kw):
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True, **kw)
-    PROCS.append(p)
-    return p
-
-
-def stop_all():
-    for p in reversed(PROCS):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+# Processes, ports and CPU time as the main bench does them.
+start, stop_all, free_port, cpu_s = bench_kos.start, bench_kos.stop_all, bench_kos.free_port, bench_kos.cpu_s
 
 
 def wait_http(url, proc, timeout=30):
